@@ -1,0 +1,116 @@
+"""The application factory: ``create_app(config=None)``.
+
+``config`` (tests, embedding) may hold settings overrides by name, plus ``redis_client`` (a
+ready client, e.g. fakeredis) and ``clock`` (a callable returning UNIX seconds). Settings are
+read here, never at import; a bad or missing one raises ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from authgw.challenges.api import bp as v1
+from authgw.challenges.customers import Customers
+from authgw.challenges.domain import Domain
+from authgw.challenges.lifecycle import Challenges
+from authgw.errors import ApiError, AuthgwError, ConfigError, StoreUnavailable
+from authgw.http import problem_response
+from authgw.ops import bp as ops
+from authgw.ops import install_metrics
+from authgw.settings import Settings, load_settings
+from authgw.store import Store, connect
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 16 * 1024
+HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+              413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited"}
+
+
+@dataclass
+class Gateway:
+    """What the views reach through ``current_app.extensions['authgw']``."""
+
+    settings: Settings
+    store: Store
+    domain: Domain
+    customers: Customers
+    challenges: Challenges
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    config = dict(config or {})
+    client = config.pop("redis_client", None)
+    clock: Callable[[], float] = config.pop("clock", time.time)
+    settings = load_settings(config)
+    if client is None:
+        if not settings.redis_url:
+            raise ConfigError("AUTHGW_REDIS_URL", "is not set (`authgw serve` starts the embedded "
+                              "store when it is not)")
+        client = connect(settings.redis_url, settings.redis_timeout, settings.redis_pool_size)
+
+    app = Flask("authgw")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    store = Store(client, settings.key_prefix)
+    domain = Domain.build(settings, store, clock)
+    customers = Customers(domain)
+    app.extensions["authgw"] = Gateway(settings, store, domain, customers,
+                                       Challenges(domain, customers))
+
+    app.register_blueprint(v1)
+    app.register_blueprint(ops)
+    _register_webhooks(app)
+    install_metrics(app)
+    _register_errors(app)
+    return app
+
+
+def _register_webhooks(app: Flask) -> None:
+    try:
+        from authgw.webhooks.twilio import bp as webhooks
+    except ImportError:
+        return
+    app.register_blueprint(webhooks)
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> Response:
+        headers = {"WWW-Authenticate": 'Bearer realm="authgw"'} if exc.code == "unauthorized" else None
+        return problem_response(exc, headers=headers)
+
+    @app.errorhandler(StoreUnavailable)
+    def store_unavailable(exc: StoreUnavailable) -> Response:
+        return problem_response(code="store_unavailable",
+                                detail="The store cannot be reached; nothing was changed",
+                                headers={"Retry-After": "1"})
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code = HTTP_CODES.get(status)
+        if code is None:
+            code = "validation_error" if 400 <= status < 500 else "internal_error"
+        headers = None
+        if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+            headers = {"Allow": ", ".join(exc.valid_methods)}  # type: ignore[attr-defined]
+        return problem_response(code=code, headers=headers)
+
+    @app.errorhandler(AuthgwError)
+    def domain_error(exc: AuthgwError) -> Response:
+        log.error("unhandled domain error %s", type(exc).__name__)
+        return problem_response(code="internal_error")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        # Never a stack trace in a response; the log has it for the operator.
+        log.exception("unexpected error")
+        return problem_response(code="internal_error")

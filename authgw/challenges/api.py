@@ -1,0 +1,129 @@
+"""The ``/v1`` blueprint for core banking: customers and challenges (API.md)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, g, request
+
+from authgw.auth import authenticate
+from authgw.challenges.customers import Customers
+from authgw.challenges.lifecycle import Challenges
+from authgw.challenges.models import CUSTOMER_ID_RE
+from authgw.errors import ApiError, ValidationFailed
+from authgw.http import as_json, json_body
+
+bp = Blueprint("v1", __name__, url_prefix="/v1")
+
+EVENTS_DEFAULT, EVENTS_MAX = 20, 100
+
+
+def customers() -> Customers:
+    return current_app.extensions["authgw"].customers  # type: ignore[no-any-return]
+
+
+def challenges() -> Challenges:
+    return current_app.extensions["authgw"].challenges  # type: ignore[no-any-return]
+
+
+@bp.before_request
+def require_client() -> None:
+    g.client = authenticate(request.headers.get("Authorization"),
+                            current_app.extensions["authgw"].settings.api_keys)
+
+
+def known_customer(customer_id: str) -> str:
+    """A path's customer id; one that could never exist is simply not found."""
+    if not CUSTOMER_ID_RE.fullmatch(customer_id):
+        raise ApiError("customer_not_found")
+    return customer_id
+
+
+# -- customers ----------------------------------------------------------------------------
+
+
+@bp.put("/customers/<customer_id>")
+def put_customer(customer_id: str) -> Response:
+    customer, _created = customers().put(customer_id, json_body())
+    return as_json(customer)
+
+
+@bp.get("/customers/<customer_id>")
+def get_customer(customer_id: str) -> Response:
+    return as_json(customers().get(known_customer(customer_id)))
+
+
+@bp.delete("/customers/<customer_id>")
+def delete_customer(customer_id: str) -> Response:
+    customers().delete(known_customer(customer_id))
+    return Response(status=204)
+
+
+@bp.post("/customers/<customer_id>/totp")
+def enrol_totp(customer_id: str) -> Response:
+    _empty_body()
+    return as_json(customers().enrol_totp(known_customer(customer_id)), 201)
+
+
+@bp.post("/customers/<customer_id>/totp/confirm")
+def confirm_totp(customer_id: str) -> Response:
+    return as_json(customers().confirm_totp(known_customer(customer_id), json_body()))
+
+
+@bp.delete("/customers/<customer_id>/totp")
+def remove_totp(customer_id: str) -> Response:
+    customers().remove_totp(known_customer(customer_id))
+    return Response(status=204)
+
+
+@bp.post("/customers/<customer_id>/unlock")
+def unlock(customer_id: str) -> Response:
+    _empty_body()
+    return as_json(customers().unlock(known_customer(customer_id), g.client))
+
+
+@bp.get("/customers/<customer_id>/events")
+def events(customer_id: str) -> Response:
+    raw = request.args.get("limit")
+    limit = EVENTS_DEFAULT
+    if raw is not None:
+        if not raw.isdigit() or not 1 <= int(raw) <= EVENTS_MAX:
+            raise ValidationFailed([{"field": "limit",
+                                     "message": f"must be a whole number from 1 to {EVENTS_MAX}"}])
+        limit = int(raw)
+    return as_json({"events": customers().events(known_customer(customer_id), limit)})
+
+
+# -- challenges ---------------------------------------------------------------------------
+
+
+@bp.post("/challenges")
+def create_challenge() -> Response:
+    challenge, _new = challenges().create(g.client, json_body(),
+                                          request.headers.get("Idempotency-Key"))
+    return as_json(challenge, 201)
+
+
+@bp.get("/challenges/<challenge_id>")
+def get_challenge(challenge_id: str) -> Response:
+    return as_json(challenges().get(g.client, challenge_id))
+
+
+@bp.post("/challenges/<challenge_id>/totp")
+def verify_totp(challenge_id: str) -> Response:
+    return as_json(challenges().verify_totp(g.client, challenge_id, json_body()))
+
+
+@bp.post("/challenges/<challenge_id>/consume")
+def consume(challenge_id: str) -> Response:
+    return as_json(challenges().consume(g.client, challenge_id, json_body()))
+
+
+@bp.post("/challenges/<challenge_id>/cancel")
+def cancel(challenge_id: str) -> Response:
+    _empty_body()
+    return as_json(challenges().cancel(g.client, challenge_id))
+
+
+def _empty_body() -> None:
+    """Calls that take no body accept none, or an empty object."""
+    if json_body(optional=True):
+        raise ValidationFailed([{"field": "body", "message": "this call takes no fields"}])

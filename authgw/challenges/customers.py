@@ -1,0 +1,199 @@
+"""Customers: registered phones, TOTP enrolment, the lock, and the event trail.
+
+The lockout rule lives in the scripts that judge a code (``_lib.lua``: ``count_failure``;
+``totp_confirm.lua``): each wrong code adds one to the customer's consecutive failures, the
+threshold locks the customer, a right code on a challenge resets the count, and only
+``unlock`` (the bank's reset procedure) clears the lock.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from authgw.challenges import models
+from authgw.challenges.domain import Domain
+from authgw.challenges.outcomes import expect_ok, pairs, status_of
+from authgw.challenges.phones import PhoneError, registrable
+from authgw.challenges.totp import qr_svg
+from authgw.errors import ApiError, InvalidPhone, StoreUnavailable
+from authgw.keys import CustomerKeys
+
+STALE_RETRIES = 3
+
+
+def render(record: dict[str, str]) -> dict[str, Any]:
+    if record.get("totp"):
+        totp = "active"
+    elif record.get("totp_pending"):
+        totp = "pending"
+    else:
+        totp = "none"
+    return {
+        "customer_id": record["customer_id"],
+        "phones": json.loads(record.get("phones") or "[]"),
+        "totp": totp,
+        "locked": record.get("locked") == "1",
+        "failed_attempts": int(record.get("failed") or 0),
+    }
+
+
+def render_event(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
+    event: dict[str, Any] = {"at": fields.get("at"), "type": fields.get("type"),
+                             "customer_id": fields.get("customer_id")}
+    for name, value in fields.items():
+        if name not in event:
+            event[name] = int(value) if name == "amount" else value
+    event["id"] = entry_id
+    return event
+
+
+class Customers:
+    def __init__(self, domain: Domain) -> None:
+        self.d = domain
+        self.keys = domain.store.keys
+
+    def _keys(self, customer_id: str) -> CustomerKeys:
+        return self.keys.for_customer(customer_id)
+
+    def _context(self, customer_id: str) -> str:
+        """Associated data binding a sealed secret to its customer."""
+        return f"totp:{customer_id}"
+
+    def put(self, customer_id: str, body: Any) -> tuple[dict[str, Any], bool]:
+        """Register or update; returns the customer and whether it was created."""
+        if not isinstance(customer_id, str) or not models.CUSTOMER_ID_RE.fullmatch(customer_id):
+            raise ApiError("validation_error", errors=[
+                {"field": "customer_id", "message": "must be 1-64 of A-Z a-z 0-9 . _ -"}])
+        request = models.parse(models.CustomerPut, body)
+        phones: list[str] = []
+        problems = []
+        for i, raw in enumerate(request.phones):
+            try:
+                e164 = registrable(raw, request.region, self.d.settings.allow_voip)
+            except PhoneError as exc:
+                problems.append({"field": f"phones[{i}]", "message": f"{raw!r} {exc}"})
+                continue
+            if e164 not in phones:
+                phones.append(e164)
+        if problems:
+            raise InvalidPhone(problems)
+
+        keys = self._keys(customer_id)
+        store = self.d.store
+        now = self.d.now()
+        # The phone index is a hint for the webhooks: added before the customer changes and
+        # pruned after, so a crash in between leaves an extra hint (harmless), never a gap.
+        with store.boundary():
+            pipe = store.client.pipeline(transaction=False)
+            for phone in phones:
+                pipe.sadd(self.keys.phone_index(phone), customer_id)
+            pipe.execute()
+        payload = expect_ok(store.run("put_customer", [keys.customer],
+                                      [customer_id, json.dumps(phones), request.region,
+                                       now.iso]))
+        created, previous = payload[0] == 1, json.loads(payload[1])
+        self._drop_hints(customer_id, [p for p in previous if p not in phones])
+        return render(pairs(payload[2:])), created
+
+    def _drop_hints(self, customer_id: str, phones: list[str]) -> None:
+        if not phones:
+            return
+        with self.d.store.boundary():
+            pipe = self.d.store.client.pipeline(transaction=False)
+            for phone in phones:
+                pipe.srem(self.keys.phone_index(phone), customer_id)
+            pipe.execute()
+
+    def get(self, customer_id: str) -> dict[str, Any]:
+        with self.d.store.boundary():
+            record = self.d.store.client.hgetall(self._keys(customer_id).customer)
+        if not record:
+            raise ApiError("customer_not_found")
+        return render(record)
+
+    def delete(self, customer_id: str) -> None:
+        keys = self._keys(customer_id)
+        store = self.d.store
+        for _ in range(STALE_RETRIES):
+            with store.boundary():
+                open_ids = store.client.zrange(keys.open, 0, -1)
+            now = self.d.now()
+            result = store.run(
+                "delete_customer",
+                [keys.customer, keys.open, keys.events, keys.lines,
+                 *(keys.challenge(i) for i in open_ids)],
+                [now.ms, now.iso, self.d.maxlen, self.d.retention_ms, *open_ids],
+            )
+            if status_of(result) != "retry":
+                phones = json.loads(expect_ok(result)[0])
+                self._drop_hints(customer_id, phones)
+                return
+        raise StoreUnavailable("the customer's challenges kept changing")
+
+    def enrol_totp(self, customer_id: str) -> dict[str, str]:
+        secret = self.d.totp.new_secret()
+        sealed = self.d.box.seal(secret, self._context(customer_id))
+        expect_ok(self.d.store.run("totp_enrol", [self._keys(customer_id).customer], [sealed]))
+        uri = self.d.totp.uri(secret, customer_id)
+        return {"secret": secret, "otpauth_uri": uri, "qr_svg": qr_svg(uri)}
+
+    def confirm_totp(self, customer_id: str, body: Any) -> dict[str, Any]:
+        code = models.parse(models.CodeBody, body).code
+        keys = self._keys(customer_id)
+        for _ in range(STALE_RETRIES):
+            with self.d.store.boundary():
+                sealed = self.d.store.client.hget(keys.customer, "totp_pending") or ""
+            now = self.d.now()
+            steps = self._steps(sealed, customer_id, code, now.seconds)
+            result = self.d.store.run(
+                "totp_confirm", [keys.customer, keys.events],
+                [now.iso, self.d.maxlen, self.d.settings.lockout_threshold, sealed, steps])
+            if status_of(result) != "stale":
+                return render(pairs(expect_ok(result)))
+        raise StoreUnavailable("the TOTP enrolment kept changing")
+
+    def _steps(self, sealed: str, customer_id: str, code: str, now: float) -> str:
+        """The matching steps as the scripts take them; none when there is no secret."""
+        if not sealed:
+            return ""
+        try:
+            secret = self.d.box.open(sealed, self._context(customer_id))
+        except ValueError as exc:
+            # A secret no configured key opens: fail closed, loudly.
+            raise StoreUnavailable("a TOTP secret cannot be decrypted") from exc
+        return ",".join(str(s) for s in self.d.totp.matching_steps(secret, code, now))
+
+    def remove_totp(self, customer_id: str) -> None:
+        keys = self._keys(customer_id)
+        expect_ok(self.d.store.run("totp_remove", [keys.customer, keys.events],
+                                   [self.d.now().iso, self.d.maxlen]))
+
+    def unlock(self, customer_id: str, client: str) -> dict[str, Any]:
+        keys = self._keys(customer_id)
+        result = self.d.store.run("unlock", [keys.customer, keys.events],
+                                  [self.d.now().iso, self.d.maxlen, client])
+        return render(pairs(expect_ok(result)))
+
+    def events(self, customer_id: str, limit: int) -> list[dict[str, Any]]:
+        keys = self._keys(customer_id)
+        store = self.d.store
+        now = self.d.now()
+        with store.boundary():
+            pipe = store.client.pipeline(transaction=False)
+            pipe.exists(keys.customer)
+            pipe.zrangebyscore(keys.open, "-inf", now.ms)
+            pipe.xrevrange(keys.events, count=limit)
+            exists, due, entries = pipe.execute()
+        if not exists:
+            raise ApiError("customer_not_found")
+        if due:
+            # Challenges whose time is up but that nobody touched since: settle them so the
+            # trail shows their expiry, then read it again.
+            expect_ok(store.run("expire_due",
+                                [keys.open, keys.events, keys.lines,
+                                 *(keys.challenge(i) for i in due)],
+                                [now.ms, self.d.maxlen, *due]))
+            with store.boundary():
+                entries = store.client.xrevrange(keys.events, count=limit)
+        return [render_event(entry_id, fields) for entry_id, fields in entries]

@@ -1,0 +1,61 @@
+"""What every operation of the domain works with: settings, store, clock, TOTP, secrets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from authgw.challenges.totp import TotpPolicy
+from authgw.secretbox import SecretBox
+from authgw.settings import Settings
+from authgw.store import Store
+
+
+def rfc3339(ms: int) -> str:
+    """UTC, millisecond precision: ``2026-11-22T13:47:51.123Z``."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+@dataclass(frozen=True)
+class Now:
+    ms: int
+
+    @property
+    def seconds(self) -> float:
+        return self.ms / 1000
+
+    @property
+    def iso(self) -> str:
+        return rfc3339(self.ms)
+
+
+@dataclass
+class Domain:
+    settings: Settings
+    store: Store
+    clock: Callable[[], float]
+    box: SecretBox
+    totp: TotpPolicy
+
+    @classmethod
+    def build(cls, settings: Settings, store: Store, clock: Callable[[], float]) -> Domain:
+        return cls(
+            settings=settings,
+            store=store,
+            clock=clock,
+            box=SecretBox(settings.secret_keys),
+            totp=TotpPolicy(settings.totp_issuer, settings.totp_digits, settings.totp_period,
+                            settings.totp_algorithm),
+        )
+
+    def now(self) -> Now:
+        return Now(int(self.clock() * 1000))
+
+    @property
+    def retention_ms(self) -> int:
+        return self.settings.record_retention_seconds * 1000
+
+    @property
+    def maxlen(self) -> int:
+        return self.settings.events_max_per_customer

@@ -1,0 +1,201 @@
+"""The challenge lifecycle: create, read, verify by TOTP, consume, cancel.
+
+    pending ──▶ verified ──▶ consumed
+       ├──▶ failed      (attempts used up)
+       ├──▶ denied      (the customer said no on the phone)
+       ├──▶ cancelled   (the client, a newer challenge on the same number, or deletion)
+       └──▶ expired     (time up; a verified challenge not consumed in time expires too)
+
+Each arrow is one Lua script (``lua/``), run as one atomic step on the customer's slot. A
+status is settled lazily: the first script to touch a challenge past its time turns it
+``expired`` and writes the event, so no sweeper is needed and Redis's TTL drops the record
+once the retention period has passed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from typing import Any
+
+from authgw.challenges import models
+from authgw.challenges.customers import Customers
+from authgw.challenges.domain import Domain, rfc3339
+from authgw.challenges.outcomes import expect_ok, pairs, status_of
+from authgw.challenges.phones import display
+from authgw.errors import ApiError, StoreUnavailable, ValidationFailed
+from authgw.keys import new_challenge_id, tag_of_challenge
+
+STALE_RETRIES = 3
+IDEMPOTENCY_KEY_MAX = 255
+
+
+def transaction_digest(customer_id: str, kind: str, amount: int, currency: str,
+                       payee: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of the transaction (API.md), lowercase hex."""
+    return hashlib.sha256(models.canonical_json({
+        "amount": amount, "currency": currency, "customer_id": customer_id,
+        "kind": kind, "payee": payee,
+    })).hexdigest()
+
+
+def render(challenge_id: str, record: dict[str, str], *, as_created: bool = False) -> dict[str, Any]:
+    """The contract's challenge object; ``as_created`` gives it as the first response was."""
+    doc = json.loads(record["doc"])
+    out: dict[str, Any] = {
+        "id": challenge_id,
+        "status": "pending" if as_created else record["status"],
+        "customer_id": record["customer_id"],
+        "kind": doc["kind"],
+        "amount": doc["amount"],
+        "currency": doc["currency"],
+        "payee": doc["payee"],
+        "methods": json.loads(record["methods"]),
+    }
+    if record.get("line"):
+        callback = {"number": record["line"], "display": display(record["line"])}
+        if record.get("code"):
+            callback["code"] = record["code"]
+        out["callback"] = callback
+    out.update({
+        "transaction_digest": doc["transaction_digest"],
+        "attempts_left": doc["attempts"] if as_created else max(int(record["attempts"]), 0),
+        "created_at": doc["created_at"],
+        "expires_at": doc["expires_at"],
+        "verified_by": None if as_created else record.get("verified_by"),
+        "verified_at": None if as_created else record.get("verified_at"),
+    })
+    return out
+
+
+class Challenges:
+    def __init__(self, domain: Domain, customers: Customers) -> None:
+        self.d = domain
+        self.customers = customers
+        self.keys = domain.store.keys
+
+    # -- creation -------------------------------------------------------------------------
+
+    def create(self, client: str, body: Any, idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
+        """Create a challenge; returns it and whether it is new (False: an idempotent replay)."""
+        request, payee = models.parse_challenge(body)
+        settings = self.d.settings
+        store = self.d.store
+        keys = self.keys.for_customer(request.customer_id)
+
+        request_hash = ""
+        claim_key = ""
+        if idempotency_key is not None:
+            if not 1 <= len(idempotency_key) <= IDEMPOTENCY_KEY_MAX or not idempotency_key.isprintable():
+                raise ValidationFailed([{"field": "Idempotency-Key",
+                                         "message": "must be 1-255 printable characters"}])
+            key_digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+            request_hash = hashlib.sha256(models.canonical_json(body)).hexdigest()
+            claim_key = self.keys.idempotency_claim(client, key_digest)
+            # The claim is client-wide (its own slot); the customer-side record, written with
+            # the challenge, makes the creation itself idempotent.
+            expect_ok(store.run("idempotency_claim", [claim_key],
+                                [request_hash, self.d.retention_ms + request.ttl_seconds * 1000]))
+            idem_key = keys.idempotency(client, key_digest)
+
+        now = self.d.now()
+        challenge_id = new_challenge_id(request.customer_id)
+        expires_ms = now.ms + request.ttl_seconds * 1000
+        mode = settings.callback_mode
+        code = ""
+        if mode == "code":
+            code = "".join(secrets.choice("0123456789") for _ in range(settings.callback_code_digits))
+        doc = {
+            "kind": request.kind, "amount": request.amount, "currency": request.currency,
+            "payee": payee,
+            "transaction_digest": transaction_digest(request.customer_id, request.kind,
+                                                     request.amount, request.currency, payee),
+            "created_at": now.iso, "expires_at": rfc3339(expires_ms),
+            "attempts": settings.challenge_attempts, "callback_mode": mode,
+        }
+        doc_json = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+        methods_json = json.dumps(request.methods) if request.methods is not None else ""
+        base_keys = [keys.customer, keys.open, keys.events, keys.lines, keys.challenge(challenge_id)]
+        if request_hash:
+            base_keys.append(idem_key)
+        supersede = ""
+        for _ in range(STALE_RETRIES):
+            call_keys = base_keys + ([keys.challenge(supersede)] if supersede else [])
+            result = store.run("create_challenge", call_keys, [
+                now.ms, now.iso, self.d.maxlen,
+                expires_ms - now.ms + self.d.retention_ms,
+                challenge_id, client, request.customer_id, doc_json, methods_json,
+                settings.challenge_attempts, expires_ms, doc["expires_at"], request_hash,
+                json.dumps(list(settings.callback_numbers)), supersede, code, self.d.retention_ms,
+            ])
+            status = status_of(result)
+            if status == "supersede":
+                supersede = result[1]
+                continue
+            if status == "replay":
+                return self._read(client, result[1], as_created=True), False
+            methods_out, line = expect_ok(result)
+            record = {"customer_id": request.customer_id, "doc": doc_json, "methods": methods_out,
+                      "status": "pending", "attempts": str(settings.challenge_attempts)}
+            if line:
+                record["line"] = line
+                if code:
+                    record["code"] = code
+            return render(challenge_id, record), True
+        raise StoreUnavailable("the designated numbers kept changing")
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def _challenge_keys(self, challenge_id: str) -> tuple[Any, str]:
+        tag = tag_of_challenge(challenge_id)
+        if tag is None:
+            raise ApiError("challenge_not_found")
+        keys = self.keys.for_tag(tag)
+        return keys, keys.challenge(challenge_id)
+
+    def _read(self, client: str, challenge_id: str, *, as_created: bool = False) -> dict[str, Any]:
+        keys, ch = self._challenge_keys(challenge_id)
+        now = self.d.now()
+        result = self.d.store.run("read_challenge", [ch, keys.open, keys.events, keys.lines],
+                                  [now.ms, self.d.maxlen, client, challenge_id])
+        return render(challenge_id, pairs(expect_ok(result)), as_created=as_created)
+
+    def get(self, client: str, challenge_id: str) -> dict[str, Any]:
+        return self._read(client, challenge_id)
+
+    # -- transitions ----------------------------------------------------------------------
+
+    def verify_totp(self, client: str, challenge_id: str, body: Any) -> dict[str, Any]:
+        code = models.parse(models.CodeBody, body).code
+        keys, ch = self._challenge_keys(challenge_id)
+        store = self.d.store
+        for _ in range(STALE_RETRIES):
+            with store.boundary():
+                customer_id, sealed = store.client.hmget(keys.customer, ["customer_id", "totp"])
+            now = self.d.now()
+            steps = self.customers._steps(sealed or "", customer_id or "", code, now.seconds)
+            result = store.run(
+                "verify_totp", [ch, keys.customer, keys.open, keys.events, keys.lines],
+                [now.ms, now.iso, self.d.maxlen, self.d.retention_ms, client,
+                 self.d.settings.lockout_threshold, sealed or "", steps, challenge_id])
+            if status_of(result) != "stale":
+                return render(challenge_id, pairs(expect_ok(result, counts_attempts=True)))
+        raise StoreUnavailable("the TOTP secret kept changing")
+
+    def consume(self, client: str, challenge_id: str, body: Any) -> dict[str, Any]:
+        digest = models.parse(models.ConsumeBody, body).transaction_digest
+        keys, ch = self._challenge_keys(challenge_id)
+        now = self.d.now()
+        result = self.d.store.run("consume", [ch, keys.open, keys.events, keys.lines],
+                                  [now.ms, now.iso, self.d.maxlen, self.d.retention_ms, client,
+                                   digest, challenge_id])
+        return render(challenge_id, pairs(expect_ok(result)))
+
+    def cancel(self, client: str, challenge_id: str) -> dict[str, Any]:
+        keys, ch = self._challenge_keys(challenge_id)
+        now = self.d.now()
+        result = self.d.store.run("cancel", [ch, keys.open, keys.events, keys.lines],
+                                  [now.ms, now.iso, self.d.maxlen, self.d.retention_ms, client,
+                                   challenge_id])
+        return render(challenge_id, pairs(expect_ok(result)))

@@ -1,0 +1,106 @@
+-- Shared prelude, placed in front of every script by authgw.store.load_scripts.
+-- Helpers only: no key names are built here; every key arrives in KEYS.
+
+-- Append one event to a customer's stream. `extra` is a flat list of name, value pairs;
+-- empty values are left out.
+local function add_event(events_key, maxlen, at, etype, customer_id, extra)
+  local fields = {'at', at, 'type', etype, 'customer_id', customer_id}
+  if extra then
+    for i = 1, #extra, 2 do
+      local value = extra[i + 1]
+      if value ~= nil and value ~= false and value ~= '' then
+        fields[#fields + 1] = extra[i]
+        fields[#fields + 1] = tostring(value)
+      end
+    end
+  end
+  redis.call('XADD', events_key, 'MAXLEN', '~', maxlen, '*', unpack(fields))
+end
+
+-- A lines entry is '<created ms>|<challenge id>'; returns both (0, nil for none).
+local function line_holder(value)
+  if not value then return 0, nil end
+  local created, id = string.match(value, '^(%d+)|(.*)$')
+  return tonumber(created), id
+end
+
+-- Free a challenge's designated number once it is no longer pending.
+local function release_line(ch_key, lines_key, id)
+  local line = redis.call('HGET', ch_key, 'line')
+  if line then
+    local _, holder = line_holder(redis.call('HGET', lines_key, line))
+    if holder == id then redis.call('HDEL', lines_key, line) end
+  end
+end
+
+-- End an open challenge: set its final status, take it off the open set and its line,
+-- and keep the record for `keep_ms` from now.
+local function end_challenge(ch_key, open_key, lines_key, id, status, ended_at, keep_ms)
+  redis.call('HSET', ch_key, 'status', status, 'ended_at', ended_at)
+  redis.call('ZREM', open_key, id)
+  release_line(ch_key, lines_key, id)
+  redis.call('PEXPIRE', ch_key, keep_ms)
+end
+
+-- The challenge's status as of now_ms. A pending or verified challenge whose time is up
+-- becomes `expired` here, once, with its event dated at the moment it expired; the record's
+-- TTL, set at creation, already keeps it readable for the retention period after that.
+local function settle(ch_key, open_key, events_key, lines_key, maxlen, now_ms, id)
+  local status = redis.call('HGET', ch_key, 'status')
+  if (status == 'pending' or status == 'verified')
+      and now_ms >= tonumber(redis.call('HGET', ch_key, 'exp')) then
+    local exp_at = redis.call('HGET', ch_key, 'exp_at')
+    redis.call('HSET', ch_key, 'status', 'expired', 'ended_at', exp_at)
+    redis.call('ZREM', open_key, id)
+    release_line(ch_key, lines_key, id)
+    add_event(events_key, maxlen, exp_at, 'challenge.expired',
+              redis.call('HGET', ch_key, 'customer_id'), {'challenge_id', id})
+    return 'expired'
+  end
+  return status
+end
+
+-- Count one wrong code: against the challenge's attempts and the customer's consecutive
+-- failures, locking the customer at the threshold and failing the challenge when its
+-- attempts are used up. Returns attempts left and whether the customer is now locked.
+local function count_failure(ch_key, cust_key, open_key, events_key, lines_key, maxlen,
+                             now_iso, keep_ms, threshold, id, customer_id, method)
+  local attempts = redis.call('HINCRBY', ch_key, 'attempts', -1)
+  local failed = redis.call('HINCRBY', cust_key, 'failed', 1)
+  add_event(events_key, maxlen, now_iso, 'challenge.failed_attempt', customer_id,
+            {'challenge_id', id, 'method', method})
+  local locked = 0
+  if failed >= threshold and redis.call('HGET', cust_key, 'locked') ~= '1' then
+    redis.call('HSET', cust_key, 'locked', '1', 'locked_at', now_iso)
+    add_event(events_key, maxlen, now_iso, 'customer.locked', customer_id, {'challenge_id', id})
+    locked = 1
+  elseif redis.call('HGET', cust_key, 'locked') == '1' then
+    locked = 1
+  end
+  if attempts <= 0 then
+    end_challenge(ch_key, open_key, lines_key, id, 'failed', now_iso, keep_ms)
+    add_event(events_key, maxlen, now_iso, 'challenge.failed', customer_id,
+              {'challenge_id', id, 'method', method})
+  end
+  return attempts, locked
+end
+
+-- The smallest accepted time step later than the customer's last accepted one, or nil.
+-- `steps` is a comma-separated list of the steps whose code matched (computed by the caller).
+local function fresh_step(cust_key, steps)
+  local last = tonumber(redis.call('HGET', cust_key, 'last_step') or '-1')
+  local best = nil
+  for s in string.gmatch(steps, '[^,]+') do
+    local step = tonumber(s)
+    if step > last and (best == nil or step < best) then best = step end
+  end
+  return best
+end
+
+local function has_method(ch_key, method)
+  local methods = cjson.decode(redis.call('HGET', ch_key, 'methods'))
+  for _, m in ipairs(methods) do
+    if m == method then return true end
+  end
+  return false
+end

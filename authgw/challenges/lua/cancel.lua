@@ -1,0 +1,16 @@
+-- cancel: end a pending challenge at the client's request.
+--
+-- KEYS[1] challenge hash   KEYS[2] open zset   KEYS[3] events stream   KEYS[4] lines hash
+-- ARGV[1] now (ms)   ARGV[2] now (RFC 3339)   ARGV[3] events max length   ARGV[4] retention (ms)
+-- ARGV[5] client     ARGV[6] challenge id
+--
+-- Returns {'ok', challenge field, value, ...}, {'challenge_not_found'}, {'challenge_not_pending'}.
+local ch, open, events, lines = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local id = ARGV[6]
+if redis.call('HGET', ch, 'client') ~= ARGV[5] then return {'challenge_not_found'} end
+local status = settle(ch, open, events, lines, ARGV[3], tonumber(ARGV[1]), id)
+if status ~= 'pending' then return {'challenge_not_pending'} end
+end_challenge(ch, open, lines, id, 'cancelled', ARGV[2], tonumber(ARGV[4]))
+add_event(events, ARGV[3], ARGV[2], 'challenge.cancelled', redis.call('HGET', ch, 'customer_id'),
+          {'challenge_id', id})
+return {'ok', unpack(redis.call('HGETALL', ch))}

@@ -1,0 +1,108 @@
+-- create_challenge: create a pending challenge for a customer, idempotently.
+--
+-- KEYS[1] customer hash      KEYS[2] open zset      KEYS[3] events stream
+-- KEYS[4] lines hash         KEYS[5] the new challenge's hash
+-- KEYS[6] idempotency record (only when ARGV[13] ~= '')
+-- KEYS[7] the challenge to supersede (only when ARGV[15] ~= '')
+-- ARGV[1] now (ms)           ARGV[2] now (RFC 3339)      ARGV[3] events max length
+-- ARGV[4] record TTL (ms: time to expiry + retention)
+-- ARGV[5] challenge id       ARGV[6] client              ARGV[7] customer id
+-- ARGV[8] immutable document (JSON)
+-- ARGV[9] requested methods (JSON array, '' for every usable one)
+-- ARGV[10] attempts          ARGV[11] expires (ms)       ARGV[12] expires (RFC 3339)
+-- ARGV[13] request hash for the idempotency record, '' without one
+-- ARGV[14] designated numbers of the pool (JSON array)
+-- ARGV[15] id of the challenge to supersede, '' for none
+-- ARGV[16] code for code mode ('' otherwise)   ARGV[17] retention (ms)
+--
+-- Returns {'ok', methods JSON, line}, {'replay', id}, {'supersede', id of the oldest holder},
+-- {'idempotency_conflict'}, {'customer_not_found'}, {'customer_locked'},
+-- {'method_unavailable'}.
+local cust, open, events, lines, ch = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local now_ms = tonumber(ARGV[1])
+local now_iso, maxlen, record_ttl = ARGV[2], ARGV[3], ARGV[4]
+local id, client, customer_id = ARGV[5], ARGV[6], ARGV[7]
+local request_hash, supersede_id = ARGV[13], ARGV[15]
+local idem = nil
+if request_hash ~= '' then idem = KEYS[6] end
+
+if idem then
+  local previous = redis.call('GET', idem)
+  if previous then
+    local hash, previous_id = string.match(previous, '^([^|]*)|(.*)$')
+    if hash ~= request_hash then return {'idempotency_conflict'} end
+    return {'replay', previous_id}
+  end
+end
+
+if redis.call('EXISTS', cust) == 0 then return {'customer_not_found'} end
+if redis.call('HGET', cust, 'locked') == '1' then return {'customer_locked'} end
+
+local pool = cjson.decode(ARGV[14])
+local usable = {}
+local phones = cjson.decode(redis.call('HGET', cust, 'phones') or '[]')
+usable['callback'] = #phones > 0 and #pool > 0
+usable['totp'] = (redis.call('HGET', cust, 'totp') or '') ~= ''
+
+local requested
+if ARGV[9] == '' then requested = {'callback', 'totp'} else requested = cjson.decode(ARGV[9]) end
+local methods = {}
+local wants_callback = false
+for _, m in ipairs(requested) do
+  if usable[m] then
+    methods[#methods + 1] = m
+    if m == 'callback' then wants_callback = true end
+  end
+end
+if #methods == 0 then return {'method_unavailable'} end
+
+-- A designated number on which this customer has no other pending challenge, so that one
+-- call maps to exactly one transaction. When the pool is used up for this customer, the
+-- caller is told which challenge holds a number longest, and calls again to supersede it.
+local line = ''
+if wants_callback then
+  if supersede_id ~= '' then
+    local old = KEYS[#KEYS]
+    local old_line = redis.call('HGET', old, 'line')
+    local _, old_holder = line_holder(redis.call('HGET', lines, old_line or ''))
+    if old_line and old_holder == supersede_id
+        and redis.call('HGET', old, 'status') == 'pending' then
+      end_challenge(old, open, lines, supersede_id, 'cancelled', now_iso, tonumber(ARGV[17]))
+      add_event(events, maxlen, now_iso, 'challenge.cancelled', customer_id,
+                {'challenge_id', supersede_id, 'reason', 'superseded'})
+    end
+  end
+  local oldest, oldest_created = nil, nil
+  for _, number in ipairs(pool) do
+    local holder = redis.call('HGET', lines, number)
+    local _, holder_id = line_holder(holder)
+    local score = holder and redis.call('ZSCORE', open, holder_id)
+    if not holder or not score or tonumber(score) <= now_ms then
+      line = number
+      break
+    end
+    local created, holder_id = line_holder(holder)
+    if oldest == nil or created < oldest_created then
+      oldest, oldest_created = holder_id, created
+    end
+  end
+  if line == '' then return {'supersede', oldest} end
+end
+
+redis.call('HSET', ch,
+  'customer_id', customer_id, 'client', client, 'doc', ARGV[8],
+  'methods', cjson.encode(methods), 'status', 'pending', 'attempts', ARGV[10],
+  'exp', ARGV[11], 'exp_at', ARGV[12], 'created_ms', ARGV[1])
+if line ~= '' then
+  redis.call('HSET', ch, 'line', line)
+  redis.call('HSET', lines, line, ARGV[1] .. '|' .. id)
+  if ARGV[16] ~= '' then redis.call('HSET', ch, 'code', ARGV[16]) end
+end
+redis.call('PEXPIRE', ch, record_ttl)
+redis.call('ZADD', open, ARGV[11], id)
+if idem then redis.call('SET', idem, request_hash .. '|' .. id, 'PX', record_ttl) end
+local doc = cjson.decode(ARGV[8])
+add_event(events, maxlen, now_iso, 'challenge.created', customer_id,
+          {'challenge_id', id, 'kind', doc['kind'], 'amount', doc['amount'],
+           'method', table.concat(methods, ',')})
+return {'ok', cjson.encode(methods), line}

@@ -1,0 +1,34 @@
+-- totp_confirm: activate the pending TOTP secret with a code from it. A wrong code counts as
+-- a failure like any other; a right one does not reset the failure count (a new secret must
+-- not, NIST SP 800-63B-4), and its step is recorded so the code cannot be replayed.
+--
+-- KEYS[1] customer hash   KEYS[2] events stream
+-- ARGV[1] now (RFC 3339)  ARGV[2] events max length   ARGV[3] lockout threshold
+-- ARGV[4] the pending ciphertext the caller computed codes with
+-- ARGV[5] comma-separated time steps whose code matched ('' for none)
+--
+-- Returns {'ok', customer field, value, ...}, {'invalid_code', failures, locked 0|1}, {'stale'}, {'customer_not_found'},
+-- {'customer_locked'}, {'no_pending_enrolment'}.
+local cust, events = KEYS[1], KEYS[2]
+local now_iso, maxlen = ARGV[1], ARGV[2]
+if redis.call('EXISTS', cust) == 0 then return {'customer_not_found'} end
+local customer_id = redis.call('HGET', cust, 'customer_id')
+if redis.call('HGET', cust, 'locked') == '1' then return {'customer_locked'} end
+local pending = redis.call('HGET', cust, 'totp_pending') or ''
+if pending == '' then return {'no_pending_enrolment'} end
+if pending ~= ARGV[4] then return {'stale'} end
+local step = fresh_step(cust, ARGV[5])
+if step then
+  redis.call('HSET', cust, 'totp', pending, 'last_step', step)
+  redis.call('HDEL', cust, 'totp_pending')
+  add_event(events, maxlen, now_iso, 'totp.enrolled', customer_id, {'method', 'totp'})
+  return {'ok', unpack(redis.call('HGETALL', cust))}
+end
+local failed = redis.call('HINCRBY', cust, 'failed', 1)
+local locked = 0
+if failed >= tonumber(ARGV[3]) then
+  redis.call('HSET', cust, 'locked', '1', 'locked_at', now_iso)
+  add_event(events, maxlen, now_iso, 'customer.locked', customer_id, {'method', 'totp'})
+  locked = 1
+end
+return {'invalid_code', failed, locked}

@@ -1,0 +1,15 @@
+-- totp_remove: erase the customer's TOTP secrets, active and pending.
+--
+-- KEYS[1] customer hash   KEYS[2] events stream
+-- ARGV[1] now (RFC 3339)  ARGV[2] events max length
+--
+-- Returns {'ok'} or {'customer_not_found'}.
+local cust = KEYS[1]
+if redis.call('EXISTS', cust) == 0 then return {'customer_not_found'} end
+local had = (redis.call('HGET', cust, 'totp') or '') ~= ''
+  or (redis.call('HGET', cust, 'totp_pending') or '') ~= ''
+redis.call('HDEL', cust, 'totp', 'totp_pending')
+if had then
+  add_event(KEYS[2], ARGV[2], ARGV[1], 'totp.removed', redis.call('HGET', cust, 'customer_id'), {})
+end
+return {'ok'}

@@ -1,0 +1,16 @@
+-- unlock: the bank's reset procedure: clear the lock and the consecutive-failure count.
+--
+-- KEYS[1] customer hash   KEYS[2] events stream
+-- ARGV[1] now (RFC 3339)  ARGV[2] events max length   ARGV[3] client that unlocked
+--
+-- Returns {'ok', customer field, value, ...} or {'customer_not_found'}.
+local cust = KEYS[1]
+if redis.call('EXISTS', cust) == 0 then return {'customer_not_found'} end
+local was_locked = redis.call('HGET', cust, 'locked') == '1'
+redis.call('HSET', cust, 'locked', 0, 'failed', 0)
+redis.call('HDEL', cust, 'locked_at')
+if was_locked then
+  add_event(KEYS[2], ARGV[2], ARGV[1], 'customer.unlocked', redis.call('HGET', cust, 'customer_id'),
+            {'by', ARGV[3]})
+end
+return {'ok', unpack(redis.call('HGETALL', cust))}

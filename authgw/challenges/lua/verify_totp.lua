@@ -1,0 +1,41 @@
+-- verify_totp: judge a TOTP code for a challenge, counting failures and refusing replays.
+--
+-- KEYS[1] challenge hash   KEYS[2] customer hash   KEYS[3] open zset
+-- KEYS[4] events stream    KEYS[5] lines hash
+-- ARGV[1] now (ms)   ARGV[2] now (RFC 3339)   ARGV[3] events max length   ARGV[4] retention (ms)
+-- ARGV[5] client     ARGV[6] lockout threshold
+-- ARGV[7] the TOTP ciphertext the caller computed codes with ('' if it found none)
+-- ARGV[8] comma-separated time steps whose code matched ('' for none)
+-- ARGV[9] challenge id
+--
+-- Returns {'ok', challenge field, value, ...}, {'invalid_code', attempts left, locked 0|1}, {'stale'} (the secret changed
+-- since the caller read it: read again), {'challenge_not_found'}, {'challenge_expired'},
+-- {'challenge_not_pending'}, {'customer_locked'}, {'method_unavailable'}.
+local ch, cust, open, events, lines = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local now_ms, now_iso, maxlen, keep_ms = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
+local id = ARGV[9]
+
+if redis.call('HGET', ch, 'client') ~= ARGV[5] then return {'challenge_not_found'} end
+local customer_id = redis.call('HGET', ch, 'customer_id')
+local status = settle(ch, open, events, lines, maxlen, now_ms, id)
+if not has_method(ch, 'totp') then return {'method_unavailable'} end
+if status == 'expired' then return {'challenge_expired'} end
+if status ~= 'pending' then return {'challenge_not_pending'} end
+if redis.call('EXISTS', cust) == 0 then return {'challenge_not_pending'} end
+if redis.call('HGET', cust, 'locked') == '1' then return {'customer_locked'} end
+local secret = redis.call('HGET', cust, 'totp') or ''
+if secret == '' then return {'method_unavailable'} end
+if secret ~= ARGV[7] then return {'stale'} end
+
+local step = fresh_step(cust, ARGV[8])
+if step then
+  redis.call('HSET', ch, 'status', 'verified', 'verified_by', 'totp', 'verified_at', now_iso)
+  release_line(ch, lines, id)
+  redis.call('HSET', cust, 'last_step', step, 'failed', 0)
+  add_event(events, maxlen, now_iso, 'challenge.verified', customer_id,
+            {'challenge_id', id, 'method', 'totp'})
+  return {'ok', unpack(redis.call('HGETALL', ch))}
+end
+local attempts, locked = count_failure(ch, cust, open, events, lines, maxlen, now_iso, keep_ms,
+                                       tonumber(ARGV[6]), id, customer_id, 'totp')
+return {'invalid_code', attempts, locked}

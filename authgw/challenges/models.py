@@ -1,0 +1,200 @@
+"""Request and response models of ``/v1``: they validate input and generate the OpenAPI document.
+
+Types are strict (``"100"`` is no integer, ``1.0`` is no integer, ``true`` is no string) and
+unknown fields are refused. ``parse(model, data)`` turns pydantic's errors into the contract's
+``validation_error`` with one entry per field, named as a client would write it (``payee.name``,
+``phones[0]``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from authgw.errors import ValidationFailed
+
+CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+CUSTOMER_ID_RE = re.compile(CUSTOMER_ID_PATTERN)
+PAYEE_MAX_BYTES = 2048
+
+CustomerId = Annotated[str, StringConstraints(pattern=CUSTOMER_ID_PATTERN)]
+Digits = Annotated[str, StringConstraints(pattern=r"^[0-9]+$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class CustomerPut(Strict):
+    phones: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        min_length=1, max_length=5, description="1 to 5 phones, any format libphonenumber parses"
+    )
+    region: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] = Field(
+        default="JP", description="ISO 3166 region used to read national numbers"
+    )
+
+
+class TransferPayee(Strict):
+    """振込: the receiving account."""
+
+    bank_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")]
+    branch_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{3}$")]
+    account_type: Literal["ordinary", "current", "savings", "other"]
+    account_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,8}$")]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class PayeasyPayee(Strict):
+    """ペイジー: the biller and the payment's numbers."""
+
+    biller_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{5}$")]
+    customer_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
+    confirmation_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,6}$")]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+PAYEES: dict[str, type[Strict]] = {"transfer": TransferPayee, "payeasy": PayeasyPayee}
+Method = Literal["callback", "totp"]
+
+
+class ChallengeCreate(Strict):
+    customer_id: CustomerId
+    kind: Literal["transfer", "payeasy"]
+    amount: int = Field(ge=1, le=99_999_999_999)
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "JPY"
+    payee: dict[str, Any] = Field(description="TransferPayee or PayeasyPayee, by kind; ≤ 2 KiB")
+    methods: list[Method] | None = Field(default=None, min_length=1, max_length=2)
+    ttl_seconds: int = Field(default=300, ge=60, le=900)
+
+
+class CodeBody(Strict):
+    code: Annotated[str, StringConstraints(min_length=1, max_length=16)]
+
+
+class ConsumeBody(Strict):
+    # Any string: a digest of the wrong form is simply not the challenge's (digest_mismatch).
+    transaction_digest: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class EmptyBody(Strict):
+    pass
+
+
+# Responses (documentation only: the views build these shapes as dicts).
+
+
+class Customer(BaseModel):
+    customer_id: str
+    phones: list[str]
+    totp: Literal["none", "pending", "active"]
+    locked: bool
+    failed_attempts: int
+
+
+class TotpEnrolment(BaseModel):
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+
+
+class Callback(BaseModel):
+    number: str
+    display: str
+    code: str | None = None
+
+
+class Challenge(BaseModel):
+    id: str
+    status: Literal["pending", "verified", "consumed", "failed", "denied", "cancelled", "expired"]
+    customer_id: str
+    kind: Literal["transfer", "payeasy"]
+    amount: int
+    currency: str
+    methods: list[Method]
+    callback: Callback | None = None
+    transaction_digest: str
+    attempts_left: int
+    created_at: str
+    expires_at: str
+    verified_by: Literal["totp", "callback"] | None = None
+    verified_at: str | None = None
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    at: str
+    type: str
+    customer_id: str
+    challenge_id: str | None = None
+    method: str | None = None
+
+
+class Events(BaseModel):
+    events: list[Event]
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+def field_name(loc: tuple[int | str, ...]) -> str:
+    name = ""
+    for part in loc:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += f".{part}" if name else str(part)
+    return name or "body"
+
+
+def field_errors(exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> list[dict[str, str]]:
+    errors = []
+    for err in exc.errors(include_url=False, include_input=False):
+        # Union members add their type name to the location; a client never wrote it.
+        loc = tuple(p for p in err["loc"] if p not in ("list[literal['callback','totp']]",))
+        message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        errors.append({"field": field_name(prefix + loc), "message": message})
+    return errors
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(field_errors(exc)) from None
+
+
+def parse_challenge(data: Any) -> tuple[ChallengeCreate, dict[str, Any]]:
+    """The request and its payee, checked against the payee model of its kind."""
+    request = parse(ChallengeCreate, data)
+    try:
+        payee = PAYEES[request.kind].model_validate(request.payee).model_dump()
+    except ValidationError as exc:
+        raise ValidationFailed(field_errors(exc, ("payee",))) from None
+    if len(canonical_json(payee)) > PAYEE_MAX_BYTES:
+        raise ValidationFailed([{"field": "payee", "message": "is larger than 2 KiB"}])
+    if request.methods is not None and len(set(request.methods)) != len(request.methods):
+        raise ValidationFailed([{"field": "methods", "message": "lists a method twice"}])
+    return request, payee
+
+
+def canonical_json(value: Any) -> bytes:
+    """Keys sorted at every level, no spaces, raw UTF-8: the digest's input (API.md)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,0 +1,45 @@
+"""Script results to outcomes: the one place a Lua status code becomes a contract error.
+
+Every transition script answers a list whose first item is a status: ``ok`` (the rest is the
+payload) or one of the contract's error codes, sometimes followed by details. ``expect_ok``
+returns the payload or raises the ``ApiError`` for the code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authgw.errors import ApiError, StoreUnavailable
+
+# Statuses a script may answer that the caller handles itself rather than as errors.
+INTERNAL = {"stale", "retry", "replay", "supersede"}
+
+
+def status_of(result: Any) -> str:
+    if not isinstance(result, list) or not result or not isinstance(result[0], str):
+        raise StoreUnavailable("unexpected script answer")
+    return result[0]
+
+
+def pairs(flat: list[Any]) -> dict[str, str]:
+    """A flat ``[field, value, ...]`` list (HGETALL) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def expect_ok(result: Any, *, counts_attempts: bool = False) -> list[Any]:
+    """The payload of an ``ok`` answer, or the contract error for any other status.
+
+    ``counts_attempts``: the script judged a code against a challenge, and its
+    ``invalid_code`` answer carries the attempts left, which the problem body reports.
+    """
+    status = status_of(result)
+    if status == "ok":
+        return list(result[1:])
+    if status in INTERNAL:
+        raise StoreUnavailable(f"unhandled script status {status}")
+    if status == "invalid_code" and counts_attempts:
+        raise ApiError("invalid_code", attempts_left=max(int(result[1]), 0))
+    try:
+        raise ApiError(status)
+    except ValueError:
+        raise StoreUnavailable(f"unknown script status {status!r}") from None

@@ -1,0 +1,148 @@
+"""The ``authgw`` command: ``serve`` and ``simulate-call``.
+
+``authgw serve`` runs the gateway under gunicorn (settings in ``config/gunicorn.conf.py``),
+each worker building its own app with ``create_app()``. Without ``AUTHGW_REDIS_URL`` it first
+starts the embedded store and hands its URL to the workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import runpy
+import secrets
+import shutil
+import sys
+import tempfile
+from importlib import resources
+from typing import Any
+
+from authgw.errors import ConfigError
+from authgw.settings import load_settings
+
+# Values `serve --dev` fills in where the environment has none; printed at start-up.
+DEV_API_KEYS = "corebank=dev-corebank-key-0001,ops=dev-ops-key-00000001"
+DEV_TWILIO_TOKEN = "dev-twilio-auth-token"
+DEV_CALLBACK_NUMBERS = "050-3000-0001,050-3000-0002,050-3000-0003"
+
+
+def _gunicorn_config() -> dict[str, Any]:
+    path = resources.files("authgw.config").joinpath("gunicorn.conf.py")
+    values = runpy.run_path(str(path))
+    return {k: v for k, v in values.items() if not k.startswith("_")}
+
+
+def _dev_defaults(host: str, port: int) -> list[str]:
+    """Fill unset settings for a development run; returns what was filled, for the banner."""
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    filled = []
+    defaults = {
+        "AUTHGW_API_KEYS": DEV_API_KEYS,
+        "AUTHGW_SECRET_KEY": secrets.token_urlsafe(32),
+        "AUTHGW_TWILIO_AUTH_TOKEN": DEV_TWILIO_TOKEN,
+        "AUTHGW_PUBLIC_URL": f"http://{shown_host}:{port}",
+        "AUTHGW_CALLBACK_NUMBERS": DEV_CALLBACK_NUMBERS,
+    }
+    for name, value in defaults.items():
+        if not os.environ.get(name):
+            os.environ[name] = value
+            filled.append(name if name == "AUTHGW_SECRET_KEY" else f"{name}={value}")
+    return filled
+
+
+def serve(args: argparse.Namespace) -> int:
+    filled = _dev_defaults(args.host, args.port) if args.dev else []
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"authgw: cannot start: {exc}", file=sys.stderr)
+        return 2
+
+    say = lambda text: print(f"authgw: {text}", file=sys.stderr, flush=True)  # noqa: E731
+    if filled:
+        say("development values (do not use in production):")
+        for line in filled:
+            say(f"  {line}" + (" (random for this run)" if line == "AUTHGW_SECRET_KEY" else ""))
+    if not settings.redis_url:
+        from authgw.embedded import start_embedded
+
+        store = start_embedded()
+        atexit.register(store.stop)
+        os.environ["AUTHGW_REDIS_URL"] = store.url
+        say(f"no AUTHGW_REDIS_URL: started the embedded store ({store.kind}) on loopback.")
+        say("state is in memory only and is lost when the gateway stops.")
+
+    metrics_dir = tempfile.mkdtemp(prefix="authgw-metrics-")
+    atexit.register(shutil.rmtree, metrics_dir, True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+
+    from gunicorn.app.base import BaseApplication
+
+    options = _gunicorn_config()
+    options.update(bind=f"{args.host}:{args.port}", workers=args.workers)
+    if args.worker_class:
+        options["worker_class"] = args.worker_class
+    if args.threads:
+        options["threads"] = args.threads
+
+    def child_exit(_server: Any, worker: Any) -> None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+    options["child_exit"] = child_exit
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                if key in self.cfg.settings and value is not None:
+                    self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            from authgw.app import create_app
+
+            return create_app()
+
+    say(f"serving on http://{args.host}:{args.port} with {args.workers} worker(s)")
+    Server().run()
+    return 0
+
+
+def simulate_call(args: argparse.Namespace) -> int:
+    try:
+        from authgw.webhooks.simulate import run
+    except ImportError:
+        print("authgw: simulate-call is not available in this build", file=sys.stderr)
+        return 2
+    return int(run(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="authgw", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the gateway under gunicorn")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--worker-class", default=None, help="gunicorn worker class (default gthread)")
+    p.add_argument("--threads", type=int, default=None, help="threads per gthread worker")
+    p.add_argument("--dev", action="store_true",
+                   help="fill unset secrets with development values (printed at start-up)")
+    p.set_defaults(func=serve)
+
+    p = sub.add_parser("simulate-call", help="play Twilio's part: sign and post a call")
+    p.add_argument("--from", dest="from_", required=True, help="caller ID, any format")
+    p.add_argument("--to", required=True, help="the designated number dialled")
+    p.add_argument("--digits", default=None, help="keys pressed when the call asks for them")
+    p.add_argument("--url", default=None, help="gateway base URL (default AUTHGW_PUBLIC_URL)")
+    p.add_argument("--call-sid", default=None, help="CallSid to send (default: a new one)")
+    p.set_defaults(func=simulate_call)
+
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

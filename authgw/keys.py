@@ -1,0 +1,83 @@
+"""Every Redis key name the gateway uses is built here, and nowhere else.
+
+A customer's state lives under one hash tag, ``{c:<tag>}``, where ``tag`` is the first 16 hex
+digits of SHA-256 of the customer id. Challenges belong to that tag too, and the tag is part of
+the challenge id, so every transition (a challenge, its customer, their events) touches keys of
+one slot and runs unchanged on Redis Cluster. Index keys (a phone to its customers) have tags of
+their own; they are hints that a transition script re-checks.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+
+CHALLENGE_ID = re.compile(r"^ch_([0-9a-f]{16})([a-z2-7]{26})$")
+
+
+def customer_tag(customer_id: str) -> str:
+    return hashlib.sha256(customer_id.encode("utf-8")).hexdigest()[:16]
+
+
+def new_challenge_id(customer_id: str) -> str:
+    """``ch_`` + the customer's tag + 130 random bits in base32."""
+    random_part = base64.b32encode(secrets.token_bytes(17)).decode("ascii").lower().rstrip("=")
+    return f"ch_{customer_tag(customer_id)}{random_part[:26]}"
+
+
+def tag_of_challenge(challenge_id: str) -> str | None:
+    match = CHALLENGE_ID.match(challenge_id)
+    return match.group(1) if match else None
+
+
+@dataclass(frozen=True)
+class CustomerKeys:
+    """The keys of one customer's slot."""
+
+    customer: str  # hash: phones, TOTP ciphertexts, last accepted step, failures, lock
+    events: str  # stream: the customer's audit trail
+    # (open: zset of challenge ids not yet ended, scored by expiry in ms)
+    open: str
+    lines: str  # hash: designated number -> the challenge it is bound to
+    prefix: str
+
+    def challenge(self, challenge_id: str) -> str:
+        return f"{self.prefix}:ch:{challenge_id}"
+
+    def idempotency(self, client: str, key_digest: str) -> str:
+        return f"{self.prefix}:idem:{client}:{key_digest}"
+
+    def call(self, call_sid: str) -> str:
+        return f"{self.prefix}:call:{call_sid}"
+
+
+class Keys:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def for_tag(self, tag: str) -> CustomerKeys:
+        base = f"{self.prefix}:{{c:{tag}}}"
+        return CustomerKeys(
+            customer=f"{base}:customer",
+            events=f"{base}:events",
+            open=f"{base}:open",
+            lines=f"{base}:lines",
+            prefix=base,
+        )
+
+    def for_customer(self, customer_id: str) -> CustomerKeys:
+        return self.for_tag(customer_tag(customer_id))
+
+    def idempotency_claim(self, client: str, key_digest: str) -> str:
+        """The client-wide claim on an Idempotency-Key (its own slot)."""
+        return f"{self.prefix}:{{i:{client}:{key_digest}}}:claim"
+
+    def phone_index(self, e164: str) -> str:
+        """Hint: the customers who registered this phone."""
+        return f"{self.prefix}:{{p:{e164}}}:customers"
+
+    def call_status(self, call_sid: str) -> str:
+        return f"{self.prefix}:{{s:{call_sid}}}:status"

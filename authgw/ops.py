@@ -1,0 +1,82 @@
+"""Operations: ``/healthz``, ``/readyz``, ``/metrics`` (Prometheus) and ``/openapi.json``.
+
+Metrics work under several gunicorn workers: when ``PROMETHEUS_MULTIPROC_DIR`` is set (the CLI
+sets it), each worker writes its values there and a scrape adds them up.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from authgw.errors import StoreUnavailable
+from authgw.http import as_json, problem_response
+from authgw.openapi import openapi_document
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return as_json({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    try:
+        current_app.extensions["authgw"].store.ping()
+    except StoreUnavailable:
+        return problem_response(code="store_unavailable", detail="The store does not answer")
+    return as_json({"status": "ready"})
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry = current_app.extensions["authgw.metrics"].registry
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return as_json(openapi_document())
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("authgw_requests_total", "HTTP requests by route and outcome",
+                                ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram(
+            "authgw_request_seconds", "Request latency by route", ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry)
+        self.store_errors = Counter("authgw_store_errors_total", "Requests failed closed (503)",
+                                    registry=self.registry)
+
+
+def install_metrics(app: Flask) -> None:
+    m = Metrics()
+    app.extensions["authgw.metrics"] = m
+
+    @app.before_request
+    def start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def record(response: Response) -> Response:
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        m.requests.labels(route, request.method, str(response.status_code)).inc()
+        started = g.get("started")
+        if started is not None:
+            m.latency.labels(route).observe(time.perf_counter() - started)
+        if response.status_code == 503:
+            m.store_errors.inc()
+        return response

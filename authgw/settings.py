@@ -1,0 +1,240 @@
+"""Configuration: ``config/defaults.toml``, then an optional TOML file, then the environment.
+
+``load_settings()`` is called by ``create_app`` and the CLI, never at import. A bad value or a
+missing secret raises ``ConfigError`` naming the setting, and the gateway does not start.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from typing import Any
+
+import phonenumbers
+
+from authgw.errors import ConfigError
+
+ENV_PREFIX = "AUTHGW_"
+CALLBACK_MODES = ("reject", "confirm", "code")
+TOTP_ALGORITHMS = ("SHA1", "SHA256", "SHA512")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A client's key, kept only as its SHA-256 digest."""
+
+    client: str
+    digest: bytes
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str
+    key_prefix: str
+    redis_timeout: float
+    redis_pool_size: int
+    lockout_threshold: int
+    challenge_attempts: int
+    totp_issuer: str
+    totp_digits: int
+    totp_period: int
+    totp_algorithm: str
+    default_ttl_seconds: int
+    record_retention_seconds: int
+    events_max_per_customer: int
+    default_region: str
+    allow_voip: bool
+    public_url: str
+    callback_numbers: tuple[str, ...]
+    callback_mode: str
+    callback_code_digits: int
+    api_keys: tuple[ApiKey, ...] = field(repr=False)
+    secret_keys: tuple[bytes, ...] = field(repr=False)
+    twilio_auth_token: str = field(repr=False)
+
+
+def _defaults() -> dict[str, Any]:
+    text = resources.files("authgw.config").joinpath("defaults.toml").read_text("utf-8")
+    return tomllib.loads(text)
+
+
+def _as_int(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(name, "must be a whole number")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(name, "must be a whole number") from None
+    if not low <= number <= high:
+        raise ConfigError(name, f"must be between {low} and {high}")
+    return number
+
+
+def _as_float(name: str, value: Any, low: float, high: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(name, "must be a number") from None
+    if not low <= number <= high:
+        raise ConfigError(name, f"must be between {low} and {high}")
+    return number
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(name, "must be 1 or 0")
+
+
+def parse_api_keys(text: str) -> tuple[ApiKey, ...]:
+    """Parse ``name=secret,name=secret``; secrets are hashed at once and never kept."""
+    import hashlib
+
+    keys: list[ApiKey] = []
+    seen: set[str] = set()
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        client, sep, secret = part.partition("=")
+        client = client.strip()
+        if not sep or not client or not secret:
+            raise ConfigError("AUTHGW_API_KEYS", "expected name=secret,name=secret")
+        if len(secret) < 16:
+            raise ConfigError("AUTHGW_API_KEYS", f"the key of {client!r} is shorter than 16 characters")
+        if client in seen:
+            raise ConfigError("AUTHGW_API_KEYS", f"client {client!r} is named twice")
+        seen.add(client)
+        keys.append(ApiKey(client, hashlib.sha256(secret.encode()).digest()))
+    return tuple(keys)
+
+
+def parse_secret_keys(text: str) -> tuple[bytes, ...]:
+    """``AUTHGW_SECRET_KEY``: one or more comma-separated keys; the first encrypts, all decrypt."""
+    keys = tuple(k.strip().encode() for k in text.split(",") if k.strip())
+    for key in keys:
+        if len(key) < 32:
+            raise ConfigError("AUTHGW_SECRET_KEY", "each key must be at least 32 characters")
+    return keys
+
+
+def parse_numbers(name: str, text: str, region: str) -> tuple[str, ...]:
+    numbers: list[str] = []
+    for raw in (p.strip() for p in text.split(",")):
+        if not raw:
+            continue
+        try:
+            parsed = phonenumbers.parse(raw, region)
+        except phonenumbers.NumberParseException:
+            raise ConfigError(name, f"{raw!r} is not a phone number") from None
+        if not phonenumbers.is_valid_number(parsed):
+            raise ConfigError(name, f"{raw!r} is not a valid phone number")
+        e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        if e164 in numbers:
+            raise ConfigError(name, f"{raw!r} is listed twice")
+        numbers.append(e164)
+    return tuple(numbers)
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Merge defaults, ``AUTHGW_CONFIG_FILE``, the environment and ``overrides`` (tests)."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = _defaults()
+    for secret in ("api_keys", "secret_key", "twilio_auth_token"):
+        raw.setdefault(secret, "")
+    config_file = env.get(ENV_PREFIX + "CONFIG_FILE")
+    if config_file:
+        try:
+            with open(config_file, "rb") as fh:
+                from_file = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError("AUTHGW_CONFIG_FILE", str(exc)) from None
+        unknown = set(from_file) - set(raw)
+        if unknown:
+            raise ConfigError("AUTHGW_CONFIG_FILE", f"unknown settings {sorted(unknown)}")
+        raw.update(from_file)
+    for key in list(raw):
+        value = env.get(ENV_PREFIX + key.upper())
+        if value is not None:
+            raw[key] = value
+    if overrides:
+        unknown = set(overrides) - set(raw)
+        if unknown:
+            raise ConfigError("config", f"unknown settings {sorted(unknown)}")
+        raw.update(overrides)
+    return _validate(raw)
+
+
+def _validate(raw: dict[str, Any]) -> Settings:
+    def env_name(key: str) -> str:
+        return ENV_PREFIX + key.upper()
+
+    region = str(raw["default_region"]).upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(env_name("default_region"), f"{region!r} is not a region code")
+    mode = str(raw["callback_mode"]).strip().lower()
+    if mode not in CALLBACK_MODES:
+        raise ConfigError(env_name("callback_mode"), f"must be one of {', '.join(CALLBACK_MODES)}")
+    algorithm = str(raw["totp_algorithm"]).upper()
+    if algorithm not in TOTP_ALGORITHMS:
+        raise ConfigError(env_name("totp_algorithm"), f"must be one of {', '.join(TOTP_ALGORITHMS)}")
+    public_url = str(raw["public_url"]).strip().rstrip("/")
+    if public_url and not public_url.startswith(("http://", "https://")):
+        raise ConfigError(env_name("public_url"), "must start with http:// or https://")
+    prefix = str(raw["key_prefix"])
+    if not prefix or any(c in prefix for c in "{} "):
+        raise ConfigError(env_name("key_prefix"), "must be non-empty, without braces or spaces")
+
+    api_keys = raw["api_keys"]
+    secret_key = raw["secret_key"]
+    token = str(raw["twilio_auth_token"])
+    settings = Settings(
+        redis_url=str(raw["redis_url"]).strip(),
+        key_prefix=prefix,
+        redis_timeout=_as_float(env_name("redis_timeout"), raw["redis_timeout"], 0.05, 30),
+        redis_pool_size=_as_int(env_name("redis_pool_size"), raw["redis_pool_size"], 1, 10_000),
+        lockout_threshold=_as_int(env_name("lockout_threshold"), raw["lockout_threshold"], 1, 100),
+        challenge_attempts=_as_int(env_name("challenge_attempts"), raw["challenge_attempts"], 1, 10),
+        totp_issuer=str(raw["totp_issuer"]),
+        totp_digits=_as_int(env_name("totp_digits"), raw["totp_digits"], 6, 8),
+        totp_period=_as_int(env_name("totp_period"), raw["totp_period"], 15, 120),
+        totp_algorithm=algorithm,
+        default_ttl_seconds=_as_int(env_name("default_ttl_seconds"), raw["default_ttl_seconds"], 60, 900),
+        record_retention_seconds=_as_int(
+            env_name("record_retention_seconds"), raw["record_retention_seconds"], 86400, 400 * 86400
+        ),
+        events_max_per_customer=_as_int(
+            env_name("events_max_per_customer"), raw["events_max_per_customer"], 100, 1_000_000
+        ),
+        default_region=region,
+        allow_voip=_as_bool(env_name("allow_voip"), raw["allow_voip"]),
+        public_url=public_url,
+        callback_numbers=parse_numbers(env_name("callback_numbers"), str(raw["callback_numbers"]), region),
+        callback_mode=mode,
+        callback_code_digits=_as_int(env_name("callback_code_digits"), raw["callback_code_digits"], 4, 6),
+        api_keys=api_keys if isinstance(api_keys, tuple) else parse_api_keys(str(api_keys)),
+        secret_keys=secret_key if isinstance(secret_key, tuple) else parse_secret_keys(str(secret_key)),
+        twilio_auth_token=token,
+    )
+    if not settings.api_keys:
+        raise ConfigError("AUTHGW_API_KEYS", "is not set: no client could call the gateway")
+    if not settings.secret_keys:
+        raise ConfigError("AUTHGW_SECRET_KEY", "is not set: TOTP secrets could not be encrypted")
+    if settings.callback_numbers and not settings.twilio_auth_token:
+        raise ConfigError("AUTHGW_TWILIO_AUTH_TOKEN", "is not set: phone webhooks could not be checked")
+    if settings.callback_numbers and not settings.public_url:
+        raise ConfigError("AUTHGW_PUBLIC_URL", "is not set: phone webhooks could not be checked")
+    return settings
+
+
+def setting_names() -> list[str]:
+    return [f.name for f in fields(Settings)]

@@ -1,0 +1,154 @@
+"""The store connection: one Redis client per process, its Lua scripts, and the error boundary.
+
+``AUTHGW_REDIS_URL`` picks the topology:
+
+- ``redis://[:password@]host:port/db`` and ``rediss://`` (TLS): a single server;
+- ``redis+sentinel://[:password@]host:port,host:port/service[/db]``: Redis Sentinel;
+- ``redis+cluster://[:password@]host:port,host:port``: Redis Cluster (seed nodes).
+
+Every Redis error becomes ``StoreUnavailable`` in ``Store.boundary`` and nowhere else, so a
+request fails closed with 503 whatever the store did. There are no automatic retries: a
+transition that timed out may have run, and running it twice is not ours to decide.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from importlib import resources
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from authgw.errors import ConfigError, StoreUnavailable
+from authgw.keys import Keys
+
+log = logging.getLogger(__name__)
+
+# Script packages: each holds a ``lua/`` folder; ``_lib.lua`` of the first is the shared prelude.
+SCRIPT_PACKAGES = ("authgw.challenges", "authgw.webhooks")
+
+
+def _read_lua(package: str, name: str) -> str:
+    return resources.files(package).joinpath("lua", name).read_text("utf-8")
+
+
+def load_scripts() -> dict[str, str]:
+    """Every ``<name>.lua`` of the script packages, each with the shared prelude in front."""
+    prelude = _read_lua(SCRIPT_PACKAGES[0], "_lib.lua")
+    sources: dict[str, str] = {}
+    for package in SCRIPT_PACKAGES:
+        folder = resources.files(package).joinpath("lua")
+        if not folder.is_dir():
+            continue
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if entry.name.endswith(".lua") and not entry.name.startswith("_"):
+                sources[entry.name[:-4]] = prelude + "\n" + entry.read_text("utf-8")
+    return sources
+
+
+def connect(url: str, timeout: float, pool_size: int) -> Any:
+    """A redis-py client for ``url`` with short time-outs and no retries."""
+    common: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),
+        "health_check_interval": 30,
+    }
+    scheme = urlsplit(url).scheme
+    if scheme in ("redis", "rediss", "unix"):
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=pool_size, timeout=timeout, **common
+        )
+        return redis.Redis(connection_pool=pool)
+    if scheme == "redis+sentinel":
+        return _connect_sentinel(url, pool_size, common)
+    if scheme == "redis+cluster":
+        return _connect_cluster(url, pool_size, common)
+    raise ConfigError("AUTHGW_REDIS_URL", f"scheme {scheme!r} is not one of redis, rediss, "
+                      "redis+sentinel, redis+cluster")
+
+
+def _hosts(netloc: str) -> tuple[str | None, list[tuple[str, int]]]:
+    password = None
+    if "@" in netloc:
+        auth, netloc = netloc.rsplit("@", 1)
+        password = unquote(auth.split(":", 1)[1] if ":" in auth else auth) or None
+    hosts = []
+    for part in netloc.split(","):
+        host, _, port = part.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError("AUTHGW_REDIS_URL", f"{part!r} is not host:port")
+        hosts.append((host.strip("[]"), int(port)))
+    return password, hosts
+
+
+def _connect_sentinel(url: str, pool_size: int, common: dict[str, Any]) -> Any:
+    from redis.sentinel import Sentinel
+
+    parts = urlsplit(url)
+    password, hosts = _hosts(parts.netloc)
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise ConfigError("AUTHGW_REDIS_URL", "a Sentinel URL names the service: .../service")
+    db = int(path[1]) if len(path) > 1 and path[1].isdigit() else 0
+    sentinel = Sentinel(
+        hosts,
+        sentinel_kwargs={"socket_timeout": common["socket_timeout"],
+                         "socket_connect_timeout": common["socket_connect_timeout"]},
+        password=password,
+        db=db,
+        max_connections=pool_size,
+        **common,
+    )
+    return sentinel.master_for(path[0])
+
+
+def _connect_cluster(url: str, pool_size: int, common: dict[str, Any]) -> Any:
+    from redis.cluster import ClusterNode, RedisCluster
+
+    password, hosts = _hosts(urlsplit(url).netloc)
+    common = dict(common)
+    common.pop("health_check_interval", None)
+    return RedisCluster(
+        startup_nodes=[ClusterNode(h, p) for h, p in hosts],
+        password=password,
+        max_connections=pool_size,
+        **common,
+    )
+
+
+class Store:
+    """The Redis client, the key builder and the registered scripts of one process."""
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.client = client
+        self.keys = Keys(prefix)
+        self._scripts = {name: client.register_script(src) for name, src in load_scripts().items()}
+
+    @contextmanager
+    def boundary(self) -> Iterator[None]:
+        """Turn any Redis failure into ``StoreUnavailable`` (fail closed)."""
+        try:
+            yield
+        except redis.exceptions.RedisError as exc:
+            log.warning("store error: %s", type(exc).__name__)
+            raise StoreUnavailable(type(exc).__name__) from exc
+
+    def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run one registered script by SHA (loaded on first use) as one atomic step."""
+        with self.boundary():
+            return self._scripts[name](keys=list(keys), args=list(args))
+
+    def ping(self) -> bool:
+        with self.boundary():
+            return bool(self.client.ping())
+
+    def close(self) -> None:
+        with suppress(redis.exceptions.RedisError):
+            self.client.close()

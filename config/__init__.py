@@ -1,0 +1,1 @@
+"""Default settings (``defaults.toml``) and the production server config (``gunicorn.conf.py``)."""

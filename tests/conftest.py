@@ -1,0 +1,166 @@
+"""Fixtures: one suite, two stores.
+
+``store`` is parametrised over fakeredis and a real ``redis-server`` that the suite starts on a
+free loopback port (marker ``real_redis``). Where no binary exists the real runs skip with a
+reason, unless ``AUTHGW_REQUIRE_REAL_REDIS=1`` (set by ``.ci/run``), which makes that a failure.
+The clock is injected: tests move time with ``clock.advance``, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+
+from authgw.app import create_app
+from authgw.embedded import EmbeddedStore, start_redis_server
+
+API_KEY = "corebank-test-key-0001"
+OTHER_KEY = "ops-test-key-000000001"
+SECRET_KEY = "test-secret-key-with-at-least-32-characters"
+TWILIO_TOKEN = "test-twilio-auth-token"
+PUBLIC_URL = "https://gw.example.jp"
+CALLBACK_NUMBERS = ("+815030000001", "+815030000002", "+815030000003")
+
+
+class Clock:
+    """A clock the test moves by hand; starts at the real time so TTLs stay sensible."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _require_real() -> bool:
+    return os.environ.get("AUTHGW_REQUIRE_REAL_REDIS") == "1"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedStore]:
+    """A private redis-server for the whole session (never the machine's shared one)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if _require_real():
+            pytest.fail("AUTHGW_REQUIRE_REAL_REDIS=1 but no redis-server is on the PATH")
+        pytest.skip("no redis-server on the PATH: real-Redis tests need one")
+    server = start_redis_server(binary)
+    yield server
+    server.stop()
+
+
+def real_client(url: str, **kwargs: Any) -> redis.Redis:
+    return redis.Redis.from_url(url, decode_responses=True, **kwargs)
+
+
+@pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.real_redis)])
+def store(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A Redis client, empty: fakeredis or the suite's own redis-server."""
+    if request.param == "fake":
+        client = fakeredis.FakeRedis(decode_responses=True)
+        yield client
+        client.flushall()
+        return
+    server: EmbeddedStore = request.getfixturevalue("redis_server")
+    client = real_client(server.url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def real_store(redis_server: EmbeddedStore) -> Iterator[redis.Redis]:
+    """The suite's redis-server only: for races and anything fakeredis cannot show."""
+    client = real_client(redis_server.url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def settings_for_tests(**overrides: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "api_keys": f"corebank={API_KEY},ops={OTHER_KEY}",
+        "secret_key": SECRET_KEY,
+        "twilio_auth_token": TWILIO_TOKEN,
+        "public_url": PUBLIC_URL,
+        "callback_numbers": ",".join(CALLBACK_NUMBERS),
+    }
+    settings.update(overrides)
+    return settings
+
+
+@pytest.fixture
+def settings() -> dict[str, Any]:
+    """Settings overrides for ``app``; a test may change them before using ``app``."""
+    return settings_for_tests()
+
+
+@pytest.fixture
+def app(store: Any, clock: Clock, settings: dict[str, Any]) -> Any:
+    return create_app({**settings, "redis_client": store, "clock": clock})
+
+
+@dataclass
+class Api:
+    """A test client that speaks as one API client."""
+
+    client: Any
+    key: str = API_KEY
+
+    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.key}"}
+        headers.update(extra or {})
+        return headers
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.client.get(path, headers=self.headers(kw.pop("headers", None)), **kw)
+
+    def delete(self, path: str, **kw: Any) -> Any:
+        return self.client.delete(path, headers=self.headers(kw.pop("headers", None)), **kw)
+
+    def post(self, path: str, json: Any = None, **kw: Any) -> Any:
+        return self.client.post(path, json=json, headers=self.headers(kw.pop("headers", None)),
+                                **kw)
+
+    def put(self, path: str, json: Any = None, **kw: Any) -> Any:
+        return self.client.put(path, json=json, headers=self.headers(kw.pop("headers", None)),
+                               **kw)
+
+
+@pytest.fixture
+def api(app: Any) -> Api:
+    return Api(app.test_client())
+
+
+@pytest.fixture
+def other_api(app: Any) -> Api:
+    return Api(app.test_client(), OTHER_KEY)
+
+
+TRANSFER_PAYEE = {"bank_code": "0168", "branch_code": "001", "account_type": "ordinary",
+                  "account_number": "1234567", "name": "ﾔﾏﾀﾞ ﾀﾛｳ"}
+
+
+def transfer(customer_id: str = "cust-001", **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"customer_id": customer_id, "kind": "transfer", "amount": 150000,
+                            "currency": "JPY", "payee": dict(TRANSFER_PAYEE)}
+    body.update(overrides)
+    return body
