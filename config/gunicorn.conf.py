@@ -11,3 +11,6 @@ keepalive = 5
 accesslog = None
 errorlog = "-"
 loglevel = "info"
+# The control socket would sit at one path per user, so two gateways on a host would clash;
+# operations go through signals (TERM for a graceful stop, HUP to reload workers).
+control_socket_disable = True
