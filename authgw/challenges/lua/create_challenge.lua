@@ -104,5 +104,5 @@ if idem then redis.call('SET', idem, request_hash .. '|' .. id, 'PX', record_ttl
 local doc = cjson.decode(ARGV[8])
 add_event(events, maxlen, now_iso, 'challenge.created', customer_id,
           {'challenge_id', id, 'kind', doc['kind'], 'amount', doc['amount'],
-           'method', table.concat(methods, ',')})
+           'methods', table.concat(methods, ',')})
 return {'ok', cjson.encode(methods), line}
