@@ -29,7 +29,8 @@ def json_body(*, optional: bool = False) -> Any:
         raise ValidationFailed([{"field": "body", "message": "a JSON object is required"}])
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # RecursionError: nesting deeper than the parser's stack (still under 16 KiB).
         raise ValidationFailed([{"field": "body", "message": "is not valid UTF-8 JSON"}],
                                "The request body is not valid JSON") from None
     if not isinstance(data, dict):
