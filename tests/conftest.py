@@ -43,6 +43,13 @@ class Clock:
         self.now += seconds
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "cluster: runs against a 3-primary Redis Cluster the suite starts itself")
+    config.addinivalue_line(
+        "markers", "topology: starts its own Redis topology or gateway processes (slower)")
+
+
 def _require_real() -> bool:
     return os.environ.get("AUTHGW_REQUIRE_REAL_REDIS") == "1"
 
@@ -64,13 +71,44 @@ def real_client(url: str, **kwargs: Any) -> redis.Redis:
     return redis.Redis.from_url(url, decode_responses=True, **kwargs)
 
 
-@pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.real_redis)])
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Any]:
+    """A private 3-primary Redis Cluster for the whole session (``tests/topology.py``)."""
+    from tests.topology import start_cluster
+
+    binary = shutil.which("redis-server")
+    if binary is None or shutil.which("redis-cli") is None:
+        if _require_real():
+            pytest.fail("AUTHGW_REQUIRE_REAL_REDIS=1 but redis-server or redis-cli is missing")
+        pytest.skip("no redis-server and redis-cli on the PATH: Cluster tests need both")
+    cluster = start_cluster(binary)
+    yield cluster
+    cluster.stop()
+
+
+def cluster_client(url: str) -> Any:
+    """A client made the way the gateway makes it (``authgw.store.connect``)."""
+    from authgw.store import connect
+
+    return connect(url, timeout=2.0, pool_size=16)
+
+
+@pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.real_redis),
+                        pytest.param("cluster", marks=[pytest.mark.real_redis, pytest.mark.cluster])])
 def store(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A Redis client, empty: fakeredis or the suite's own redis-server."""
+    """A Redis client, empty: fakeredis, the suite's own redis-server, or its own Cluster."""
     if request.param == "fake":
         client = fakeredis.FakeRedis(decode_responses=True)
         yield client
         client.flushall()
+        return
+    if request.param == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        client = cluster_client(cluster.url)
+        client.flushall()
+        yield client
+        client.flushall()
+        client.close()
         return
     server: EmbeddedStore = request.getfixturevalue("redis_server")
     client = real_client(server.url)
@@ -164,3 +202,76 @@ def transfer(customer_id: str = "cust-001", **overrides: Any) -> dict[str, Any]:
                             "currency": "JPY", "payee": dict(TRANSFER_PAYEE)}
     body.update(overrides)
     return body
+
+
+# -- shared helpers for the contract tests -------------------------------------------------
+
+PROBLEM_MEMBERS = {"type", "title", "status", "code", "detail"}
+
+
+def assert_problem(rv: Any, status: int, code: str) -> dict[str, Any]:
+    """``rv`` is an RFC 9457 problem with this status and contract code; returns its body."""
+    assert rv.status_code == status, rv.get_data(as_text=True)
+    assert rv.mimetype == "application/problem+json"
+    body = rv.get_json()
+    assert body.keys() >= PROBLEM_MEMBERS
+    assert body["status"] == status
+    assert body["code"] == code
+    if "errors" in body:
+        assert body["errors"], "errors, when present, lists at least one field problem"
+        for error in body["errors"]:
+            assert set(error) == {"field", "message"}
+    return body
+
+
+def field_errors(rv: Any) -> list[str]:
+    """The fields a problem names."""
+    return [e["field"] for e in rv.get_json().get("errors", [])]
+
+
+def register(api: Api, customer_id: str = "cust-001", phones: tuple[str, ...] = ("090-1234-5678",)) -> Any:
+    rv = api.put(f"/v1/customers/{customer_id}", {"phones": list(phones)})
+    assert rv.status_code == 200, rv.get_data(as_text=True)
+    return rv.get_json()
+
+
+def totp_code(secret: str, at: float, *, digits: int = 6, algorithm: str = "SHA1") -> str:
+    """pyotp's code for ``secret`` at UNIX time ``at`` (30-second steps)."""
+    import hashlib
+
+    import pyotp
+
+    digest = {"SHA1": hashlib.sha1, "SHA256": hashlib.sha256, "SHA512": hashlib.sha512}[algorithm]
+    return pyotp.TOTP(secret, digits=digits, digest=digest).at(int(at))
+
+
+def enrol_totp(api: Api, clock: Clock, customer_id: str = "cust-001") -> str:
+    """Enrol and confirm TOTP for a registered customer; returns the secret.
+
+    The confirmation spends the current step (no replay), so the clock is moved one step on:
+    the next code the test computes at ``clock()`` is fresh.
+    """
+    rv = api.post(f"/v1/customers/{customer_id}/totp")
+    assert rv.status_code == 201, rv.get_data(as_text=True)
+    secret = rv.get_json()["secret"]
+    rv = api.post(f"/v1/customers/{customer_id}/totp/confirm", {"code": totp_code(secret, clock())})
+    assert rv.status_code == 200, rv.get_data(as_text=True)
+    clock.advance(30)
+    return secret
+
+
+def new_challenge(api: Api, customer_id: str = "cust-001", **overrides: Any) -> dict[str, Any]:
+    rv = api.post("/v1/challenges", transfer(customer_id, **overrides))
+    assert rv.status_code == 201, rv.get_data(as_text=True)
+    return rv.get_json()  # type: ignore[no-any-return]
+
+
+def all_keys(client: Any) -> set[str]:
+    """Every key in the store (the tests' stores are private to the suite)."""
+    return set(client.keys("*"))
+
+
+@pytest.fixture
+def real_app(real_store: redis.Redis, clock: Clock, settings: dict[str, Any]) -> Any:
+    """The app over the suite's redis-server only: for real concurrency."""
+    return create_app({**settings, "redis_client": real_store, "clock": clock})

@@ -1,0 +1,237 @@
+"""Real Redis topologies for the tests, started from the ``redis-server`` binary on free ports.
+
+- ``start_cluster``: a Redis Cluster of three primaries (no replicas), its slots spread by
+  ``redis-cli --cluster create``; the URL is ``redis+cluster://:pw@host:port,host:port,...``.
+- ``start_sentinel_set``: a primary, one replica and three sentinels watching service
+  ``authgw``; the URL is ``redis+sentinel://:pw@host:port,host:port,host:port/authgw``.
+
+Everything binds to 127.0.0.1, lives in a temporary folder and stops with ``stop()``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+BOOT_SECONDS = 20.0
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (held open together so none repeats)."""
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _poll(what: str, check: object, seconds: float = BOOT_SECONDS) -> None:
+    deadline = time.monotonic() + seconds
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except redis.exceptions.RedisError as exc:
+            last = exc
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} did not happen within {seconds} s ({last!r})")
+
+
+@dataclass
+class Node:
+    """One redis-server process of a topology."""
+
+    port: int
+    args: list[str]
+    workdir: Path
+    password: str
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.args, cwd=self.workdir,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def client(self, **kw: object) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password or None,
+                           socket_timeout=2, socket_connect_timeout=2, decode_responses=True,
+                           **kw)  # type: ignore[arg-type]
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies with no chance to save or hand anything over."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(5)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def wait_up(self) -> None:
+        def answers() -> bool:
+            with self.client() as c:
+                return bool(c.ping())
+        _poll(f"redis-server on port {self.port} answering", answers)
+
+
+@dataclass
+class Topology:
+    url: str
+    password: str
+    nodes: list[Node]
+    workdir: Path
+    sentinels: list[Node] = field(default_factory=list)
+    service: str = "authgw"
+
+    def stop(self) -> None:
+        for node in [*self.sentinels, *self.nodes]:
+            node.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _server_args(binary: str, port: int, workdir: Path, password: str, *extra: str) -> list[str]:
+    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
+            "--save", "", "--appendonly", "no", "--requirepass", password,
+            "--masterauth", password, "--protected-mode", "yes", *extra]
+
+
+def start_cluster(binary: str, primaries: int = 3) -> Topology:
+    """A Redis Cluster of ``primaries`` primaries on loopback, ready (``cluster_state:ok``)."""
+    cli = shutil.which("redis-cli", path=os.path.dirname(binary)) or shutil.which("redis-cli")
+    if cli is None:
+        raise FileNotFoundError("redis-cli is needed to create a cluster")
+    password = secrets.token_hex(16)
+    root = Path(tempfile.mkdtemp(prefix="authgw-cluster-"))
+    ports = free_ports(2 * primaries)
+    nodes = []
+    for i in range(primaries):
+        port, bus = ports[2 * i], ports[2 * i + 1]
+        workdir = root / str(port)
+        workdir.mkdir()
+        args = _server_args(binary, port, workdir, password, "--cluster-enabled", "yes",
+                            "--cluster-port", str(bus), "--cluster-config-file", "nodes.conf",
+                            "--cluster-node-timeout", "2000")
+        nodes.append(Node(port, args, workdir, password))
+    topology = Topology(
+        url="redis+cluster://:{}@{}".format(password, ",".join(f"127.0.0.1:{n.port}" for n in nodes)),
+        password=password, nodes=nodes, workdir=root)
+    try:
+        for node in nodes:
+            node.start()
+        for node in nodes:
+            node.wait_up()
+        subprocess.run(
+            [cli, "--no-auth-warning", "-a", password, "--cluster", "create",
+             *(f"127.0.0.1:{n.port}" for n in nodes), "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=BOOT_SECONDS)
+
+        def cluster_ok() -> bool:
+            for node in nodes:
+                with node.client() as c:
+                    info = c.cluster("info")
+                    state = info.get("cluster_state") if isinstance(info, dict) else info
+                    if "ok" not in str(state) or int(info.get("cluster_known_nodes", 0)) < primaries:
+                        return False
+            return True
+
+        _poll("cluster_state:ok on every node", cluster_ok)
+    except Exception:
+        topology.stop()
+        raise
+    return topology
+
+
+def start_sentinel_set(binary: str, service: str = "authgw", down_after_ms: int = 1000) -> Topology:
+    """A primary, one replica and three sentinels (quorum 2) watching ``service``."""
+    password = secrets.token_hex(16)
+    root = Path(tempfile.mkdtemp(prefix="authgw-sentinel-"))
+    ports = free_ports(5)
+    primary_port, replica_port, sentinel_ports = ports[0], ports[1], ports[2:]
+    nodes = []
+    for port, extra in ((primary_port, ()), (replica_port, ("--replicaof", "127.0.0.1", str(primary_port)))):
+        workdir = root / str(port)
+        workdir.mkdir()
+        nodes.append(Node(port, _server_args(binary, port, workdir, password, *extra), workdir, password))
+    sentinels = []
+    for port in sentinel_ports:
+        workdir = root / str(port)
+        workdir.mkdir()
+        conf = workdir / "sentinel.conf"
+        conf.write_text("\n".join([
+            f"port {port}",
+            "bind 127.0.0.1",
+            f"dir {workdir}",
+            f"sentinel monitor {service} 127.0.0.1 {primary_port} 2",
+            f"sentinel auth-pass {service} {password}",
+            f"sentinel down-after-milliseconds {service} {down_after_ms}",
+            f"sentinel failover-timeout {service} 4000",
+            f"sentinel parallel-syncs {service} 1",
+            "",
+        ]))
+        sentinels.append(Node(port, [binary, str(conf), "--sentinel"], workdir, ""))
+    hosts = ",".join(f"127.0.0.1:{p}" for p in sentinel_ports)
+    topology = Topology(url=f"redis+sentinel://:{password}@{hosts}/{service}", password=password,
+                        nodes=nodes, workdir=root, sentinels=sentinels, service=service)
+    try:
+        for node in nodes:
+            node.start()
+        for node in nodes:
+            node.wait_up()
+        _poll("the replica in sync", lambda: _replica_synced(nodes[1]))
+        for node in sentinels:
+            node.start()
+        for node in sentinels:
+            node.wait_up()
+
+        def sentinels_see_each_other() -> bool:
+            for node in sentinels:
+                with node.client() as c:
+                    info = c.execute_command("SENTINEL", "MASTER", service)
+                    fields = dict(zip(info[::2], info[1::2], strict=True)) if isinstance(info, list) else info
+                    if int(fields["num-other-sentinels"]) < 2 or int(fields["num-slaves"]) < 1:
+                        return False
+            return True
+
+        _poll("the sentinels finding each other and the replica", sentinels_see_each_other)
+    except Exception:
+        topology.stop()
+        raise
+    return topology
+
+
+def _replica_synced(node: Node) -> bool:
+    with node.client() as c:
+        info = c.info("replication")
+        return info.get("master_link_status") == "up"
+
+
+def current_primary_port(topology: Topology) -> int | None:
+    """The port the sentinels now name as the primary, if one of them answers."""
+    for node in topology.sentinels:
+        try:
+            with node.client() as c:
+                host_port = c.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", topology.service)
+                return int(host_port[1])
+        except redis.exceptions.RedisError:
+            continue
+    return None
