@@ -275,3 +275,12 @@ def all_keys(client: Any) -> set[str]:
 def real_app(real_store: redis.Redis, clock: Clock, settings: dict[str, Any]) -> Any:
     """The app over the suite's redis-server only: for real concurrency."""
     return create_app({**settings, "redis_client": real_store, "clock": clock})
+
+
+def wrong_code(secret: str, at: float, *, digits: int = 6) -> str:
+    """A well-formed code that matches none of the steps accepted at ``at``."""
+    accepted = {totp_code(secret, at + d * 30, digits=digits) for d in (-1, 0, 1)}
+    candidate = 0
+    while f"{candidate:0{digits}d}" in accepted:
+        candidate += 1
+    return f"{candidate:0{digits}d}"

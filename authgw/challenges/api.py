@@ -85,7 +85,8 @@ def events(customer_id: str) -> Response:
     raw = request.args.get("limit")
     limit = EVENTS_DEFAULT
     if raw is not None:
-        if not raw.isdigit() or not 1 <= int(raw) <= EVENTS_MAX:
+        # ASCII digits only: str.isdigit() admits "²", which int() refuses (a 500).
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= EVENTS_MAX:
             raise ValidationFailed([{"field": "limit",
                                      "message": f"must be a whole number from 1 to {EVENTS_MAX}"}])
         limit = int(raw)

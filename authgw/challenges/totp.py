@@ -39,7 +39,9 @@ class TotpPolicy:
 
     def matching_steps(self, secret: str, code: str, now: float) -> list[int]:
         """The steps around ``now`` whose code equals ``code``, compared in constant time."""
-        if len(code) != self.digits or not code.isdigit():
+        # ASCII digits only: str.isdigit() also admits "²" or "١", which compare_digest
+        # cannot compare (TypeError, a 500) and which no authenticator app ever shows.
+        if len(code) != self.digits or not (code.isascii() and code.isdigit()):
             return []
         totp = self.totp(secret)
         current = int(now) // self.period
