@@ -59,7 +59,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask("authgw")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    store = Store(client, settings.key_prefix)
+    store = Store(client, settings.key_prefix, settings.redis_wait_replicas,
+                  int(settings.redis_wait_timeout * 1000))
     domain = Domain.build(settings, store, clock)
     customers = Customers(domain)
     app.extensions["authgw"] = Gateway(settings, store, domain, customers,

@@ -51,9 +51,20 @@ class Settings:
     callback_numbers: tuple[str, ...]
     callback_mode: str
     callback_code_digits: int
+    redis_wait_replicas: int
+    redis_wait_timeout: float
+    rate_limit_window_seconds: int
+    rate_limit_client: int
+    rate_limit_customer: int
+    rate_limit_caller: int
     api_keys: tuple[ApiKey, ...] = field(repr=False)
     secret_keys: tuple[bytes, ...] = field(repr=False)
     twilio_auth_token: str = field(repr=False)
+    # Phone callback (authgw.webhooks).
+    callback_voice: str = "Polly.Mizuki"
+    callback_confirm_above: int = 0
+    callback_refuse_failed_attestation: bool = True
+    call_retention_seconds: int = 30 * 86400
 
 
 def _defaults() -> dict[str, Any]:
@@ -221,10 +232,26 @@ def _validate(raw: dict[str, Any]) -> Settings:
         callback_numbers=parse_numbers(env_name("callback_numbers"), str(raw["callback_numbers"]), region),
         callback_mode=mode,
         callback_code_digits=_as_int(env_name("callback_code_digits"), raw["callback_code_digits"], 4, 6),
+        redis_wait_replicas=_as_int(env_name("redis_wait_replicas"), raw["redis_wait_replicas"], 0, 16),
+        redis_wait_timeout=_as_float(env_name("redis_wait_timeout"), raw["redis_wait_timeout"], 0.001, 30),
+        rate_limit_window_seconds=_as_int(
+            env_name("rate_limit_window_seconds"), raw["rate_limit_window_seconds"], 1, 86400),
+        rate_limit_client=_as_int(env_name("rate_limit_client"), raw["rate_limit_client"], 0, 10**9),
+        rate_limit_customer=_as_int(env_name("rate_limit_customer"), raw["rate_limit_customer"], 0, 10**9),
+        rate_limit_caller=_as_int(env_name("rate_limit_caller"), raw["rate_limit_caller"], 0, 10**9),
         api_keys=api_keys if isinstance(api_keys, tuple) else parse_api_keys(str(api_keys)),
         secret_keys=secret_key if isinstance(secret_key, tuple) else parse_secret_keys(str(secret_key)),
         twilio_auth_token=token,
+        callback_voice=str(raw["callback_voice"]).strip(),
+        callback_confirm_above=_as_int(
+            env_name("callback_confirm_above"), raw["callback_confirm_above"], 0, 99_999_999_999),
+        callback_refuse_failed_attestation=_as_bool(
+            env_name("callback_refuse_failed_attestation"), raw["callback_refuse_failed_attestation"]),
+        call_retention_seconds=_as_int(
+            env_name("call_retention_seconds"), raw["call_retention_seconds"], 86400, 400 * 86400),
     )
+    if settings.redis_wait_replicas and settings.redis_wait_timeout >= settings.redis_timeout:
+        raise ConfigError("AUTHGW_REDIS_WAIT_TIMEOUT", "must be shorter than AUTHGW_REDIS_TIMEOUT")
     if not settings.api_keys:
         raise ConfigError("AUTHGW_API_KEYS", "is not set: no client could call the gateway")
     if not settings.secret_keys:

@@ -123,13 +123,30 @@ def _connect_cluster(url: str, pool_size: int, common: dict[str, Any]) -> Any:
     )
 
 
-class Store:
-    """The Redis client, the key builder and the registered scripts of one process."""
+class StoreNotDurable(StoreUnavailable):
+    """A transition ran on the primary but too few replicas confirmed it in time (``WAIT``)."""
 
-    def __init__(self, client: Any, prefix: str) -> None:
+
+class Store:
+    """The Redis client, the key builder and the registered scripts of one process.
+
+    With ``wait_replicas`` > 0 every script is followed, on the same connection, by
+    ``WAIT wait_replicas wait_timeout_ms``: the answer is given only once that many replicas
+    hold the change, so a Sentinel failover cannot take back what a client was told. When
+    fewer confirm in time the request fails closed (``StoreNotDurable``, 503).
+    """
+
+    def __init__(self, client: Any, prefix: str, wait_replicas: int = 0,
+                 wait_timeout_ms: int = 0) -> None:
         self.client = client
         self.keys = Keys(prefix)
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self._scripts = {name: client.register_script(src) for name, src in load_scripts().items()}
+
+    def add_script(self, name: str, source: str) -> None:
+        """Register one more script (e.g. ``authgw.ratelimit``'s) under ``name``."""
+        self._scripts[name] = self.client.register_script(source)
 
     @contextmanager
     def boundary(self) -> Iterator[None]:
@@ -143,7 +160,33 @@ class Store:
     def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run one registered script by SHA (loaded on first use) as one atomic step."""
         with self.boundary():
+            if self.wait_replicas:
+                return self._run_and_wait(name, list(keys), list(args))
             return self._scripts[name](keys=list(keys), args=list(args))
+
+    def _run_and_wait(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """The script, then ``WAIT``, in one pipeline: one connection, one round trip."""
+        script = self._scripts[name]
+        node = self.client
+        if hasattr(node, "get_node_from_key") and keys:
+            # Cluster: WAIT has no key to route by, so both go to the node owning the slot.
+            node = node.get_redis_connection(node.get_node_from_key(keys[0]))
+        for attempt in (1, 2):
+            pipe = node.pipeline(transaction=False)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            try:
+                result, acked = pipe.execute()
+                break
+            except redis.exceptions.NoScriptError:
+                # NOSCRIPT: the script did not run, so loading it and sending again is safe.
+                if attempt == 2:
+                    raise
+                node.script_load(script.script)
+        if int(acked) < self.wait_replicas:
+            log.warning("store write confirmed by %s of %s replicas", acked, self.wait_replicas)
+            raise StoreNotDurable("too few replicas confirmed the write")
+        return result
 
     def ping(self) -> bool:
         with self.boundary():

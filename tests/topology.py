@@ -112,7 +112,9 @@ class Topology:
 def _server_args(binary: str, port: int, workdir: Path, password: str, *extra: str) -> list[str]:
     return [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
             "--save", "", "--appendonly", "no", "--requirepass", password,
-            "--masterauth", password, "--protected-mode", "yes", *extra]
+            "--masterauth", password, "--protected-mode", "yes",
+            # A replica syncs at once instead of waiting for more to join one transfer.
+            "--repl-diskless-sync-delay", "0", *extra]
 
 
 def start_cluster(binary: str, primaries: int = 3) -> Topology:
@@ -161,14 +163,16 @@ def start_cluster(binary: str, primaries: int = 3) -> Topology:
     return topology
 
 
-def start_sentinel_set(binary: str, service: str = "authgw", down_after_ms: int = 1000) -> Topology:
-    """A primary, one replica and three sentinels (quorum 2) watching ``service``."""
+def start_sentinel_set(binary: str, service: str = "authgw", replicas: int = 2,
+                       down_after_ms: int = 1000) -> Topology:
+    """A primary, ``replicas`` replicas and three sentinels (quorum 2) watching ``service``."""
     password = secrets.token_hex(16)
     root = Path(tempfile.mkdtemp(prefix="authgw-sentinel-"))
-    ports = free_ports(5)
-    primary_port, replica_port, sentinel_ports = ports[0], ports[1], ports[2:]
+    ports = free_ports(4 + replicas)
+    primary_port, replica_ports, sentinel_ports = ports[0], ports[1:1 + replicas], ports[1 + replicas:]
     nodes = []
-    for port, extra in ((primary_port, ()), (replica_port, ("--replicaof", "127.0.0.1", str(primary_port)))):
+    replica_of = ("--replicaof", "127.0.0.1", str(primary_port))
+    for port, extra in ((primary_port, ()), *((p, replica_of) for p in replica_ports)):
         workdir = root / str(port)
         workdir.mkdir()
         nodes.append(Node(port, _server_args(binary, port, workdir, password, *extra), workdir, password))
@@ -182,6 +186,7 @@ def start_sentinel_set(binary: str, service: str = "authgw", down_after_ms: int 
             "bind 127.0.0.1",
             f"dir {workdir}",
             f"sentinel monitor {service} 127.0.0.1 {primary_port} 2",
+            *(f"sentinel known-replica {service} 127.0.0.1 {p}" for p in replica_ports),
             f"sentinel auth-pass {service} {password}",
             f"sentinel down-after-milliseconds {service} {down_after_ms}",
             f"sentinel failover-timeout {service} 4000",
@@ -197,7 +202,8 @@ def start_sentinel_set(binary: str, service: str = "authgw", down_after_ms: int 
             node.start()
         for node in nodes:
             node.wait_up()
-        _poll("the replica in sync", lambda: _replica_synced(nodes[1]))
+        for node in nodes[1:]:
+            _poll("the replicas in sync", lambda node=node: _replica_synced(node))
         for node in sentinels:
             node.start()
         for node in sentinels:
@@ -208,7 +214,7 @@ def start_sentinel_set(binary: str, service: str = "authgw", down_after_ms: int 
                 with node.client() as c:
                     info = c.execute_command("SENTINEL", "MASTER", service)
                     fields = dict(zip(info[::2], info[1::2], strict=True)) if isinstance(info, list) else info
-                    if int(fields["num-other-sentinels"]) < 2 or int(fields["num-slaves"]) < 1:
+                    if int(fields["num-other-sentinels"]) < 2 or int(fields["num-slaves"]) < replicas:
                         return False
             return True
 
