@@ -1,0 +1,1 @@
+"""The benchmark suite: ``python3 bench/run.py [--quick]`` (see ``docs/performance.md``)."""

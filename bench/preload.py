@@ -1,0 +1,220 @@
+"""Fast loading of customers and challenges through the gateway's own Lua scripts.
+
+The HTTP API would take minutes to create a million challenges on two cores, so the benchmark
+writes them here: the same registered scripts (``authgw.store.load_scripts``), the same key
+names (``authgw.keys``), the same arguments ``authgw.challenges`` passes, many calls to one
+pipeline. The records are therefore laid out exactly as production lays them out; ``run.py``
+checks that by comparing one challenge made here with one made through the API.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from authgw.challenges import models
+from authgw.challenges.domain import rfc3339
+from authgw.challenges.lifecycle import transaction_digest
+from authgw.challenges.totp import TotpPolicy
+from authgw.keys import Keys, new_challenge_id
+from authgw.secretbox import SecretBox
+from authgw.settings import Settings
+from authgw.store import load_scripts
+
+BATCH = 2000
+CLIENT = "corebank"
+
+PAYEE = {"bank_code": "0168", "branch_code": "001", "account_type": "ordinary",
+         "account_number": "1234567", "name": "ﾔﾏﾀﾞ ﾀﾛｳ"}
+
+
+def transfer_body(customer_id: str, methods: list[str] | None = None, ttl: int = 300,
+                  amount: int = 150000) -> dict[str, Any]:
+    body: dict[str, Any] = {"customer_id": customer_id, "kind": "transfer", "amount": amount,
+                            "currency": "JPY", "payee": PAYEE, "ttl_seconds": ttl}
+    if methods is not None:
+        body["methods"] = methods
+    return body
+
+
+def phone_of(n: int) -> str:
+    """A distinct valid Japanese mobile number (E.164) for each n below 89,999,999."""
+    return f"+8190{10_000_000 + n}"
+
+
+@dataclass
+class Actor:
+    """A customer the benchmark made, with what it needs to act as them."""
+
+    customer_id: str
+    phone: str
+    secret: str = ""
+    sealed: str = ""
+    last_step: int = -1
+
+
+@dataclass
+class Challenge:
+    id: str
+    customer: Actor
+    digest: str
+    line: str = ""
+
+
+@dataclass
+class Loader:
+    client: Any  # redis-py client with decode_responses=True
+    settings: Settings
+    keys: Keys = field(init=False)
+    box: SecretBox = field(init=False)
+    totp: TotpPolicy = field(init=False)
+    scripts: dict[str, Any] = field(init=False)
+    serial: int = 0
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.keys = Keys(s.key_prefix)
+        self.box = SecretBox(s.secret_keys)
+        self.totp = TotpPolicy(s.totp_issuer, s.totp_digits, s.totp_period, s.totp_algorithm)
+        self.scripts = {name: self.client.register_script(src) for name, src in load_scripts().items()}
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _now(self) -> tuple[int, str]:
+        ms = int(time.time() * 1000)
+        return ms, rfc3339(ms)
+
+    def _run(self, pipe: Any, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
+        self.scripts[name](keys=list(keys), args=list(args), client=pipe)
+
+    def _batches(self, items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+        for start in range(0, len(items), BATCH):
+            yield items[start:start + BATCH]
+
+    def step(self) -> int:
+        return int(time.time()) // self.settings.totp_period
+
+    def code(self, actor: Actor, step: int) -> str:
+        return str(self.totp.totp(actor.secret).generate_otp(step))
+
+    def wrong_code(self, actor: Actor) -> str:
+        """A well-formed code that matches none of the steps around now (nor the next two)."""
+        now = self.step()
+        taken = {self.code(actor, s) for s in range(now - 2, now + 4)}
+        while True:
+            candidate = f"{secrets.randbelow(10 ** self.settings.totp_digits):0{self.settings.totp_digits}d}"
+            if candidate not in taken:
+                return candidate
+
+    # -- customers ------------------------------------------------------------------------
+
+    def customers(self, count: int, label: str, totp: bool) -> list[Actor]:
+        """``count`` new customers with one phone each, and an active TOTP secret if ``totp``."""
+        actors = []
+        for _ in range(count):
+            n = self.serial
+            self.serial += 1
+            actors.append(Actor(f"bench-{label}-{n}", phone_of(n)))
+        s = self.settings
+        for batch in self._batches(actors):
+            now_ms, now_iso = self._now()
+            pipe = self.client.pipeline(transaction=False)
+            for a in batch:
+                # As Customers.put: the phone hint first, then the customer.
+                pipe.sadd(self.keys.phone_index(a.phone), a.customer_id)
+                self._run(pipe, "put_customer", [self.keys.for_customer(a.customer_id).customer],
+                          [a.customer_id, json.dumps([a.phone]), "JP", now_iso])
+            _check(pipe.execute()[1::2])
+            if not totp:
+                continue
+            step = now_ms // 1000 // s.totp_period
+            pipe = self.client.pipeline(transaction=False)
+            for a in batch:
+                keys = self.keys.for_customer(a.customer_id)
+                a.secret = self.totp.new_secret()
+                a.sealed = self.box.seal(a.secret, f"totp:{a.customer_id}")
+                self._run(pipe, "totp_enrol", [keys.customer], [a.sealed])
+                # As Customers.confirm_totp with the code of the current step.
+                self._run(pipe, "totp_confirm", [keys.customer, keys.events],
+                          [now_iso, s.events_max_per_customer, s.lockout_threshold, a.sealed, str(step)])
+                a.last_step = step
+            _check(pipe.execute())
+        return actors
+
+    # -- challenges -----------------------------------------------------------------------
+
+    def challenges(self, actors: Sequence[Actor], methods: list[str] | None, ttl: int = 300,
+                   per_actor: int = 1) -> list[Challenge]:
+        """New pending challenges, ``per_actor`` for each actor, as ``Challenges.create`` makes them."""
+        s = self.settings
+        body = transfer_body("template", methods, ttl)
+        request, payee = models.parse_challenge(body)
+        methods_json = json.dumps(request.methods) if request.methods is not None else ""
+        pool = json.dumps(list(s.callback_numbers))
+        retention_ms = s.record_retention_seconds * 1000
+        made: list[Challenge] = []
+        todo = [a for a in actors for _ in range(per_actor)]
+        for batch in self._batches(todo):
+            now_ms, now_iso = self._now()
+            expires_ms = now_ms + request.ttl_seconds * 1000
+            expires_iso = rfc3339(expires_ms)
+            pipe = self.client.pipeline(transaction=False)
+            current = []
+            for a in batch:
+                keys = self.keys.for_customer(a.customer_id)
+                cid = new_challenge_id(a.customer_id)
+                digest = transaction_digest(a.customer_id, request.kind, request.amount,
+                                            request.currency, payee)
+                doc = {"kind": request.kind, "amount": request.amount, "currency": request.currency,
+                       "payee": payee, "transaction_digest": digest, "created_at": now_iso,
+                       "expires_at": expires_iso, "attempts": s.challenge_attempts,
+                       "callback_mode": s.callback_mode}
+                doc_json = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+                code = ""
+                if s.callback_mode == "code":
+                    code = "".join(secrets.choice("0123456789") for _ in range(s.callback_code_digits))
+                self._run(pipe, "create_challenge",
+                          [keys.customer, keys.open, keys.events, keys.lines, keys.challenge(cid)],
+                          [now_ms, now_iso, s.events_max_per_customer,
+                           expires_ms - now_ms + retention_ms, cid, CLIENT, a.customer_id, doc_json,
+                           methods_json, s.challenge_attempts, expires_ms, expires_iso, "", pool, "",
+                           code, retention_ms])
+                current.append(Challenge(cid, a, digest))
+            for ch, result in zip(current, pipe.execute(), strict=True):
+                if not isinstance(result, list) or result[0] != "ok":
+                    raise RuntimeError(f"create_challenge answered {result!r}")
+                ch.line = result[2]
+                made.append(ch)
+        return made
+
+    def verify(self, challenges: Sequence[Challenge]) -> list[Challenge]:
+        """Verify by TOTP (the step after each customer's last), as ``Challenges.verify_totp``."""
+        s = self.settings
+        retention_ms = s.record_retention_seconds * 1000
+        done = []
+        for batch in self._batches(challenges):
+            now_ms, now_iso = self._now()
+            pipe = self.client.pipeline(transaction=False)
+            for ch in batch:
+                a = ch.customer
+                keys = self.keys.for_customer(a.customer_id)
+                step = a.last_step + 1
+                self._run(pipe, "verify_totp",
+                          [keys.challenge(ch.id), keys.customer, keys.open, keys.events, keys.lines],
+                          [now_ms, now_iso, s.events_max_per_customer, retention_ms, CLIENT,
+                           s.lockout_threshold, a.sealed, str(step), ch.id])
+                a.last_step = step
+            for ch, result in zip(batch, pipe.execute(), strict=True):
+                if isinstance(result, list) and result and result[0] == "ok":
+                    done.append(ch)
+        return done
+
+
+def _check(results: Sequence[Any]) -> None:
+    for result in results:
+        if isinstance(result, list) and result and result[0] != "ok":
+            raise RuntimeError(f"a script answered {result!r}")
