@@ -1,0 +1,233 @@
+"""Inbound calls: which challenge a call speaks for, and what the caller hears.
+
+A call reaches a challenge in three steps, each re-checked by the next:
+
+1. ``From`` is normalised; a withheld or unusable caller ID stops here (it proves nothing).
+2. The phone index (a hint written with the customer) names the customers who registered
+   that number. ``receive_call.lua`` records, once per CallSid, when the call was first seen
+   and which customers it may speak for; a second delivery of the CallSid reuses that record.
+3. For each of those customers, the holder of the dialled number (``lines``, another hint)
+   names at most one challenge, and ``answer_call.lua`` judges the call against the truth in
+   one atomic step: challenge pending and not expired, its number is ``To``, ``From`` still
+   registered, callback allowed, customer not locked, CallSid not seen before by this
+   customer, challenge created before the call. The first customer whose challenge matches
+   takes the call.
+
+Round trips to Redis per webhook: withheld 1; unknown caller 2; a matched call 4 (index,
+call record, line holder, the judgement), 5 in confirm and code modes (the call is bound to
+its challenge for the digits webhook); the digits webhook 2; a status callback 1.
+
+Every script status becomes the caller's answer in ``_spoken`` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from authgw.challenges.domain import Domain, Now
+from authgw.challenges.outcomes import status_of
+from authgw.errors import StoreUnavailable, ValidationFailed
+from authgw.keys import customer_tag, tag_of_challenge
+from authgw.webhooks.callerid import caller_id, dialled
+from authgw.webhooks.speech import INVALID_INPUT, WRONG_CODE, Voice
+
+log = logging.getLogger(__name__)
+
+CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
+DIGITS = re.compile(r"^[0-9*#]{0,12}$")
+CALL_STATUSES = {"queued", "initiated", "ringing", "in-progress", "answered", "completed", "busy",
+                 "failed", "no-answer", "canceled"}
+MAX_ENTRIES = 6  # keys a caller may enter in one call before it is ended
+STALE_RETRIES = 3
+CONFIRM_PATH = "/webhooks/twilio/confirm"
+
+
+def _field(form: Mapping[str, str], name: str, limit: int = 64) -> str:
+    value = form.get(name, "") or ""
+    if len(value) > limit or not value.isprintable():
+        raise ValidationFailed([{"field": name, "message": f"must be at most {limit} printable characters"}])
+    return value
+
+
+def _call_sid(form: Mapping[str, str]) -> str:
+    sid = form.get("CallSid", "") or ""
+    if not CALL_SID.fullmatch(sid):
+        raise ValidationFailed([{"field": "CallSid", "message": "must be CA followed by 32 hex digits"}])
+    return sid
+
+
+class Calls:
+    """The phone side of the gateway, over the same store and clock as the API."""
+
+    def __init__(self, domain: Domain) -> None:
+        self.d = domain
+        self.s = domain.settings
+        self.store = domain.store
+        self.keys = domain.store.keys
+        self.voice = Voice(self.s.callback_voice)
+
+    @property
+    def _call_ttl_ms(self) -> int:
+        return self.s.call_retention_seconds * 1000
+
+    def _action(self, n: int) -> str:
+        return f"{self.s.public_url}{CONFIRM_PATH}?n={n}"
+
+    # -- POST /voice ----------------------------------------------------------------------
+
+    def voice_call(self, form: Mapping[str, str]) -> str:
+        """TwiML for an inbound call."""
+        sid = _call_sid(form)
+        raw_from = _field(form, "From")
+        stir = _field(form, "StirVerstat")
+        caller = caller_id(raw_from, self.s.default_region)
+        to = dialled(_field(form, "To"), self.s.default_region) or ""
+        now = self.d.now()
+        record = self.keys.call_status(sid)
+
+        if caller.e164 is None:
+            self.store.run("receive_call", [record],
+                           [now.ms, now.iso, self._call_ttl_ms, raw_from, to, stir, "",
+                            "withheld", caller.withheld or ""])
+            log.info("call %s: withheld caller ID", sid)
+            return self.voice.withheld()
+
+        with self.store.boundary():
+            candidates = sorted(self.store.client.smembers(self.keys.phone_index(caller.e164)))
+        known = "" if candidates and to else "unmatched"
+        reason = "" if not known else ("unknown_caller" if not candidates else "not_a_number")
+        seen = self.store.run("receive_call", [record],
+                              [now.ms, now.iso, self._call_ttl_ms, caller.e164, to, stir,
+                               ",".join(candidates), known, reason])
+        state, first_ms, seen_from, seen_to, seen_candidates, outcome = seen
+        if state == "seen":
+            if seen_from != caller.e164 or seen_to != to:
+                log.warning("call %s: delivered again with other numbers; refused", sid)
+                return self.voice.reject()
+            if outcome == "withheld":
+                return self.voice.withheld()
+            candidates = seen_candidates.split(",") if seen_candidates else []
+        if outcome or not candidates:
+            log.info("call %s: unmatched (%s)", sid, reason or outcome)
+            return self.voice.reject()
+
+        for customer_id in candidates:
+            result = self._judge(customer_id, sid, caller.e164, to, int(first_ms), stir, now)
+            answer = self._spoken_call(customer_id, sid, result)
+            if answer is not None:
+                return answer
+        log.info("call %s: unmatched", sid)
+        return self.voice.reject()
+
+    def _judge(self, customer_id: str, sid: str, from_: str, to: str, first_ms: int, stir: str,
+               now: Now) -> list[Any]:
+        keys = self.keys.for_customer(customer_id)
+        refuse = "1" if self.s.callback_refuse_failed_attestation else "0"
+        for _ in range(STALE_RETRIES):
+            with self.store.boundary():
+                held = self.store.client.hget(keys.lines, to) or ""
+            hint = held.partition("|")[2]
+            call_keys = [keys.customer, keys.open, keys.events, keys.lines, keys.call(sid)]
+            if hint:
+                call_keys.append(keys.challenge(hint))
+            result = self.store.run("answer_call", call_keys, [
+                now.ms, now.iso, self.d.maxlen, self.d.retention_ms, self._call_ttl_ms, sid,
+                from_, to, hint, first_ms, self.s.callback_confirm_above, stir, refuse])
+            if status_of(result) != "retry":
+                return list(result)
+        raise StoreUnavailable("the designated number kept changing hands")
+
+    def _spoken_call(self, customer_id: str, sid: str, result: list[Any]) -> str | None:
+        """The answer to a call judged for one customer; None: try the next customer."""
+        status = result[0]
+        log.info("call %s: %s", sid, status if status != "unmatched" else f"unmatched ({result[1]})")
+        if status in ("stranger", "unmatched"):
+            return None
+        if status == "verified":
+            return self.voice.reject()
+        if status == "gather":
+            challenge_id, mode, doc = result[1], result[2], json.loads(result[3])
+            bound = self.store.run("bind_call", [self.keys.call_status(sid)],
+                                   [customer_id, challenge_id, "gather"])
+            if status_of(bound) != "ok":
+                return self.voice.result("unknown_call")
+            return self.voice.ask(doc, mode, self._action(1), self.s.callback_code_digits)
+        if status == "replay":
+            outcome = result[1]
+            if outcome == "unmatched":
+                return None
+            if outcome == "verified":
+                return self.voice.reject()
+            return self.voice.result("challenge_not_pending")
+        raise StoreUnavailable(f"unexpected answer_call status {status!r}")
+
+    # -- POST /confirm --------------------------------------------------------------------
+
+    def keys_pressed(self, form: Mapping[str, str], n_arg: str | None) -> str:
+        """TwiML for the keys a caller pressed in the dialogue."""
+        sid = _call_sid(form)
+        digits = _field(form, "Digits", 12)
+        if not DIGITS.fullmatch(digits):
+            raise ValidationFailed([{"field": "Digits", "message": "must be keypad keys"}])
+        digits = digits.rstrip("#")
+        if not (n_arg or "").isdigit() or not 1 <= int(n_arg or "0") <= MAX_ENTRIES:
+            raise ValidationFailed([{"field": "n", "message": f"must be 1 to {MAX_ENTRIES}"}])
+        n = int(n_arg or "0")
+        with self.store.boundary():
+            customer_id, challenge_id = self.store.client.hmget(
+                self.keys.call_status(sid), ["customer_id", "challenge_id"])
+        if not customer_id or not challenge_id or tag_of_challenge(challenge_id) != customer_tag(customer_id):
+            log.info("call %s: keys pressed on a call with no dialogue", sid)
+            return self.voice.result("unknown_call")
+        keys = self.keys.for_customer(customer_id)
+        now = self.d.now()
+        result = self.store.run(
+            "confirm_call",
+            [keys.challenge(challenge_id), keys.customer, keys.open, keys.events, keys.lines,
+             keys.call(sid)],
+            [now.ms, now.iso, self.d.maxlen, self.d.retention_ms, self.s.lockout_threshold, sid,
+             challenge_id, digits, n])
+        return self._spoken_keys(sid, list(result), n)
+
+    def _spoken_keys(self, sid: str, result: list[Any], n: int) -> str:
+        status = status_of(result)
+        attempts, locked = 0, 0
+        if status == "replay":
+            status, attempts, locked = result[1], int(result[2]), int(result[3])
+        elif status == "invalid_code":
+            attempts, locked = int(result[1]), int(result[2])
+        log.info("call %s: keys judged: %s", sid, status)
+        last_entry = n >= MAX_ENTRIES
+        if status == "invalid_input":
+            if last_entry:
+                return self.voice.result("unknown_call")
+            return self.voice.ask_again("confirm", self._action(n + 1), 1, INVALID_INPUT)
+        if status == "invalid_code":
+            if locked:
+                return self.voice.result("customer_locked")
+            if attempts <= 0 or last_entry:
+                return self.voice.result("failed")
+            return self.voice.ask_again("code", self._action(n + 1), self.s.callback_code_digits,
+                                        WRONG_CODE)
+        return self.voice.result(status)
+
+    # -- POST /status ---------------------------------------------------------------------
+
+    def status(self, form: Mapping[str, str]) -> None:
+        sid = _call_sid(form)
+        call_status = _field(form, "CallStatus")
+        if call_status not in CALL_STATUSES:
+            raise ValidationFailed([{"field": "CallStatus", "message": "is not a Twilio call status"}])
+        duration = _field(form, "CallDuration", 10)
+        if duration and not duration.isdigit():
+            raise ValidationFailed([{"field": "CallDuration", "message": "must be whole seconds"}])
+        region = self.s.default_region
+        now = self.d.now()
+        self.store.run("call_status", [self.keys.call_status(sid)],
+                       [now.ms, now.iso, self._call_ttl_ms, call_status, duration,
+                        caller_id(_field(form, "From"), region).e164 or "withheld",
+                        dialled(_field(form, "To"), region) or ""])

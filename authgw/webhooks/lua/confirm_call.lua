@@ -1,0 +1,73 @@
+-- confirm_call: judge the keys a caller pressed during the phone dialogue of a challenge.
+--
+-- Confirm mode: 1 verifies, 9 denies, anything else changes nothing. Code mode: the
+-- challenge's code verifies; 9 alone denies; any other entry is a wrong code, counted exactly
+-- like a wrong TOTP code (count_failure: the challenge's attempts, the customer's consecutive
+-- failures, the lock). A denial ends the challenge and counts a fraud report on the customer.
+--
+-- KEYS[1] challenge hash   KEYS[2] customer hash   KEYS[3] open zset   KEYS[4] events stream
+-- KEYS[5] lines hash       KEYS[6] the call marker (written by answer_call.lua)
+-- ARGV[1] now (ms)   ARGV[2] now (RFC 3339)   ARGV[3] events max length   ARGV[4] retention (ms)
+-- ARGV[5] lockout threshold   ARGV[6] CallSid   ARGV[7] challenge id   ARGV[8] digits
+-- ARGV[9] the entry's number within the call (1, 2, ...): an entry delivered twice is judged once
+--
+-- Returns {'verified'}, {'denied'}, {'invalid_input'} (confirm mode, not 1 or 9),
+-- {'invalid_code', attempts left, locked 0|1}, {'challenge_expired'},
+-- {'challenge_not_pending'}, {'customer_locked'}, {'unknown_call'} (this call opened no
+-- dialogue for this challenge), {'replay', the first answer's status, attempts, locked}.
+local ch, cust, open, events, lines, marker = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local now_ms, now_iso, maxlen, keep_ms = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
+local threshold, sid, id, digits, n = tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
+
+local call = redis.call('HMGET', marker, 'challenge_id', 'mode', 'from', 'n', 'result',
+                        'attempts', 'locked')
+if call[1] ~= id or (call[2] ~= 'confirm' and call[2] ~= 'code') then return {'unknown_call'} end
+if n <= tonumber(call[4] or '0') then
+  return {'replay', call[5] or '', call[6] or '0', call[7] or '0'}
+end
+local mode, from = call[2], call[3]
+
+local function answer(result, attempts, locked)
+  redis.call('HSET', marker, 'n', n, 'result', result, 'attempts', attempts or 0,
+             'locked', locked or 0)
+  if result == 'invalid_code' then return {result, attempts, locked} end
+  return {result}
+end
+
+local status = settle(ch, open, events, lines, maxlen, now_ms, id)
+if status == 'expired' then return answer('challenge_expired') end
+if status ~= 'pending' then return answer('challenge_not_pending') end
+if redis.call('EXISTS', cust) == 0 then return answer('challenge_not_pending') end
+if redis.call('HGET', cust, 'locked') == '1' then return answer('customer_locked') end
+local registered = false
+for _, phone in ipairs(cjson.decode(redis.call('HGET', cust, 'phones') or '[]')) do
+  if phone == from then registered = true end
+end
+if not registered then return {'unknown_call'} end
+
+local customer_id = redis.call('HGET', ch, 'customer_id')
+local approve = (mode == 'confirm' and digits == '1')
+    or (mode == 'code' and digits ~= '' and digits == redis.call('HGET', ch, 'code'))
+if approve then
+  redis.call('HSET', ch, 'status', 'verified', 'verified_by', 'callback', 'verified_at', now_iso,
+             'verified_from', from, 'call_sid', sid)
+  release_line(ch, lines, id)
+  redis.call('HSET', cust, 'failed', 0)
+  add_event(events, maxlen, now_iso, 'challenge.verified', customer_id,
+            {'challenge_id', id, 'method', 'callback', 'from', from, 'call_sid', sid, 'mode', mode})
+  return answer('verified')
+end
+if digits == '9' then
+  end_challenge(ch, open, lines, id, 'denied', now_iso, keep_ms)
+  redis.call('HSET', ch, 'denied_from', from, 'call_sid', sid)
+  redis.call('HINCRBY', cust, 'fraud_reports', 1)
+  redis.call('HSET', cust, 'last_fraud_report_at', now_iso)
+  add_event(events, maxlen, now_iso, 'challenge.denied', customer_id,
+            {'challenge_id', id, 'method', 'callback', 'from', from, 'call_sid', sid,
+             'reason', 'fraud_report'})
+  return answer('denied')
+end
+if mode == 'confirm' then return answer('invalid_input') end
+local attempts, locked = count_failure(ch, cust, open, events, lines, maxlen, now_iso, keep_ms,
+                                       threshold, id, customer_id, 'callback')
+return answer('invalid_code', attempts, locked)

@@ -1,0 +1,133 @@
+"""What the caller hears: TwiML answers, with the transaction read out in natural Japanese.
+
+Every answer is built with ``twilio.twiml.voice_response``. Amounts are written the way they
+are said (``15万円``, ``123万4567円``) so the speech engine reads them as amounts, payee names in
+half-width katakana are widened, and account digits are spaced to be read one by one.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from twilio.twiml.voice_response import VoiceResponse
+
+LANGUAGE = "ja-JP"
+KINDS = {"transfer": "お振込み", "payeasy": "ペイジーでのお支払い"}
+GATHER_TIMEOUT = 8  # seconds the caller has to press a key
+
+WITHHELD = ("お電話番号が非通知のため、ご本人様の確認ができませんでした。"
+            "お手数ですが、番号の前に、いち、はち、ろく、をつけて、おかけ直しください。")
+NO_INPUT_AGAIN = "もう一度ご案内します。"
+GOODBYE_PENDING = "入力が確認できませんでした。お手続きは完了していません。お電話を終了します。"
+CONFIRM_ASK = "このお取引を承認する場合は1を、お心当たりがない場合は9を押してください。"
+CODE_ASK = ("お手続き中の画面に表示されている{digits}桁の番号を押してください。"
+            "お心当たりがない場合は、9のあとにシャープを押してください。")
+RESULTS = {
+    "verified": "ご本人様の確認ができました。画面に戻ってお手続きを続けてください。",
+    "denied": ("お取引を中止しました。お心当たりのないお取引の場合は、"
+               "至急、お取引の銀行にご連絡ください。"),
+    "failed": "番号が正しくないため、お手続きを中止しました。",
+    "customer_locked": "ご利用が停止されているため、お手続きできません。銀行にお問い合わせください。",
+    "challenge_expired": "お手続きの有効期限が過ぎています。最初からやり直してください。",
+    "challenge_not_pending": "このお手続きは、すでに終了しています。",
+    "unknown_call": "お手続きが確認できませんでした。お電話を終了します。",
+}
+WRONG_CODE = "番号が正しくありません。"
+INVALID_INPUT = "1か9を押してください。"
+
+
+def yen(amount: int) -> str:
+    """An amount of yen as it is said: 150000 -> ``15万円``, 1234567 -> ``123万4567円``."""
+    if amount == 0:
+        return "0円"
+    parts = []
+    for unit, size in (("兆", 10**12), ("億", 10**8), ("万", 10**4)):
+        if amount >= size:
+            parts.append(f"{amount // size}{unit}")
+            amount %= size
+    if amount:
+        parts.append(str(amount))
+    return "".join(parts) + "円"
+
+
+def money(amount: int, currency: str) -> str:
+    if currency == "JPY":
+        return yen(amount)
+    return f"{amount:,} {' '.join(currency)}、最小単位"
+
+
+def spaced_digits(text: str) -> str:
+    """Digits to be read one by one: ``4567`` -> ``4、5、6、7``."""
+    return "、".join(c for c in text if c.isdigit())
+
+
+def describe(doc: dict[str, Any]) -> str:
+    """The transaction as the caller hears it: kind, amount, payee, last digits."""
+    payee = doc.get("payee") or {}
+    kind = KINDS.get(doc.get("kind", ""), "お取引")
+    name = unicodedata.normalize("NFKC", str(payee.get("name") or "")).strip()
+    parts = [f"{kind}、{money(int(doc['amount']), str(doc.get('currency', 'JPY')))}の確認です。"]
+    if name:
+        parts.append(f"お受取人は、{name}様。")
+    number = str(payee.get("account_number") or payee.get("customer_number") or "")
+    digits = "".join(c for c in number if c.isdigit())[-4:]
+    if digits:
+        label = "口座番号" if "account_number" in payee else "お客様番号"
+        parts.append(f"{label}の末尾は、{spaced_digits(digits)}です。")
+    return "".join(parts)
+
+
+class Voice:
+    """TwiML answers in one voice."""
+
+    def __init__(self, voice: str) -> None:
+        self.voice = voice
+
+    def _say(self, target: Any, text: str) -> None:
+        target.say(text, language=LANGUAGE, voice=self.voice)
+
+    def reject(self) -> str:
+        """Leave the call unanswered: the caller is not charged."""
+        response = VoiceResponse()
+        response.reject()
+        return str(response)
+
+    def withheld(self) -> str:
+        response = VoiceResponse()
+        self._say(response, WITHHELD)
+        response.hangup()
+        return str(response)
+
+    def ask(self, doc: dict[str, Any], mode: str, action: str, code_digits: int,
+            *, preface: str = "") -> str:
+        """Read the transaction and gather the answer; no input: once more, then hang up."""
+        question = CONFIRM_ASK if mode == "confirm" else CODE_ASK.format(digits=code_digits)
+        num_digits = 1 if mode == "confirm" else code_digits
+        response = VoiceResponse()
+        for intro in (preface + describe(doc), NO_INPUT_AGAIN + describe(doc)):
+            gather = response.gather(num_digits=num_digits, action=action, method="POST",
+                                     timeout=GATHER_TIMEOUT, finish_on_key="#",
+                                     action_on_empty_result=False)
+            self._say(gather, intro + question)
+        self._say(response, GOODBYE_PENDING)
+        response.hangup()
+        return str(response)
+
+    def ask_again(self, mode: str, action: str, code_digits: int, message: str) -> str:
+        num_digits = 1 if mode == "confirm" else code_digits
+        question = CONFIRM_ASK if mode == "confirm" else CODE_ASK.format(digits=code_digits)
+        response = VoiceResponse()
+        gather = response.gather(num_digits=num_digits, action=action, method="POST",
+                                 timeout=GATHER_TIMEOUT, finish_on_key="#",
+                                 action_on_empty_result=False)
+        self._say(gather, message + question)
+        self._say(response, GOODBYE_PENDING)
+        response.hangup()
+        return str(response)
+
+    def result(self, status: str) -> str:
+        response = VoiceResponse()
+        self._say(response, RESULTS.get(status, RESULTS["unknown_call"]))
+        response.hangup()
+        return str(response)
