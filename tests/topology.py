@@ -17,9 +17,11 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -68,9 +70,10 @@ class Node:
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def client(self, **kw: object) -> redis.Redis:
+        options: dict[str, object] = {"socket_timeout": 2, "socket_connect_timeout": 2,
+                                      "decode_responses": True, **kw}
         return redis.Redis(host="127.0.0.1", port=self.port, password=self.password or None,
-                           socket_timeout=2, socket_connect_timeout=2, decode_responses=True,
-                           **kw)  # type: ignore[arg-type]
+                           **options)  # type: ignore[arg-type]
 
     def kill(self) -> None:
         """SIGKILL: the process dies with no chance to save or hand anything over."""
@@ -241,3 +244,152 @@ def current_primary_port(topology: Topology) -> int | None:
         except redis.exceptions.RedisError:
             continue
     return None
+
+
+def start_server(binary: str, *extra: str) -> Topology:
+    """One redis-server that can be killed and started again on the same port (``extra``:
+    more options, e.g. ``--appendonly yes --appendfsync always`` for a restart that keeps data)."""
+    password = secrets.token_hex(16)
+    root = Path(tempfile.mkdtemp(prefix="authgw-redis-"))
+    (port,) = free_ports(1)
+    args = _server_args(binary, port, root, password, *extra)
+    node = Node(port, args, root, password)
+    topology = Topology(url=f"redis://:{password}@127.0.0.1:{port}/0", password=password,
+                        nodes=[node], workdir=root)
+    try:
+        node.start()
+        node.wait_up()
+    except Exception:
+        topology.stop()
+        raise
+    return topology
+
+
+@dataclass
+class Gateway:
+    """``authgw serve`` in a child process (gunicorn master and its workers)."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def worker_pids(self) -> list[int]:
+        """The gunicorn workers: the master's children (Linux ``/proc``)."""
+        pid = self.process.pid
+        path = Path(f"/proc/{pid}/task/{pid}/children")
+        return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return int(self.process.returncode)
+
+
+def start_gateway(env: dict[str, str], workers: int = 1, threads: int = 4) -> Gateway:
+    """``authgw serve`` on a free loopback port, answering ``/healthz``."""
+    import sys
+    import urllib.request
+
+    (port,) = free_ports(1)
+    log = Path(tempfile.mkstemp(prefix="authgw-serve-", suffix=".log")[1])
+    full_env = {**os.environ, **env}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "authgw.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", str(workers), "--threads", str(threads)],
+            env=full_env, stdout=out, stderr=subprocess.STDOUT)
+    gateway = Gateway(f"http://127.0.0.1:{port}", process, log)
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"authgw serve exited: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(gateway.url + "/healthz", timeout=1) as rv:
+                return bool(rv.status == 200)
+        except OSError:
+            return False
+
+    try:
+        _poll("authgw serve answering /healthz", healthy)
+        _poll("the workers started", lambda: len(gateway.worker_pids()) >= workers)
+    except Exception:
+        gateway.stop()
+        raise
+    return gateway
+
+
+class Traffic:
+    """Requests in a loop from a thread; records what the gateway acknowledged."""
+
+    def __init__(self, app: Any, prefix: str = "cust") -> None:
+        from tests.conftest import API_KEY, Api
+
+        self.api = Api(app.test_client(), API_KEY)
+        self.prefix = prefix
+        self.stop = threading.Event()
+        self.statuses: list[tuple[str, int, str | None]] = []
+        self.customers: dict[str, list[str]] = {}  # acknowledged customers and their phones
+        # challenge id -> the statuses it may have: the acknowledged one, or either side of a
+        # transition whose answer was a 503 (it may have run before the store went away)
+        self.challenges: dict[str, set[str]] = {}
+        self.errors: list[BaseException] = []
+
+    def note(self, what: str, rv: Any) -> bool:
+        body = rv.get_json(silent=True) or {}
+        self.statuses.append((what, rv.status_code, body.get("code")))
+        return bool(200 <= rv.status_code < 300)
+
+    def run(self) -> None:
+        from tests.conftest import transfer
+
+        i = 0
+        try:
+            while not self.stop.is_set() and i < 5000:
+                cid, phone = f"{self.prefix}-{i:04d}", f"+8190{10000000 + i}"
+                i += 1
+                if self.note("put", self.api.put(f"/v1/customers/{cid}", {"phones": [phone]})):
+                    self.customers[cid] = [phone]
+                else:
+                    continue
+                rv = self.api.post("/v1/challenges", transfer(cid))
+                if not self.note("create", rv):
+                    continue
+                ch = rv.get_json()["id"]
+                self.challenges[ch] = {"pending"}
+                if i % 2:
+                    cancelled = self.note("cancel", self.api.post(f"/v1/challenges/{ch}/cancel"))
+                    self.challenges[ch] = {"cancelled"} if cancelled else {"pending", "cancelled"}
+                time.sleep(0.005)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.errors.append(exc)
+
+    def successes(self) -> int:
+        return sum(1 for _, status, _ in self.statuses if 200 <= status < 300)
+
+    def check_acknowledged(self, api: Any) -> None:
+        """Everything the gateway acknowledged reads back as it was acknowledged."""
+        for cid, phones in self.customers.items():
+            rv = api.get(f"/v1/customers/{cid}")
+            assert rv.status_code == 200 and rv.get_json()["phones"] == phones, cid
+        for ch, statuses in self.challenges.items():
+            rv = api.get(f"/v1/challenges/{ch}")
+            assert rv.status_code == 200 and rv.get_json()["status"] in statuses, ch
+
+    def fail_closed_only(self) -> None:
+        """Every answer was a success or 503 store_unavailable: no 500, no other refusal."""
+        bad = [(w, s, c) for w, s, c in self.statuses
+               if not (200 <= s < 300 or (s, c) == (503, "store_unavailable"))]
+        assert not bad, bad[:5]
+
+
+def wait_until(what: str, check: object, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {seconds} s")
+        time.sleep(0.05)

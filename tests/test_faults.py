@@ -1,0 +1,220 @@
+"""Faults: the store killed and restarted, a slow store, too few replicas, a worker killed.
+
+In every case: no approval without a verified transition, nothing acknowledged lost, no 500,
+a clear 503 ``store_unavailable``, and recovery without restarting the gateway. Every server
+here is the suite's own, on loopback; every loop is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from authgw.app import create_app
+from tests.conftest import (
+    API_KEY,
+    Api,
+    _require_real,
+    enrol_totp,
+    new_challenge,
+    register,
+    settings_for_tests,
+    wrong_code,
+)
+from tests.topology import Topology, Traffic, start_gateway, start_server, wait_until
+
+pytestmark = [pytest.mark.real_redis, pytest.mark.topology]
+
+
+def _binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if _require_real():
+            pytest.fail("AUTHGW_REQUIRE_REAL_REDIS=1 but no redis-server is on the PATH")
+        pytest.skip("no redis-server on the PATH: fault tests need one")
+    return binary
+
+
+@pytest.fixture
+def durable_server() -> Iterator[Topology]:
+    """A redis-server that writes every change to its AOF before answering."""
+    server = start_server(_binary(), "--appendonly", "yes", "--appendfsync", "always")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server() -> Iterator[Topology]:
+    server = start_server(_binary())
+    yield server
+    server.stop()
+
+
+def test_store_killed_and_restarted_under_load(durable_server: Topology) -> None:
+    app = create_app(settings_for_tests(redis_url=durable_server.url, redis_timeout=0.3))
+    node = durable_server.nodes[0]
+    traffic = [Traffic(app, prefix=f"t{n}") for n in range(2)]
+    threads = [threading.Thread(target=t.run, daemon=True) for t in traffic]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until("traffic", lambda: all(t.successes() >= 10 for t in traffic))
+        node.kill()
+        marks = [len(t.statuses) for t in traffic]
+        wait_until("503s while the store is down",
+                   lambda: all(len(t.statuses) > m + 5 for t, m in zip(traffic, marks, strict=True)))
+        assert app.test_client().get("/readyz").status_code == 503
+        node.start()
+        node.wait_up()
+        marks = [t.successes() for t in traffic]
+        wait_until("successes after the restart",
+                   lambda: all(t.successes() >= m + 10 for t, m in zip(traffic, marks, strict=True)))
+    finally:
+        for t in traffic:
+            t.stop.set()
+        for thread in threads:
+            thread.join(10)
+    api = Api(app.test_client(), API_KEY)
+    assert app.test_client().get("/readyz").status_code == 200
+    for t in traffic:
+        assert not t.errors, t.errors
+        t.fail_closed_only()
+        assert any(s == 503 for _, s, _ in t.statuses)
+        t.check_acknowledged(api)
+
+
+def test_slow_store_fails_closed_within_the_timeout(server: Topology, clock: Any) -> None:
+    """A store that stops answering (CLIENT PAUSE) gives 503 after ``redis_timeout``, not a wait."""
+    app = create_app({**settings_for_tests(redis_url=server.url, redis_timeout=0.2), "clock": clock})
+    api = Api(app.test_client(), API_KEY)
+    register(api)
+    secret = enrol_totp(api, clock)
+    challenge = new_challenge(api)
+    with server.nodes[0].client() as admin:
+        admin.execute_command("CLIENT", "PAUSE", 3000, "ALL")
+    # Had the gateway waited for the store, this would be 422 invalid_code, not 503.
+    rv = api.post(f"/v1/challenges/{challenge['id']}/totp", {"code": wrong_code(secret, clock())})
+    assert rv.status_code == 503 and rv.get_json()["code"] == "store_unavailable"
+    assert rv.headers["Retry-After"]
+    assert app.test_client().get("/readyz").status_code == 503
+    wait_until("the store answering again", lambda: app.test_client().get("/readyz").status_code == 200)
+    # The timed-out script may have run once when the pause ended; never twice (no retries),
+    # and never half: the challenge's attempts and the customer's failures agree.
+    after = api.get(f"/v1/challenges/{challenge['id']}").get_json()
+    customer = api.get("/v1/customers/cust-001").get_json()
+    assert after["status"] == "pending"
+    assert after["attempts_left"] in (2, 3)
+    assert customer["failed_attempts"] == 3 - after["attempts_left"]
+
+
+def test_too_few_replicas_fail_closed(server: Topology, clock: Any) -> None:
+    """With ``redis_wait_replicas`` set and no replica to confirm, nothing is acknowledged."""
+    app = create_app({**settings_for_tests(redis_url=server.url, redis_timeout=0.5,
+                                           redis_wait_replicas=1, redis_wait_timeout=0.05),
+                      "clock": clock})
+    api = Api(app.test_client(), API_KEY)
+    rv = api.put("/v1/customers/cust-001", {"phones": ["090-1234-5678"]})
+    assert rv.status_code == 503 and rv.get_json()["code"] == "store_unavailable"
+    assert app.test_client().get("/readyz").status_code == 200
+
+
+def _call(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={
+        "Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as rv:
+            text = rv.read()
+            return rv.status, json.loads(text) if text else None
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def _serve_env(server: Topology, **extra: str) -> dict[str, str]:
+    settings = settings_for_tests()
+    env = {f"AUTHGW_{k.upper()}": str(v) for k, v in settings.items()}
+    env.update({"AUTHGW_REDIS_URL": server.url, **extra})
+    return env
+
+
+def test_worker_killed_mid_request_leaves_no_half_written_state(server: Topology) -> None:
+    gateway = start_gateway(_serve_env(server, AUTHGW_REDIS_TIMEOUT="5"), workers=1)
+    try:
+        assert _call("PUT", gateway.url + "/v1/customers/cust-001",
+                     {"phones": ["090-1234-5678"]})[0] == 200
+        status, challenge = _call("POST", gateway.url + "/v1/challenges", {
+            "customer_id": "cust-001", "kind": "transfer", "amount": 150000,
+            "payee": {"bank_code": "0168", "branch_code": "001", "account_type": "ordinary",
+                      "account_number": "1234567", "name": "ﾔﾏﾀﾞ ﾀﾛｳ"}})
+        assert status == 201
+        (worker,) = gateway.worker_pids()
+        outcome: list[Any] = []
+
+        def cancel() -> None:
+            try:
+                outcome.append(_call("POST", gateway.url + f"/v1/challenges/{challenge['id']}/cancel"))
+            except OSError as exc:  # the worker died under the request
+                outcome.append(exc)
+
+        with server.nodes[0].client() as admin:
+            admin.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+        thread = threading.Thread(target=cancel)
+        thread.start()
+        time.sleep(0.3)  # let the request reach the store and wait there
+        os.kill(worker, signal.SIGKILL)
+        thread.join(15)
+        assert outcome and not (isinstance(outcome[0], tuple) and outcome[0][0] == 200)
+        wait_until("gunicorn starting a new worker",
+                   lambda: any(p != worker for p in gateway.worker_pids()))
+        wait_until("the store answering", lambda: _call("GET", gateway.url + "/readyz")[0] == 200)
+
+        status, after = _call("GET", gateway.url + f"/v1/challenges/{challenge['id']}")
+        assert status == 200 and after["status"] in ("pending", "cancelled")
+        status, events = _call("GET", gateway.url + "/v1/customers/cust-001/events")
+        cancelled = [e for e in events["events"] if e["type"] == "challenge.cancelled"]
+        assert len(cancelled) == (1 if after["status"] == "cancelled" else 0)
+        # The gateway goes on: the challenge can still be settled, exactly once.
+        status, body = _call("POST", gateway.url + f"/v1/challenges/{challenge['id']}/cancel")
+        assert (status, after["status"]) in ((200, "pending"), (409, "cancelled"))
+    finally:
+        gateway.stop()
+
+
+def test_sigterm_lets_in_flight_requests_finish(server: Topology) -> None:
+    gateway = start_gateway(_serve_env(server, AUTHGW_REDIS_TIMEOUT="5"), workers=1)
+    try:
+        assert _call("PUT", gateway.url + "/v1/customers/cust-001",
+                     {"phones": ["090-1234-5678"]})[0] == 200
+        outcome: list[Any] = []
+
+        def slow_put() -> None:
+            try:
+                outcome.append(_call("PUT", gateway.url + "/v1/customers/cust-001",
+                                     {"phones": ["090-1234-5678", "080-1234-5678"]}))
+            except OSError as exc:
+                outcome.append(exc)
+
+        with server.nodes[0].client() as admin:
+            admin.execute_command("CLIENT", "PAUSE", 1000, "ALL")
+        thread = threading.Thread(target=slow_put)
+        thread.start()
+        time.sleep(0.3)  # the request is in flight, waiting on the store
+        gateway.process.send_signal(signal.SIGTERM)
+        thread.join(15)
+        assert gateway.process.wait(20) == 0
+    finally:
+        gateway.stop()
+    assert outcome and outcome[0][0] == 200, outcome
+    assert outcome[0][1]["phones"] == ["+819012345678", "+818012345678"]
+    with server.nodes[0].client() as c:
+        assert c.ping()
