@@ -1,0 +1,183 @@
+"""Every transition happens at most once, however many requests race for it (API.md).
+
+Real threads against the suite's real redis-server: each thread has its own test client, and
+a ``threading.Barrier`` releases them together so the requests truly overlap in Redis.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.conftest import (
+    Api,
+    enrol_totp,
+    new_challenge,
+    register,
+    settings_for_tests,
+    totp_code,
+    transfer,
+    wrong_code,
+)
+
+pytestmark = pytest.mark.real_redis
+
+
+def race(app: Any, calls: list[Callable[[Api], Any]]) -> list[Any]:
+    """Run each call in its own thread with its own client, all released at once."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException] = []
+
+    def run(i: int, call: Callable[[Api], Any]) -> None:
+        api = Api(app.test_client())
+        try:
+            barrier.wait(timeout=30)
+            results[i] = call(api)
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a racing request never returned"
+    assert not errors, errors
+    return results
+
+
+def outcome(rv: Any) -> tuple[int, str]:
+    body = rv.get_json()
+    return rv.status_code, body.get("code", body.get("status"))
+
+
+def events(api: Api, customer_id: str = "cust-001") -> list[dict[str, Any]]:
+    return api.get(f"/v1/customers/{customer_id}/events?limit=100").get_json()["events"]
+
+
+@pytest.fixture
+def api(real_app: Any) -> Api:
+    return Api(real_app.test_client())
+
+
+def test_fifty_consumers_of_one_verified_challenge_yield_exactly_one_success(real_app, api, clock):
+    register(api)
+    secret = enrol_totp(api, clock)
+    challenge = new_challenge(api, methods=["totp"])
+    assert api.post(f"/v1/challenges/{challenge['id']}/totp",
+                    {"code": totp_code(secret, clock())}).status_code == 200
+    body = {"transaction_digest": challenge["transaction_digest"]}
+
+    results = race(real_app, [lambda a: a.post(f"/v1/challenges/{challenge['id']}/consume", body)] * 50)
+
+    tally = Counter(outcome(rv) for rv in results)
+    assert tally == {(200, "consumed"): 1, (409, "already_consumed"): 49}
+    assert [e["type"] for e in events(api)].count("challenge.consumed") == 1
+
+
+@pytest.mark.parametrize("settings", [settings_for_tests(lockout_threshold=100, challenge_attempts=10)])
+def test_racing_wrong_codes_never_lose_a_failure_count(real_app, api, clock, settings):
+    register(api)
+    secret = enrol_totp(api, clock)
+    challenges = [new_challenge(api, methods=["totp"]) for _ in range(3)]
+    bad = wrong_code(secret, clock())
+    calls = [lambda a, c=c: a.post(f"/v1/challenges/{c['id']}/totp", {"code": bad})
+             for c in challenges for _ in range(12)]
+
+    results = race(real_app, calls)
+
+    refused = [rv for rv in results if rv.status_code == 422]
+    assert all(outcome(rv) == (422, "invalid_code") for rv in refused)
+    # Every attempt a challenge had was spent exactly once: 10 each, no more, none lost.
+    assert len(refused) == 30
+    assert Counter(outcome(rv) for rv in results if rv.status_code != 422) == {
+        (409, "challenge_not_pending"): 6}
+    for challenge in challenges:
+        lefts = sorted(rv.get_json()["attempts_left"] for rv, call_for in
+                       zip(results, [c for c in challenges for _ in range(12)], strict=True)
+                       if call_for is challenge and rv.status_code == 422)
+        assert lefts == list(range(10)), "each attempt counted once, in turn"
+        assert api.get(f"/v1/challenges/{challenge['id']}").get_json()["status"] == "failed"
+    customer = api.get("/v1/customers/cust-001").get_json()
+    assert customer["failed_attempts"] == len(refused)
+    assert customer["locked"] is False
+    assert [e["type"] for e in events(api)].count("challenge.failed_attempt") == 30
+
+
+def test_racing_wrong_codes_lock_at_the_threshold_exactly(real_app, api, clock):
+    register(api)
+    secret = enrol_totp(api, clock)
+    challenges = [new_challenge(api, methods=["totp"]) for _ in range(3)]
+    bad = wrong_code(secret, clock())
+    calls = [lambda a, c=c: a.post(f"/v1/challenges/{c['id']}/totp", {"code": bad})
+             for c in challenges for _ in range(10)]
+
+    results = race(real_app, calls)
+
+    tally = Counter(outcome(rv) for rv in results)
+    # Six failures are counted, the sixth locks, and nothing is counted after the lock.
+    assert tally[(422, "invalid_code")] == 6
+    assert set(tally) <= {(422, "invalid_code"), (423, "customer_locked"), (409, "challenge_not_pending")}
+    customer = api.get("/v1/customers/cust-001").get_json()
+    assert customer["failed_attempts"] == 6
+    assert customer["locked"] is True
+    types = [e["type"] for e in events(api)]
+    assert types.count("customer.locked") == 1
+    assert types.count("challenge.failed_attempt") == 6
+
+
+@pytest.mark.parametrize("round_", range(5))
+def test_one_totp_code_raced_on_several_challenges_verifies_one(real_app, api, clock, round_):
+    register(api)
+    secret = enrol_totp(api, clock)
+    challenges = [new_challenge(api, methods=["totp"]) for _ in range(3)]
+    code = totp_code(secret, clock())
+    calls = [lambda a, c=c: a.post(f"/v1/challenges/{c['id']}/totp", {"code": code})
+             for c in challenges for _ in range(4)]
+
+    results = race(real_app, calls)
+
+    tally = Counter(outcome(rv) for rv in results)
+    assert tally[(200, "verified")] == 1
+    assert set(tally) <= {(200, "verified"), (422, "invalid_code"), (409, "challenge_not_pending")}
+    statuses = [api.get(f"/v1/challenges/{c['id']}").get_json()["status"] for c in challenges]
+    assert statuses.count("verified") == 1
+
+
+def test_verify_and_cancel_racing_on_one_challenge_settle_it_once(real_app, api, clock):
+    register(api)
+    secret = enrol_totp(api, clock)
+    for _ in range(5):
+        clock.advance(30)
+        challenge = new_challenge(api, methods=["totp"])
+        code = totp_code(secret, clock())
+        results = race(real_app, [
+            lambda a: a.post(f"/v1/challenges/{challenge['id']}/totp", {"code": code}),  # noqa: B023
+            lambda a: a.post(f"/v1/challenges/{challenge['id']}/cancel"),  # noqa: B023
+        ])
+        verified, cancelled = (rv.status_code == 200 for rv in results)
+        assert verified != cancelled, [rv.get_json() for rv in results]
+        final = api.get(f"/v1/challenges/{challenge['id']}").get_json()["status"]
+        assert final == ("verified" if verified else "cancelled")
+
+
+def test_concurrent_creations_with_one_idempotency_key_create_one_challenge(real_app, api):
+    register(api)
+    results = race(real_app, [
+        lambda a: a.post("/v1/challenges", transfer(), headers={"Idempotency-Key": "order-77"})] * 20)
+    assert {rv.status_code for rv in results} == {201}
+    assert len({rv.get_json()["id"] for rv in results}) == 1
+    assert [e["type"] for e in events(api)].count("challenge.created") == 1
+
+
+def test_concurrent_creations_take_distinct_designated_numbers(real_app, api):
+    register(api)
+    results = race(real_app, [lambda a: a.post("/v1/challenges", transfer())] * 3)
+    assert {rv.status_code for rv in results} == {201}
+    numbers = [rv.get_json()["callback"]["number"] for rv in results]
+    assert len(set(numbers)) == 3
