@@ -86,6 +86,14 @@ def redis_cluster() -> Iterator[Any]:
     cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_client(redis_cluster: Any) -> Iterator[Any]:
+    """One cluster client for the session: making one per test costs more than the test."""
+    client = cluster_client(redis_cluster.url)
+    yield client
+    client.close()
+
+
 def cluster_client(url: str) -> Any:
     """A client made the way the gateway makes it (``authgw.store.connect``)."""
     from authgw.store import connect
@@ -103,12 +111,9 @@ def store(request: pytest.FixtureRequest) -> Iterator[Any]:
         client.flushall()
         return
     if request.param == "cluster":
-        cluster = request.getfixturevalue("redis_cluster")
-        client = cluster_client(cluster.url)
+        client = request.getfixturevalue("redis_cluster_client")
         client.flushall()
         yield client
-        client.flushall()
-        client.close()
         return
     server: EmbeddedStore = request.getfixturevalue("redis_server")
     client = real_client(server.url)
