@@ -251,6 +251,7 @@ def test_another_clients_challenge_is_not_found(api, other_api, customer, clock)
     assert api.get(f"/v1/challenges/{challenge['id']}").get_json()["attempts_left"] == 3
 
 
+@pytest.mark.parametrize("store", ["fake"], indirect=True)  # refused before the store
 @pytest.mark.parametrize("challenge_id", [
     "garbage", "ch_", "ch_0123456789abcdefaaaaaaaaaaaaaaaaaaaaaaaaaa", "ch_" + "z" * 42,
     "%00", "ch_0123456789ABCDEFaaaaaaaaaaaaaaaaaaaaaaaaaa",

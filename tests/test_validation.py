@@ -29,6 +29,10 @@ from tests.conftest import (
     transfer,
 )
 
+# Refusals made before the store is touched are judged on fakeredis alone; the tests that
+# check a refusal leaves a real store (and a Cluster) untouched run on every store.
+FAKE_ONLY = pytest.mark.parametrize("store", ["fake"], indirect=True)
+
 TRANSFER_PAYEE = transfer()["payee"]
 PAYEASY_PAYEE = {"biller_number": "12345", "customer_number": "1234567890",
                  "confirmation_number": "123456", "name": "ﾄｳｷｮｳﾄ"}
@@ -134,6 +138,7 @@ def bad_body(overrides: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+@FAKE_ONLY
 @pytest.mark.parametrize("overrides, field", [pytest.param(o, f, id=w) for w, o, f in BAD_CHALLENGES])
 def test_a_bad_challenge_field_is_a_validation_error_naming_it(api, registered, overrides, field):
     rv = api.post("/v1/challenges", bad_body(overrides))
@@ -142,6 +147,7 @@ def test_a_bad_challenge_field_is_a_validation_error_naming_it(api, registered, 
     registered()
 
 
+@FAKE_ONLY
 def test_a_payee_over_2_kib_is_refused_even_when_each_field_fits(api, registered):
     # A payee the field rules accept but whose canonical JSON is over 2 KiB cannot be built
     # from the transfer or Pay-easy fields (names stop at 100 characters); this checks the
@@ -152,6 +158,7 @@ def test_a_payee_over_2_kib_is_refused_even_when_each_field_fits(api, registered
     assert_problem(rv, 422, "validation_error")
 
 
+@FAKE_ONLY
 @pytest.mark.parametrize("amount", [1, 99_999_999_999])
 def test_amount_bounds_are_accepted(api, amount):
     register(api)
@@ -160,6 +167,7 @@ def test_amount_bounds_are_accepted(api, amount):
     assert rv.get_json()["amount"] == amount
 
 
+@FAKE_ONLY
 @pytest.mark.parametrize("ttl", [60, 900])
 def test_ttl_bounds_are_accepted(api, ttl):
     register(api)
@@ -190,6 +198,7 @@ BAD_CUSTOMERS = [
 ]
 
 
+@FAKE_ONLY
 @pytest.mark.parametrize("body, field", [pytest.param(b, f, id=w) for w, b, f in BAD_CUSTOMERS])
 def test_a_bad_customer_field_is_a_validation_error_naming_it(api, store, body, field):
     before = snapshot(store)
@@ -199,6 +208,7 @@ def test_a_bad_customer_field_is_a_validation_error_naming_it(api, store, body, 
     assert snapshot(store) == before
 
 
+@FAKE_ONLY
 @pytest.mark.parametrize("customer_id", ["cust%20001", "c" * 65, "%E9%A1%A7%E5%AE%A2", "cust%2B1",
                                          "cust:1", "cust%7B1%7D"])
 def test_a_bad_customer_id_in_the_path_is_refused(api, store, customer_id):
@@ -208,6 +218,7 @@ def test_a_bad_customer_id_in_the_path_is_refused(api, store, customer_id):
     assert snapshot(store) == {}
 
 
+@FAKE_ONLY
 @pytest.mark.parametrize("customer_id", ["a", "A.b_c-9", "c" * 64])
 def test_good_customer_ids_are_accepted(api, customer_id):
     assert api.put(f"/v1/customers/{customer_id}", {"phones": ["090-1234-5678"]}).status_code == 200
@@ -226,6 +237,7 @@ BAD_PHONES = [
 ]
 
 
+@FAKE_ONLY
 @pytest.mark.parametrize("phone", [pytest.param(p, id=w) for w, p in BAD_PHONES])
 def test_an_unusable_phone_is_invalid_phone_naming_its_index(api, store, phone):
     rv = api.put("/v1/customers/cust-001", {"phones": ["090-1234-5678", phone]})
@@ -234,6 +246,7 @@ def test_an_unusable_phone_is_invalid_phone_naming_its_index(api, store, phone):
     assert snapshot(store) == {}
 
 
+@FAKE_ONLY
 def test_every_unusable_phone_is_listed(api):
     rv = api.put("/v1/customers/cust-001", {"phones": ["123", "090-1234-5678", "050-1234-5678"]})
     body = assert_problem(rv, 422, "invalid_phone")
@@ -252,6 +265,7 @@ ACCEPTED_SPELLINGS = [
 ]
 
 
+@FAKE_ONLY
 @pytest.mark.parametrize("phone", ACCEPTED_SPELLINGS)
 def test_phones_in_any_parseable_format_are_stored_in_e164(api, phone):
     rv = api.put("/v1/customers/cust-001", {"phones": [phone]})
@@ -259,16 +273,19 @@ def test_phones_in_any_parseable_format_are_stored_in_e164(api, phone):
     assert rv.get_json()["phones"] == ["+819012345678"]
 
 
+@FAKE_ONLY
 def test_a_fixed_line_is_accepted(api):
     assert api.put("/v1/customers/cust-001", {"phones": ["03-1234-5678"]}).get_json()["phones"] == [
         "+81312345678"]
 
 
+@FAKE_ONLY
 def test_five_phones_are_accepted(api):
     phones = [f"090-1234-000{i}" for i in range(5)]
     assert len(api.put("/v1/customers/cust-001", {"phones": phones}).get_json()["phones"]) == 5
 
 
+@FAKE_ONLY
 @pytest.mark.parametrize("settings", [settings_for_tests(allow_voip=True)])
 def test_voip_is_accepted_when_the_bank_allows_it(api, settings):
     rv = api.put("/v1/customers/cust-001", {"phones": ["050-1234-5678"]})
@@ -288,6 +305,7 @@ BAD_CODE_BODIES = [
 ]
 
 
+@FAKE_ONLY
 @pytest.mark.parametrize("body, field", [pytest.param(b, f, id=w) for w, b, f in BAD_CODE_BODIES])
 def test_a_bad_code_body_is_a_validation_error_and_costs_nothing(api, store, app, body, field):
     register(api)
@@ -301,6 +319,7 @@ def test_a_bad_code_body_is_a_validation_error_and_costs_nothing(api, store, app
     assert snapshot(store) == before
 
 
+@FAKE_ONLY
 @pytest.mark.parametrize("body, field", [
     ({"transaction_digest": 5}, "transaction_digest"),
     ({"transaction_digest": ""}, "transaction_digest"),
@@ -351,6 +370,7 @@ def post_raw(api, method, path, raw):
                                        headers=api.headers({"Content-Type": "application/json"}))
 
 
+@FAKE_ONLY
 @pytest.mark.parametrize("raw", [pytest.param(r, id=w) for w, r in BAD_RAW_BODIES])
 def test_a_body_that_is_not_a_json_object_is_a_validation_error(api, registered, raw):
     assert_problem(post_raw(api, "post", "/v1/challenges", raw), 422, "validation_error")
@@ -380,6 +400,7 @@ def test_a_body_over_16_kib_is_413(api, store, method, path):
     assert snapshot(store) == before
 
 
+@FAKE_ONLY
 def test_a_body_just_under_16_kib_is_read(api):
     register(api)
     body = transfer(memo="")
@@ -392,6 +413,7 @@ def test_a_body_just_under_16_kib_is_read(api):
     assert field_errors(rv) == ["memo"]
 
 
+@FAKE_ONLY
 def test_a_json_body_without_a_content_type_is_read_as_json(api):
     register(api)
     rv = api.client.post("/v1/challenges", data=json.dumps(transfer()), headers=api.headers())
@@ -401,6 +423,7 @@ def test_a_json_body_without_a_content_type_is_read_as_json(api):
 # -- routes, methods, keys --------------------------------------------------------------------
 
 
+@FAKE_ONLY
 @pytest.mark.parametrize("method, path", [
     ("get", "/v1/nope"), ("get", "/nope"), ("post", "/v1/customers"), ("get", "/v1/customers/"),
     ("get", "/v1/challenges/ch_x/events"), ("post", "/v1/challenges/ch_x/verify"),
@@ -411,6 +434,7 @@ def test_an_unknown_route_is_a_404_problem(api, method, path):
     assert_problem(rv, 404, "not_found")
 
 
+@FAKE_ONLY
 @pytest.mark.parametrize("method, path", [
     ("get", "/v1/challenges"), ("put", "/v1/challenges"), ("delete", "/v1/challenges/ch_x"),
     ("get", "/v1/challenges/ch_x/consume"), ("post", "/v1/customers/cust-001"),
@@ -464,6 +488,7 @@ def with_challenge(api, store):
     return challenge_id, lambda: snapshot(store) == before
 
 
+@FAKE_ONLY
 @pytest.mark.parametrize("auth", [pytest.param(a, id=w) for w, a in BAD_AUTH])
 def test_a_missing_or_wrong_api_key_is_401(api, with_challenge, auth):
     challenge_id, unchanged = with_challenge
@@ -483,11 +508,13 @@ def test_every_v1_call_needs_an_api_key_and_changes_nothing_without_one(api, wit
     assert unchanged()
 
 
+@FAKE_ONLY
 def test_401_comes_before_any_judgement_of_the_body(api):
     rv = api.client.post("/v1/challenges", data=b"{not json", headers={"Authorization": "Bearer nope"})
     assert_problem(rv, 401, "unauthorized")
 
 
+@FAKE_ONLY
 def test_both_configured_keys_work_and_the_scheme_is_case_blind(api, other_api):
     register(api)
     assert other_api.get("/v1/customers/cust-001").status_code == 200
@@ -495,6 +522,7 @@ def test_both_configured_keys_work_and_the_scheme_is_case_blind(api, other_api):
     assert rv.status_code == 200
 
 
+@FAKE_ONLY
 def test_no_response_leaks_internals(api, store):
     register(api)
     responses = [api.post("/v1/challenges", bad_body({"amount": "x"})),
