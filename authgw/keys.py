@@ -80,4 +80,9 @@ class Keys:
         return f"{self.prefix}:{{p:{e164}}}:customers"
 
     def call_status(self, call_sid: str) -> str:
+        """The call's record: when first seen, its numbers, outcome, Twilio's status callbacks."""
         return f"{self.prefix}:{{s:{call_sid}}}:status"
+
+    def call_events(self) -> str:
+        """Stream: calls no customer can be told about (withheld, strangers) and call statuses."""
+        return f"{self.prefix}:{{calls}}:events"

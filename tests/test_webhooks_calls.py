@@ -81,8 +81,11 @@ class Phone:
     def post(self, url: str, params: dict[str, str], *, signature: str | None = None) -> Any:
         if signature is None:
             signature = RequestValidator(self.token).compute_signature(url, params)
-        parts = urlsplit(url)
-        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        if url.startswith(self.public_url):  # the proxy in front strips the public base
+            path = url[len(self.public_url):]
+        else:
+            parts = urlsplit(url)
+            path = parts.path + (f"?{parts.query}" if parts.query else "")
         return self.client.post(path, data=params, headers={"X-Twilio-Signature": signature})
 
     def call(self, from_: str = PHONE, to: str = LINE_1, sid: str | None = None,
@@ -218,6 +221,21 @@ def test_stranger_calling_is_rejected_and_changes_nothing(api, phone, mode, stor
     assert types(api) == before
 
 
+def call_events(store: Any, app: Any) -> list[dict[str, str]]:
+    """The gateway's call stream (calls no customer's trail can hold), oldest first."""
+    key = Keys(app.extensions["authgw"].settings.key_prefix).call_events()
+    return [fields for _, fields in store.xrange(key)]
+
+
+def test_stranger_call_is_an_event_on_the_gateways_call_stream(api, phone, store, app):
+    register(api)
+    twiml(phone.call("+819087654321", LINE_1))
+    twiml(phone.call("+819087654321", LINE_1, phone.sids[0]))  # delivered again: one event
+    assert call_events(store, app) == [
+        {"at": call_events(store, app)[0]["at"], "type": "call.unmatched", "call_sid": phone.sids[0],
+         "from": "+819087654321", "to": LINE_1, "reason": "unknown_caller"}]
+
+
 def test_registered_phone_calling_another_designated_number_is_unmatched(api, phone, mode):
     register(api)
     challenge = new_challenge(api)
@@ -271,7 +289,7 @@ def test_challenge_without_the_callback_method_is_not_verified_by_a_call(api, ph
     "anonymous", "Anonymous", "+266696687", "+7378742833", "+86282452253", "+8656696", "+2562533",
     "restricted", "Restricted", "unavailable", "Unavailable", "unknown", "", "not-a-number",
 ])
-def test_withheld_caller_id_is_asked_to_redial_with_186(api, phone, mode, store, caller):
+def test_withheld_caller_id_is_asked_to_redial_with_186(api, phone, mode, store, app, caller):
     register(api)
     challenge = new_challenge(api)
     before_events = types(api)
@@ -283,8 +301,11 @@ def test_withheld_caller_id_is_asked_to_redial_with_186(api, phone, mode, store,
     assert "非通知" in spoken(root) and "いち、はち、ろく" in spoken(root)
     assert status_of(api, challenge)["status"] == "pending"
     assert types(api) == before_events
-    # Only the call's own record was written.
-    assert len(every_key(store) - before_keys) == 1
+    # Only the call's own record and the gateway's call stream were written.
+    assert len(every_key(store) - before_keys) == 2
+    (withheld,) = call_events(store, app)
+    assert withheld["type"] == "call.withheld"
+    assert withheld["call_sid"] == phone.sids[0] and withheld["to"] == LINE_1
 
 
 # -- the designated-number pool -----------------------------------------------------------
@@ -669,6 +690,9 @@ def test_status_callback_is_recorded_with_204(api, phone, store, app):
     record = store.hgetall(Keys(app.extensions["authgw"].settings.key_prefix).call_status(sid))
     assert record["status"] == "completed"
     assert record["from"] == PHONE
+    (status,) = call_events(store, app)
+    assert status["type"] == "call.status" and status["status"] == "completed"
+    assert status["call_sid"] == sid
 
 
 @pytest.mark.parametrize(("path", "params", "field"), [
@@ -785,3 +809,47 @@ def test_concurrent_deliveries_of_one_call_sid_verify_once(real_store, clock, se
         assert len(received) == 1
         api.post(f"/v1/challenges/{challenge['id']}/consume",
                  {"transaction_digest": challenge["transaction_digest"]})
+
+
+# -- round trips -----------------------------------------------------------------------------
+
+
+class CountingRedis(redis.Redis):
+    """A client that counts the commands it sends (each one round trip: no pipelines here)."""
+
+    sent = 0
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.sent += 1
+        return super().execute_command(*args, **options)
+
+
+@pytest.mark.real_redis
+@pytest.mark.parametrize(("mode", "expected"), [("reject", 4), ("confirm", 5), ("code", 5)])
+def test_a_webhook_costs_a_few_round_trips(redis_server, real_store, clock, mode, expected):
+    client = CountingRedis.from_url(redis_server.url, decode_responses=True)
+    app = create_app({**settings_for_tests(callback_mode=mode), "redis_client": client,
+                      "clock": clock})
+    api, phone = Api(app.test_client()), Phone(app.test_client())
+    register(api)
+    # Each script is loaded on its first use (NOSCRIPT, SCRIPT LOAD): one of each first.
+    twiml(phone.call("anonymous", LINE_1))
+    assert phone.status(phone.sids[-1]).status_code == 204
+    approve(phone, mode, new_challenge(api))
+    challenge = new_challenge(api)
+
+    def cost(action: Callable[[], Any]) -> int:
+        before = client.sent
+        action()
+        return client.sent - before
+
+    assert cost(lambda: twiml(phone.call("anonymous", LINE_1))) == 2
+    assert cost(lambda: twiml(phone.call("+819087654321", LINE_1))) == 3
+    assert cost(lambda: phone.status(phone.sids[-1])) == 2
+    root: list[ET.Element] = []
+    assert cost(lambda: root.append(twiml(phone.call(PHONE, LINE_1)))) == expected
+    if mode != "reject":
+        keys = "1" if mode == "confirm" else challenge["callback"]["code"]
+        assert cost(lambda: twiml(phone.press(gather_of(root[0]), keys))) == 2
+    assert status_of(api, challenge)["status"] == "verified"
+    client.close()

@@ -13,9 +13,15 @@ A call reaches a challenge in three steps, each re-checked by the next:
    customer, challenge created before the call. The first customer whose challenge matches
    takes the call.
 
-Round trips to Redis per webhook: withheld 1; unknown caller 2; a matched call 4 (index,
-call record, line holder, the judgement), 5 in confirm and code modes (the call is bound to
-its challenge for the digits webhook); the digits webhook 2; a status callback 1.
+Calls that no customer's trail can hold (withheld caller ID, unknown callers) and Twilio's
+status callbacks go to the gateway's call stream, ``call.withheld``, ``call.unmatched`` and
+``call.status`` events with the CallSid and the numbers; a customer's own calls are on their
+trail (``call.received``, ``call.unmatched`` with a reason, ``challenge.verified`` ...).
+
+Round trips to Redis per webhook: withheld 2 (call record, call stream); unknown caller 3
+(index, call record, call stream); a matched call 4 (index, call record, line holder, the
+judgement), 5 in confirm and code modes (the call is bound to its challenge for the digits
+webhook); the digits webhook 2 (binding, judgement); a status callback 2 (record, stream).
 
 Every script status becomes the caller's answer in ``_spoken`` and nowhere else.
 """
@@ -41,6 +47,7 @@ CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
 DIGITS = re.compile(r"^[0-9*#]{0,12}$")
 CALL_STATUSES = {"queued", "initiated", "ringing", "in-progress", "answered", "completed", "busy",
                  "failed", "no-answer", "canceled"}
+CALL_EVENTS_MAX = 100_000  # the gateway's call stream is trimmed to about this many entries
 MAX_ENTRIES = 6  # keys a caller may enter in one call before it is ended
 STALE_RETRIES = 3
 CONFIRM_PATH = "/webhooks/twilio/confirm"
@@ -90,9 +97,11 @@ class Calls:
         record = self.keys.call_status(sid)
 
         if caller.e164 is None:
-            self.store.run("receive_call", [record],
-                           [now.ms, now.iso, self._call_ttl_ms, raw_from, to, stir, "",
-                            "withheld", caller.withheld or ""])
+            seen = self.store.run("receive_call", [record],
+                                  [now.ms, now.iso, self._call_ttl_ms, raw_from, to, stir, "",
+                                   "withheld", caller.withheld or ""])
+            if seen[0] == "new":
+                self._log(now, "call.withheld", sid, raw_from, to, reason=caller.withheld, stir=stir)
             log.info("call %s: withheld caller ID", sid)
             return self.voice.withheld()
 
@@ -112,16 +121,31 @@ class Calls:
                 return self.voice.withheld()
             candidates = seen_candidates.split(",") if seen_candidates else []
         if outcome or not candidates:
+            if state == "new":
+                self._log(now, "call.unmatched", sid, caller.e164, to, reason=reason, stir=stir)
             log.info("call %s: unmatched (%s)", sid, reason or outcome)
             return self.voice.reject()
 
+        told = False  # whether some customer's trail has the call
         for customer_id in candidates:
             result = self._judge(customer_id, sid, caller.e164, to, int(first_ms), stir, now)
+            told = told or result[0] != "stranger"
             answer = self._spoken_call(customer_id, sid, result)
             if answer is not None:
                 return answer
+        if not told and state == "new":
+            self._log(now, "call.unmatched", sid, caller.e164, to, reason="unknown_caller", stir=stir)
         log.info("call %s: unmatched", sid)
         return self.voice.reject()
+
+    def _log(self, now: Now, event_type: str, sid: str, from_: str, to: str, *, reason: str | None = None,
+             stir: str = "", status: str = "") -> None:
+        """An event no customer's trail can hold, on the gateway's call stream (append only)."""
+        fields = {"at": now.iso, "type": event_type, "call_sid": sid, "from": from_, "to": to,
+                  "reason": reason or "", "stir_verstat": stir, "status": status}
+        with self.store.boundary():
+            self.store.client.xadd(self.keys.call_events(), {k: v for k, v in fields.items() if v},
+                                   maxlen=CALL_EVENTS_MAX, approximate=True)
 
     def _judge(self, customer_id: str, sid: str, from_: str, to: str, first_ms: int, stir: str,
                now: Now) -> list[Any]:
@@ -227,7 +251,8 @@ class Calls:
             raise ValidationFailed([{"field": "CallDuration", "message": "must be whole seconds"}])
         region = self.s.default_region
         now = self.d.now()
+        from_ = caller_id(_field(form, "From"), region).e164 or "withheld"
+        to = dialled(_field(form, "To"), region) or ""
         self.store.run("call_status", [self.keys.call_status(sid)],
-                       [now.ms, now.iso, self._call_ttl_ms, call_status, duration,
-                        caller_id(_field(form, "From"), region).e164 or "withheld",
-                        dialled(_field(form, "To"), region) or ""])
+                       [now.ms, now.iso, self._call_ttl_ms, call_status, duration, from_, to])
+        self._log(now, "call.status", sid, from_, to, status=call_status)

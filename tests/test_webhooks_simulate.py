@@ -1,0 +1,184 @@
+"""``authgw simulate-call`` against a running ``authgw serve``: real processes, real HTTP.
+
+The gateway runs on the suite's redis-server (``AUTHGW_REDIS_URL``, a database of its own) in
+each callback mode; a transfer is created over HTTP as core banking would, and the simulated
+caller approves it, signing as Twilio does for the public URL while posting to loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from authgw.embedded import EmbeddedStore, free_port
+from tests.conftest import API_KEY, SECRET_KEY, TRANSFER_PAYEE, TWILIO_TOKEN
+
+pytestmark = pytest.mark.real_redis
+
+PUBLIC = "https://gw.example.jp"
+NUMBERS = "050-3000-0001,050-3000-0002"
+START_TIMEOUT = 60.0
+DATABASES = {"reject": 11, "confirm": 12, "code": 13}
+
+
+def gateway_env(mode: str, redis_url: str, **overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGW_")}
+    env.update({
+        "AUTHGW_REDIS_URL": redis_url,
+        "AUTHGW_API_KEYS": f"corebank={API_KEY}",
+        "AUTHGW_SECRET_KEY": SECRET_KEY,
+        "AUTHGW_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+        "AUTHGW_PUBLIC_URL": PUBLIC,
+        "AUTHGW_CALLBACK_NUMBERS": NUMBERS,
+        "AUTHGW_CALLBACK_MODE": mode,
+    })
+    env.update(overrides)
+    return env
+
+
+def http(method: str, url: str, body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Authorization": f"Bearer {API_KEY}",
+                                              "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw, status = response.read(), response.status
+    except urllib.error.HTTPError as exc:
+        raw, status = exc.read(), exc.code
+    return status, (json.loads(raw) if raw else None)
+
+
+class Gateway:
+    def __init__(self, mode: str, base: str, env: dict[str, str]) -> None:
+        self.mode, self.base, self.env = mode, base, env
+
+    def simulate(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "authgw.cli", "simulate-call", "--url", self.base, *args],
+            env={**self.env, **env}, capture_output=True, text=True, timeout=60, check=False)
+
+    def transfer(self, customer_id: str, amount: int = 150000) -> dict[str, Any]:
+        status, body = http("PUT", f"{self.base}/v1/customers/{customer_id}",
+                            {"phones": ["090-1234-5678"]})
+        assert status == 200, body
+        status, body = http("POST", f"{self.base}/v1/challenges",
+                            {"customer_id": customer_id, "kind": "transfer", "amount": amount,
+                             "currency": "JPY", "payee": TRANSFER_PAYEE})
+        assert status == 201, body
+        return body  # type: ignore[no-any-return]
+
+    def challenge(self, challenge_id: str) -> dict[str, Any]:
+        status, body = http("GET", f"{self.base}/v1/challenges/{challenge_id}")
+        assert status == 200, body
+        return body  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module", params=list(DATABASES))
+def gateway(request: pytest.FixtureRequest, redis_server: EmbeddedStore) -> Iterator[Gateway]:
+    mode = str(request.param)
+    redis_url = redis_server.url.rsplit("/", 1)[0] + f"/{DATABASES[mode]}"
+    env = gateway_env(mode, redis_url)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "authgw.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while True:
+                if process.poll() is not None:
+                    log.seek(0)
+                    pytest.fail(f"authgw serve exited:\n{log.read().decode('utf-8', 'replace')}")
+                try:
+                    with urllib.request.urlopen(f"{base}/readyz", timeout=1) as rv:
+                        if rv.status == 200:
+                            break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, "authgw serve did not become ready"
+                time.sleep(0.1)  # waiting for a process to start, not for time to pass
+            yield Gateway(mode, base, env)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def test_simulated_call_approves_a_transfer_created_over_http(gateway):
+    challenge = gateway.transfer(f"sim-{gateway.mode}")
+    args = ["--from", "090-1234-5678", "--to", challenge["callback"]["display"]]
+    if gateway.mode == "confirm":
+        args += ["--digits", "1"]
+    elif gateway.mode == "code":
+        args += ["--digits", challenge["callback"]["code"]]
+    done = gateway.simulate(*args)
+    assert done.returncode == 0, done.stderr
+    if gateway.mode == "reject":
+        assert "<Reject" in done.stdout
+    else:
+        assert "<Gather" in done.stdout and "15万円" in done.stdout
+        assert "確認ができました" in done.stdout
+    body = gateway.challenge(challenge["id"])
+    assert body["status"] == "verified" and body["verified_by"] == "callback"
+    status, consumed = http("POST", f"{gateway.base}/v1/challenges/{challenge['id']}/consume",
+                            {"transaction_digest": challenge["transaction_digest"]})
+    assert status == 200 and consumed["status"] == "consumed"
+
+
+def test_simulated_stranger_approves_nothing(gateway):
+    challenge = gateway.transfer(f"stranger-{gateway.mode}")
+    done = gateway.simulate("--from", "090-9999-8888", "--to", challenge["callback"]["number"],
+                            "--digits", "1")
+    assert done.returncode == 0, done.stderr
+    assert "<Reject" in done.stdout
+    assert "asked for no keys" in done.stderr
+    assert gateway.challenge(challenge["id"])["status"] == "pending"
+
+
+@pytest.mark.parametrize("gateway", ["reject"], indirect=True)
+def test_same_call_sid_simulated_twice_verifies_once(gateway):
+    first = gateway.transfer("replay-1")
+    sid = "CA" + "ab" * 16
+    args = ["--from", "090-1234-5678", "--to", first["callback"]["number"], "--call-sid", sid]
+    assert gateway.simulate(*args).returncode == 0
+    second = gateway.transfer("replay-1", amount=2000)
+    assert gateway.simulate(*args).returncode == 0
+    assert gateway.challenge(first["id"])["status"] == "verified"
+    assert gateway.challenge(second["id"])["status"] == "pending"
+
+
+def test_wrong_token_exits_non_zero_with_the_gateways_answer(gateway):
+    challenge = gateway.transfer(f"token-{gateway.mode}")
+    done = gateway.simulate("--from", "090-1234-5678", "--to", challenge["callback"]["number"],
+                            AUTHGW_TWILIO_AUTH_TOKEN="not-the-token")
+    assert done.returncode == 1
+    assert "HTTP 403" in done.stderr and "forbidden" in done.stderr
+    assert gateway.challenge(challenge["id"])["status"] == "pending"
+
+
+@pytest.mark.parametrize("gateway", ["reject"], indirect=True)
+def test_unreachable_gateway_exits_non_zero(gateway):
+    done = subprocess.run(
+        [sys.executable, "-m", "authgw.cli", "simulate-call", "--url",
+         f"http://127.0.0.1:{free_port()}", "--from", "090-1234-5678", "--to", "050-3000-0001"],
+        env=gateway.env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert "cannot reach" in done.stderr
+
+
+@pytest.mark.parametrize("gateway", ["reject"], indirect=True)
+@pytest.mark.parametrize("args", [["--call-sid", "CA123"], ["--digits", "1x"]])
+def test_bad_arguments_exit_2(gateway, args):
+    done = gateway.simulate("--from", "090-1234-5678", "--to", "050-3000-0001", *args)
+    assert done.returncode == 2
