@@ -164,6 +164,18 @@ def test_each_challenge_gets_its_own_designated_number(api, customer):
     assert numbers == list(CALLBACK_NUMBERS)
 
 
+def test_a_fourth_callback_challenge_supersedes_the_oldest_on_the_pool(api, customer):
+    # Three designated numbers: one call must map to one transaction, so a fourth pending
+    # challenge takes the number held longest and that challenge is cancelled.
+    first, second, third = (new_challenge(api) for _ in range(3))
+    fourth = new_challenge(api)
+    assert fourth["callback"]["number"] == first["callback"]["number"]
+    assert status_of(api, first["id"]) == "cancelled"
+    assert status_of(api, second["id"]) == status_of(api, third["id"]) == "pending"
+    superseded = [e for e in events(api) if e["type"] == "challenge.cancelled"]
+    assert [(e["challenge_id"], e.get("reason")) for e in superseded] == [(first["id"], "superseded")]
+
+
 def test_creation_is_recorded_in_the_trail(api, customer):
     challenge = new_challenge(api)
     newest = events(api)[0]

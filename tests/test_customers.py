@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from urllib.parse import parse_qs, urlsplit
 
@@ -377,3 +378,23 @@ def test_customer_object_has_exactly_the_contract_fields(api, clock):
     register(api)
     enrol_totp(api, clock)
     assert set(customer_of(api)) == CUSTOMER_FIELDS
+
+
+def test_the_trail_of_a_whole_flow(api, clock):
+    register(api)
+    secret = enrol_totp(api, clock)
+    challenge = new_challenge(api, methods=["totp"])
+    api.post(f"/v1/challenges/{challenge['id']}/totp", {"code": wrong_code(secret, clock())})
+    api.post(f"/v1/challenges/{challenge['id']}/totp", {"code": totp_code(secret, clock())})
+    api.post(f"/v1/challenges/{challenge['id']}/consume",
+             {"transaction_digest": challenge["transaction_digest"]})
+    api.delete("/v1/customers/cust-001/totp")
+    events = api.get("/v1/customers/cust-001/events").get_json()["events"]
+    assert [e["type"] for e in events] == ["totp.removed", "challenge.consumed", "challenge.verified",
+                                           "challenge.failed_attempt", "challenge.created",
+                                           "totp.enrolled"]
+    for event in events[1:5]:
+        assert event["challenge_id"] == challenge["id"]
+    assert events[2]["method"] == events[3]["method"] == "totp"
+    # The trail names what happened, never a secret.
+    assert secret not in json.dumps(events)

@@ -148,6 +148,20 @@ def test_serve_without_a_redis_url_runs_on_the_embedded_store(redis_server):
         walk_through(base)
 
 
+def test_serve_dev_fills_missing_secrets_and_says_so(redis_server):
+    env = base_env(AUTHGW_REDIS_URL=redis_server.url.rsplit("/", 1)[0] + "/4")
+    for name in ("AUTHGW_SECRET_KEY", "AUTHGW_API_KEYS"):
+        del env[name]
+    with serving(env, "--dev") as (base, log):
+        assert "development values" in log
+        assert "AUTHGW_SECRET_KEY" in log
+        from authgw.cli import DEV_API_KEYS
+
+        dev_key = DEV_API_KEYS.split(",")[0].split("=", 1)[1]
+        assert http("PUT", f"{base}/v1/customers/cust-dev", {"phones": ["090-1234-5678"]},
+                    key=dev_key)[0] == 200
+
+
 def run_serve(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*SERVE, "--port", str(free_port()), *extra], env=env, capture_output=True,
                           text=True, timeout=60)
