@@ -16,6 +16,7 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
+from authgw import ratelimit
 from authgw.challenges.api import bp as v1
 from authgw.challenges.customers import Customers
 from authgw.challenges.domain import Domain
@@ -67,6 +68,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                                        Challenges(domain, customers))
 
     app.register_blueprint(v1)
+    ratelimit.install(app, store, settings)
     app.register_blueprint(ops)
     _register_webhooks(app)
     install_metrics(app)

@@ -79,6 +79,10 @@ class Keys:
         """Hint: the customers who registered this phone."""
         return f"{self.prefix}:{{p:{e164}}}:customers"
 
+    def rate_limit(self, kind: str, identity_digest: str) -> str:
+        """A rate-limit counter (``authgw.ratelimit``); its own slot."""
+        return f"{self.prefix}:{{r:{kind}:{identity_digest}}}"
+
     def call_status(self, call_sid: str) -> str:
         """The call's record: when first seen, its numbers, outcome, Twilio's status callbacks."""
         return f"{self.prefix}:{{s:{call_sid}}}:status"

@@ -157,10 +157,12 @@ class Store:
             log.warning("store error: %s", type(exc).__name__)
             raise StoreUnavailable(type(exc).__name__) from exc
 
-    def run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run one registered script by SHA (loaded on first use) as one atomic step."""
+    def run(self, name: str, keys: Sequence[str], args: Sequence[Any], durable: bool = True) -> Any:
+        """Run one registered script by SHA (loaded on first use) as one atomic step.
+
+        ``durable=False`` skips ``WAIT`` (counters whose loss in a failover is harmless)."""
         with self.boundary():
-            if self.wait_replicas:
+            if self.wait_replicas and durable:
                 return self._run_and_wait(name, list(keys), list(args))
             return self._scripts[name](keys=list(keys), args=list(args))
 

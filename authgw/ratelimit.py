@@ -1,0 +1,149 @@
+"""Rate limits in Redis: a fixed-window counter per kind and identity, one atomic script.
+
+Three kinds, each with its own limit per ``rate_limit_window_seconds`` (0 turns one off):
+
+- ``client``: every ``/v1`` call of one API key (``rate_limit_client``);
+- ``customer``: every ``/v1`` call naming a customer or one of their challenges
+  (``rate_limit_customer``);
+- ``caller``: phone webhooks from one calling number (``rate_limit_caller``); the phone side
+  calls ``check("caller", e164)`` and answers in TwiML, or ``limit(...)`` for a 429.
+
+Over a limit a ``/v1`` call gets 429 ``rate_limited`` with ``Retry-After``. A counter is one
+Redis key with its own hash tag, so it works on every topology. Like every store call it
+fails closed: with the store down the request gets 503, not a free pass.
+
+Why not the ``limits`` library: it is well made and its Redis strategies are Lua scripts too,
+but it opens its own connection pool from its own URL parsing, with its own time-outs and
+errors. Here the counter goes through the gateway's one client and one error boundary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+
+from flask import Flask, Response, current_app, g, request
+
+from authgw.challenges.models import CUSTOMER_ID_RE
+from authgw.errors import ApiError
+from authgw.http import problem_response
+from authgw.keys import customer_tag, tag_of_challenge
+from authgw.settings import Settings
+from authgw.store import Store
+
+KINDS = ("client", "customer", "caller")
+
+# KEYS[1] the counter. ARGV[1] the window in ms.
+# Returns {count in this window, ms until the window ends}.
+SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+"""
+
+
+class RateLimited(ApiError):
+    """429 ``rate_limited``; ``retry_after`` is whole seconds until the window ends."""
+
+    def __init__(self, kind: str, retry_after: int) -> None:
+        super().__init__("rate_limited", f"Too many requests for this {kind}; retry later")
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    retry_after: int  # seconds until the window ends (0 when allowed)
+
+
+class RateLimiter:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.window_ms = settings.rate_limit_window_seconds * 1000
+        self.limits = {"client": settings.rate_limit_client,
+                       "customer": settings.rate_limit_customer,
+                       "caller": settings.rate_limit_caller}
+        store.add_script("rate_limit", SCRIPT)
+
+    def check(self, kind: str, identity: str) -> Decision:
+        """Count one request of ``identity``; whether it is within the limit of ``kind``."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown rate limit kind {kind!r}")
+        allowed = self.limits[kind]
+        if not allowed:
+            return Decision(True, 0)
+        digest = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+        count, ttl = self.store.run("rate_limit", [self.store.keys.rate_limit(kind, digest)],
+                                    [self.window_ms], durable=False)
+        if int(count) <= allowed:
+            return Decision(True, 0)
+        return Decision(False, max(1, math.ceil(int(ttl) / 1000)))
+
+    def limit(self, kind: str, identity: str) -> None:
+        """``check``, raising ``RateLimited`` when over the limit."""
+        decision = self.check(kind, identity)
+        if not decision.allowed:
+            raise RateLimited(kind, decision.retry_after)
+
+
+def limiter() -> RateLimiter:
+    return current_app.extensions["authgw.ratelimit"]  # type: ignore[no-any-return]
+
+
+def check(kind: str, identity: str) -> Decision:
+    """The current app's ``RateLimiter.check`` (for views, e.g. the phone webhooks)."""
+    return limiter().check(kind, identity)
+
+
+def limit(kind: str, identity: str) -> None:
+    """The current app's ``RateLimiter.limit``: raises ``RateLimited`` (429) when over."""
+    limiter().limit(kind, identity)
+
+
+def _customer_of_request() -> str | None:
+    """The customer tag a ``/v1`` call is about, if any: path, challenge id or body."""
+    args = request.view_args or {}
+    if isinstance(args.get("challenge_id"), str):
+        return tag_of_challenge(args["challenge_id"])
+    customer_id = args.get("customer_id")
+    if request.method == "POST" and request.path.rstrip("/") == "/v1/challenges":
+        try:
+            body = json.loads(request.get_data(cache=True))
+        except (ValueError, RecursionError):
+            return None  # the view refuses it with the contract's answer
+        if isinstance(body, dict):
+            customer_id = body.get("customer_id")
+    # Only a well-formed id counts; anything else is refused by the view anyway.
+    if isinstance(customer_id, str) and CUSTOMER_ID_RE.fullmatch(customer_id):
+        return customer_tag(customer_id)
+    return None
+
+
+def install(app: Flask, store: Store, settings: Settings, blueprint: str = "v1") -> RateLimiter:
+    """Limit every call of ``blueprint`` per client and per customer, after authentication."""
+    rl = RateLimiter(store, settings)
+    app.extensions["authgw.ratelimit"] = rl
+
+    def limit_request() -> None:
+        client = g.get("client")
+        if client:
+            rl.limit("client", client)
+        tag = _customer_of_request()
+        if tag:
+            rl.limit("customer", tag)
+
+    # Appended to the blueprint's own list, so it runs after the blueprint authenticates.
+    app.before_request_funcs.setdefault(blueprint, []).append(limit_request)
+
+    @app.errorhandler(RateLimited)
+    def rate_limited(exc: RateLimited) -> Response:
+        return problem_response(exc, headers={"Retry-After": str(exc.retry_after)})
+
+    return rl

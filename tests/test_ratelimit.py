@@ -1,0 +1,70 @@
+"""Rate limits: per API client, per customer, per calling number; 429 with Retry-After."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from authgw import ratelimit
+from tests.conftest import assert_problem, new_challenge, register
+
+
+@pytest.fixture
+def settings(settings: dict[str, Any]) -> dict[str, Any]:
+    return {**settings, "rate_limit_client": 8, "rate_limit_customer": 4, "rate_limit_caller": 2}
+
+
+def test_a_client_over_its_limit_gets_429_with_retry_after(api: Any, other_api: Any) -> None:
+    for i in range(8):
+        assert api.get(f"/v1/customers/nobody-{i}").status_code == 404
+    rv = api.get("/v1/customers/nobody-9")
+    body = assert_problem(rv, 429, "rate_limited")
+    assert "nobody" not in body["detail"]
+    assert 1 <= int(rv.headers["Retry-After"]) <= 60
+    # Another client's key has its own budget.
+    assert other_api.get("/v1/customers/nobody-0").status_code == 404
+
+
+def test_a_customer_over_its_limit_gets_429_whatever_the_route(api: Any, other_api: Any) -> None:
+    register(api, "cust-001")  # 1
+    challenge = new_challenge(api, "cust-001")  # 2 (the body names the customer)
+    assert api.get(f"/v1/challenges/{challenge['id']}").status_code == 200  # 3 (its challenge)
+    assert api.get("/v1/customers/cust-001").status_code == 200  # 4
+    assert_problem(other_api.get("/v1/customers/cust-001"), 429, "rate_limited")
+    assert_problem(api.post(f"/v1/challenges/{challenge['id']}/cancel"), 429, "rate_limited")
+    # Other customers are not held back.
+    register(api, "cust-002")
+
+
+def test_refused_requests_change_nothing(api: Any) -> None:
+    register(api, "cust-001")
+    challenge = new_challenge(api, "cust-001")
+    for _ in range(2):
+        api.get("/v1/customers/cust-001")
+    assert_problem(api.post(f"/v1/challenges/{challenge['id']}/cancel"), 429, "rate_limited")
+    store = api.client.application.extensions["authgw"].store
+    key = store.keys.for_customer("cust-001").challenge(challenge["id"])
+    assert store.client.hget(key, "status") == "pending"
+
+
+def test_callers_are_limited_through_the_module_api(app: Any) -> None:
+    with app.app_context():
+        assert ratelimit.check("caller", "+819012345678").allowed
+        assert ratelimit.check("caller", "+819012345678").allowed
+        decision = ratelimit.check("caller", "+819012345678")
+        assert not decision.allowed and decision.retry_after >= 1
+        with pytest.raises(ratelimit.RateLimited):
+            ratelimit.limit("caller", "+819012345678")
+        assert ratelimit.check("caller", "+819087654321").allowed
+        with pytest.raises(ValueError):
+            ratelimit.check("planet", "earth")
+
+
+def test_a_zero_limit_turns_the_limit_off(app: Any, store: Any) -> None:
+    from authgw.app import create_app
+    from tests.conftest import settings_for_tests
+
+    quiet = create_app({**settings_for_tests(rate_limit_caller=0), "redis_client": store})
+    with quiet.app_context():
+        assert all(ratelimit.check("caller", "+819012345678").allowed for _ in range(50))
