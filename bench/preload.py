@@ -74,6 +74,7 @@ class Loader:
     totp: TotpPolicy = field(init=False)
     scripts: dict[str, Any] = field(init=False)
     serial: int = 0
+    _loaded: dict[str, bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -90,6 +91,35 @@ class Loader:
 
     def _run(self, pipe: Any, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
         self.scripts[name](keys=list(keys), args=list(args), client=pipe)
+
+    def _raw(self, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Send commands as one pipeline, packed here (redis-py's packing costs more than Redis
+        takes to run the scripts); ``("script", name, keys, args)`` calls a registered script."""
+        out = bytearray()
+        for call in calls:
+            if call[0] == "script":
+                _, name, keys, args = call
+                script = self.scripts[name]
+                if not self._loaded.get(name):
+                    script.sha = self.client.script_load(script.script)
+                    self._loaded[name] = True
+                parts = ["EVALSHA", script.sha, len(keys), *keys, *args]
+            else:
+                parts = list(call)
+            out += b"*%d\r\n" % len(parts)
+            for part in parts:
+                data = part if isinstance(part, bytes) else str(part).encode("utf-8")
+                out += b"$%d\r\n%s\r\n" % (len(data), data)
+        pool = self.client.connection_pool
+        conn = pool.get_connection("EVALSHA")
+        try:
+            conn.send_packed_command([bytes(out)])
+            return [conn.read_response(disable_decoding=False) for _ in calls]
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
 
     def _batches(self, items: Sequence[Any]) -> Iterator[Sequence[Any]]:
         for start in range(0, len(items), BATCH):
@@ -122,13 +152,13 @@ class Loader:
         s = self.settings
         for batch in self._batches(actors):
             now_ms, now_iso = self._now()
-            pipe = self.client.pipeline(transaction=False)
+            calls: list[tuple[Any, ...]] = []
             for a in batch:
                 # As Customers.put: the phone hint first, then the customer.
-                pipe.sadd(self.keys.phone_index(a.phone), a.customer_id)
-                self._run(pipe, "put_customer", [self.keys.for_customer(a.customer_id).customer],
-                          [a.customer_id, json.dumps([a.phone]), "JP", now_iso])
-            _check(pipe.execute()[1::2])
+                calls.append(("SADD", self.keys.phone_index(a.phone), a.customer_id))
+                calls.append(("script", "put_customer", [self.keys.for_customer(a.customer_id).customer],
+                              [a.customer_id, json.dumps([a.phone]), "JP", now_iso]))
+            _check(self._raw(calls)[1::2])
             if not totp:
                 continue
             step = now_ms // 1000 // s.totp_period
@@ -158,33 +188,35 @@ class Loader:
         retention_ms = s.record_retention_seconds * 1000
         made: list[Challenge] = []
         todo = [a for a in actors for _ in range(per_actor)]
+        digest_of = _digest_template(request.kind, request.amount, request.currency, payee)
         for batch in self._batches(todo):
             now_ms, now_iso = self._now()
             expires_ms = now_ms + request.ttl_seconds * 1000
             expires_iso = rfc3339(expires_ms)
-            pipe = self.client.pipeline(transaction=False)
+            # The document as Challenges.create writes it; only the digest differs per customer.
+            doc = {"kind": request.kind, "amount": request.amount, "currency": request.currency,
+                   "payee": payee, "transaction_digest": "\x00", "created_at": now_iso,
+                   "expires_at": expires_iso, "attempts": s.challenge_attempts,
+                   "callback_mode": s.callback_mode}
+            doc_head, doc_tail = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).split("\\u0000")
+            calls: list[tuple[Any, ...]] = []
             current = []
             for a in batch:
                 keys = self.keys.for_customer(a.customer_id)
                 cid = new_challenge_id(a.customer_id)
-                digest = transaction_digest(a.customer_id, request.kind, request.amount,
-                                            request.currency, payee)
-                doc = {"kind": request.kind, "amount": request.amount, "currency": request.currency,
-                       "payee": payee, "transaction_digest": digest, "created_at": now_iso,
-                       "expires_at": expires_iso, "attempts": s.challenge_attempts,
-                       "callback_mode": s.callback_mode}
-                doc_json = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+                digest = digest_of(a.customer_id)
+                doc_json = doc_head + digest + doc_tail
                 code = ""
                 if s.callback_mode == "code":
                     code = "".join(secrets.choice("0123456789") for _ in range(s.callback_code_digits))
-                self._run(pipe, "create_challenge",
-                          [keys.customer, keys.open, keys.events, keys.lines, keys.challenge(cid)],
-                          [now_ms, now_iso, s.events_max_per_customer,
-                           expires_ms - now_ms + retention_ms, cid, CLIENT, a.customer_id, doc_json,
-                           methods_json, s.challenge_attempts, expires_ms, expires_iso, "", pool, "",
-                           code, retention_ms])
+                calls.append(("script", "create_challenge",
+                              [keys.customer, keys.open, keys.events, keys.lines, keys.challenge(cid)],
+                              [now_ms, now_iso, s.events_max_per_customer,
+                               expires_ms - now_ms + retention_ms, cid, CLIENT, a.customer_id, doc_json,
+                               methods_json, s.challenge_attempts, expires_ms, expires_iso, "", pool, "",
+                               code, retention_ms]))
                 current.append(Challenge(cid, a, digest))
-            for ch, result in zip(current, pipe.execute(), strict=True):
+            for ch, result in zip(current, self._raw(calls), strict=True):
                 if not isinstance(result, list) or result[0] != "ok":
                     raise RuntimeError(f"create_challenge answered {result!r}")
                 ch.line = result[2]
@@ -214,7 +246,65 @@ class Loader:
         return done
 
 
+def _digest_template(kind: str, amount: int, currency: str, payee: dict[str, Any]) -> Any:
+    """``transaction_digest`` for many customers at once: the canonical JSON is built around the
+    customer id (checked once against the real function)."""
+    import hashlib
+
+    head, tail = models.canonical_json({"amount": amount, "currency": currency, "customer_id": "\x00",
+                                        "kind": kind, "payee": payee}).split(b'"\\u0000"')
+
+    def digest(customer_id: str) -> str:
+        quoted = json.dumps(customer_id, ensure_ascii=False).encode()
+        return hashlib.sha256(head + quoted + tail).hexdigest()
+
+    if digest("bench-check") != transaction_digest("bench-check", kind, amount, currency, payee):
+        raise RuntimeError("the digest template no longer matches transaction_digest")
+    return digest
+
+
 def _check(results: Sequence[Any]) -> None:
     for result in results:
         if isinstance(result, list) and result and result[0] != "ok":
             raise RuntimeError(f"a script answered {result!r}")
+
+
+# -- many at once ------------------------------------------------------------------------------
+
+
+def _background_part(job: tuple[str, Settings, str, int, int, str, int]) -> int:
+    url, settings, label, start, count, what, ttl = job
+    import redis
+
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        loader = Loader(client, settings)
+        if what == "customers":
+            loader.serial = start
+            loader.customers(count, label, totp=False)
+        else:
+            actors = [Actor(f"bench-{label}-{n}", phone_of(n)) for n in range(start, start + count)]
+            loader.challenges(actors, None, ttl)
+    finally:
+        client.close()
+    return count
+
+
+def background(url: str, settings: Settings, label: str, start: int, count: int, what: str,
+               ttl: int = 900, processes: int = 3, chunk: int = 20_000) -> None:
+    """``count`` customers (phones only) or their first pending challenge, numbered from
+    ``start``, written by several processes so that Python packs while Redis runs scripts."""
+    import multiprocessing
+
+    jobs = [(url, settings, label, s, min(chunk, start + count - s), what, ttl)
+            for s in range(start, start + count, chunk)]
+    if len(jobs) == 1:
+        _background_part(jobs[0])
+        return
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        for _ in pool.imap_unordered(_background_part, jobs):
+            pass
+
+
+def background_actors(label: str, start: int, count: int) -> list[Actor]:
+    return [Actor(f"bench-{label}-{n}", phone_of(n)) for n in range(start, start + count)]

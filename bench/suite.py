@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import resource
 import shutil
 import signal
 import subprocess
@@ -39,7 +40,7 @@ import redis
 
 from authgw.embedded import free_port, start_redis_server
 from authgw.settings import load_settings
-from bench import stats
+from bench import preload, stats
 from bench.preload import CLIENT, Challenge, Loader, transfer_body
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +59,9 @@ GATEWAY_ENV = {
     # Wrong codes are measured too: let a customer take 99 of them and a challenge 9.
     "AUTHGW_LOCKOUT_THRESHOLD": "100",
     "AUTHGW_CHALLENGE_ATTEMPTS": "10",
+    # One wrk plays one API client: lift the per-client rate limit (default 1,000/s) far above
+    # what two cores can serve, so that the counter is still run and measured but never bites.
+    "AUTHGW_RATE_LIMIT_CLIENT": "1000000000",
 }
 WRONG_PER_CHALLENGE = 9
 WRONG_CHALLENGES_PER_CUSTOMER = 10
@@ -254,6 +258,34 @@ def run_wrk(port: int, requests_file: str, mode: str, rate: float, duration: flo
     out["mean_ms"] = lat["mean"] / 1000
     out["target_rps"] = rate or None
     return out
+
+
+# -- CPU accounting -----------------------------------------------------------------------------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pids: Sequence[int]) -> float:
+    """User + system CPU seconds of ``pids`` so far (processes that are gone count as 0)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
+def redis_cpu(client: Any) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # -- Redis counters -----------------------------------------------------------------------------
@@ -483,8 +515,11 @@ def measure(stack: Stack, paths: Paths, path: Path_, plan: Plan, admin: Any, cei
     # Saturation.
     budget = ceiling_rps * 1.1 if ceiling_rps else 4000
     file, supplied = supply(plan.sat_seconds, budget)
+    pids = [server.process.pid, *stack.worker_pids(server)]
     before, total_before = commandstats(admin), total_commands(admin)
+    cpu_before = (process_cpu(pids), redis_cpu(admin), children_cpu())
     sat = run_wrk(server.port, file, path.mode, 0, plan.sat_seconds, plan.connections, plan.wrk_threads)
+    cpu_after = (process_cpu(pids), redis_cpu(admin), children_cpu())
     after, total_after = commandstats(admin), total_commands(admin)
     moved = stats.delta(before, after)
     moved.pop("info", None)
@@ -500,6 +535,11 @@ def measure(stack: Stack, paths: Paths, path: Path_, plan: Plan, admin: Any, cei
         "total_commands_processed_per_request":
             ((total_after - total_before - 2) / answered) if answered else None,
     })
+    if answered:
+        row["cpu_ms_per_request"] = {
+            name: (b - a) * 1000 / answered
+            for name, a, b in zip(("server (master + workers)", "redis-server", "wrk"), cpu_before, cpu_after,
+                                  strict=True)}
     ok = sum(v for k, v in sat["statuses"].items() if int(k) in path.expected)
     row["sat_expected_fraction"] = ok / answered if answered else None
 
@@ -530,45 +570,98 @@ def memory_usage(admin: Any, key: str) -> int:
     return int(admin.execute_command("MEMORY", "USAGE", key, "SAMPLES", "0") or 0)
 
 
-def preload_pending(loader: Loader, admin: Any, count: int, measure_memory: bool) -> dict[str, Any]:
-    """``count`` more pending challenges, one per new customer (a phone, no TOTP), TTL 15 min."""
+BACKGROUND_START = 50_000_000  # serials of background customers (phones +8190 6xxx xxxx and up)
+
+
+def preload_pending(stack: Stack, loader: Loader, admin: Any, already: int, count: int,
+                    measure_memory: bool) -> dict[str, Any]:
+    """``count`` more pending challenges, one per new customer (a phone, no TOTP), TTL 15 min,
+    written through the gateway's scripts by several processes."""
     out: dict[str, Any] = {"added": count}
+    start = BACKGROUND_START + already
+    settings = loader.settings
     started = time.monotonic()
     mem0 = used_memory(admin)
-    actors = loader.customers(count, "bg", totp=False)
+    preload.background(stack.redis_url, settings, "bg", start, count, "customers")
     mem1 = used_memory(admin)
-    made = loader.challenges(actors, None, ttl=900)
+    preload.background(stack.redis_url, settings, "bg", start, count, "challenges")
     mem2 = used_memory(admin)
     out["seconds"] = time.monotonic() - started
-    out["challenges_per_second"] = count / out["seconds"] if out["seconds"] else None
-    if measure_memory and made:
-        sample = made[len(made) // 2]
-        keys = loader.keys.for_customer(sample.customer.customer_id)
+    out["pending_per_second"] = count / out["seconds"] if out["seconds"] else None
+    if measure_memory:
+        actors = preload.background_actors("bg", start, min(1000, count))
+        sample = actors[len(actors) // 2]
+        keys = loader.keys.for_customer(sample.customer_id)
+        sample_id = admin.zrange(keys.open, 0, 0)[0]
         per_key = {
-            "challenge hash": memory_usage(admin, keys.challenge(sample.id)),
+            "challenge hash": memory_usage(admin, keys.challenge(sample_id)),
             "open zset (1 member)": memory_usage(admin, keys.open),
             "lines hash (1 entry)": memory_usage(admin, keys.lines),
             "events stream (1 entry)": memory_usage(admin, keys.events),
         }
         customer_keys = {
             "customer hash": memory_usage(admin, keys.customer),
-            "phone index set": memory_usage(admin, loader.keys.phone_index(sample.customer.phone)),
+            "phone index set": memory_usage(admin, loader.keys.phone_index(sample.phone)),
         }
         # A second challenge for customers who already have the per-customer keys.
-        extra_n = min(1000, len(actors))
         mem3 = used_memory(admin)
-        loader.challenges(actors[:extra_n], ["callback"], ttl=900)
+        loader.challenges(actors, ["callback"], ttl=900)
         mem4 = used_memory(admin)
         out["memory"] = {
+            "measured_over": count,
             "used_memory_delta_per_challenge": (mem2 - mem1) / count,
             "used_memory_delta_per_customer": (mem1 - mem0) / count,
             "memory_usage_of_one_challenge_keys": per_key,
             "memory_usage_one_challenge_total": sum(per_key.values()),
             "memory_usage_customer_keys": customer_keys,
-            "used_memory_delta_per_further_challenge": (mem4 - mem3) / extra_n,
-            "further_challenges_measured": extra_n,
+            "used_memory_delta_per_further_challenge": (mem4 - mem3) / len(actors),
+            "further_challenges_measured": len(actors),
+            "variants": {label: memory_variant(loader, admin, config, min(2000, count))
+                         for label, config in MEMORY_VARIANTS},
         }
     return out
+
+
+MEMORY_VARIANTS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("redis defaults", {}),
+    ("hash-max-listpack-value 1024", {"hash-max-listpack-value": "1024"}),
+    ("hash-max-listpack-value 1024, stream-node-max-bytes 512",
+     {"hash-max-listpack-value": "1024", "stream-node-max-bytes": "512"}),
+)
+
+
+def memory_variant(loader: Loader, admin: Any, config: dict[str, str], n: int) -> dict[str, Any]:
+    """Memory of ``n`` new customers, their first pending challenge and a further one, under
+    ``config`` (set for the measurement, then restored)."""
+    old = {k: admin.config_get(k)[k] for k in config}
+    for k, v in config.items():
+        admin.config_set(k, v)
+    try:
+        m0 = used_memory(admin)
+        actors = loader.customers(n, "mem", totp=False)
+        m1 = used_memory(admin)
+        made = loader.challenges(actors, None, ttl=900)
+        m2 = used_memory(admin)
+        loader.challenges(actors, ["callback"], ttl=900)
+        m3 = used_memory(admin)
+        sample = made[len(made) // 2]
+        keys = loader.keys.for_customer(sample.customer.customer_id)
+        return {
+            "config": config, "customers": n,
+            "per_customer": (m1 - m0) / n,
+            "first_challenge_of_a_customer": (m2 - m1) / n,
+            "further_challenge_of_a_customer": (m3 - m2) / n,
+            "memory_usage_after_two_challenges": {
+                "challenge hash": memory_usage(admin, keys.challenge(sample.id)),
+                "open zset (2 members)": memory_usage(admin, keys.open),
+                "lines hash (2 entries)": memory_usage(admin, keys.lines),
+                "events stream (2 entries)": memory_usage(admin, keys.events),
+            },
+            "encoding_of_challenge_hash": admin.object("encoding", keys.challenge(sample.id)),
+        }
+    finally:
+        for k, v in old.items():
+            admin.config_set(k, v)
 
 
 def layout_check(loader: Loader, admin: Any, port: int) -> dict[str, Any]:
@@ -598,20 +691,19 @@ def layout_check(loader: Loader, admin: Any, port: int) -> dict[str, Any]:
 
 
 PROFILE_BUCKETS = (
-    # (bucket, substrings of a frame, innermost match wins)
-    ("redis round trip (socket wait)", ("redis/connection.py", "redis/_parsers", "socket.py")),
-    ("redis-py client (pool, commands)", ("redis/client.py", "redis/commands")),
-    ("lua script helpers", ("authgw/store.py",)),
+    # (bucket, substrings of a frame); a sample goes to the bucket of its innermost match.
+    ("redis-py (send, parse, pool)", ("redis/", "socket.py")),
     ("validation (pydantic)", ("pydantic",)),
     ("json", ("json/",)),
     ("totp + secret decrypt", ("pyotp", "hmac.py", "authgw/secretbox.py", "cryptography",
                                "authgw/challenges/totp.py")),
+    ("phone numbers (libphonenumber)", ("phonenumbers",)),
     ("twilio signature", ("twilio",)),
     ("metrics (prometheus_client)", ("prometheus_client", "authgw/ops.py")),
     ("logging", ("logging/",)),
-    ("gunicorn (http parse, workers)", ("gunicorn",)),
+    ("gunicorn (accept, http parse, write)", ("gunicorn",)),
     ("flask/werkzeug (routing, request, response)", ("flask", "werkzeug")),
-    ("authgw handlers", ("authgw/",)),
+    ("app code (authgw, ceiling view)", ("authgw/", "bench/ceiling.py")),
 )
 
 
@@ -624,47 +716,56 @@ def classify_stack(stack: str) -> str:
     return "other (interpreter, threads)"
 
 
-def profile(stack: Stack, paths: Paths, path: Path_, plan: Plan, seconds: float) -> dict[str, Any]:
-    pyspy = shutil.which("py-spy", path=str(VENV_BIN)) or shutil.which("py-spy")
-    if pyspy is None:
+def pyspy_binary() -> str | None:
+    found = shutil.which("py-spy", path=str(VENV_BIN)) or shutil.which("py-spy")
+    if found is None:
+        say("installing py-spy into .venv for the profile")
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "py-spy"], check=False)
-        pyspy = shutil.which("py-spy", path=str(VENV_BIN))
+        found = shutil.which("py-spy", path=str(VENV_BIN))
+    return found
+
+
+def profile(stack: Stack, server: Server, path: Path_, plan: Plan, seconds: float) -> dict[str, Any]:
+    """Where the workers' Python time goes on one path at saturation (py-spy, GIL holder only)."""
+    pyspy = pyspy_binary()
     if pyspy is None:
-        return {"note": "py-spy could not be installed"}
-    assert stack.gateway is not None
+        return {"path": path.name, "note": "py-spy could not be installed"}
     out_file = stack.workdir / "profile.txt"
-    reqs = path.make(int(seconds * 2500)) if path.mode == "once" else path.make(2000)
-    file = write_requests(stack.workdir, "profile", reqs)
-    spy = subprocess.Popen([pyspy, "record", "--pid", str(stack.gateway.process.pid), "--subprocesses",
-                            "--format", "raw", "--rate", "250", "--duration", str(int(seconds)),
+    out_file.unlink(missing_ok=True)
+    if path.server == "ceiling":
+        file = "-"
+    else:
+        reqs = path.make(int(seconds * 2500)) if path.mode == "once" else path.make(2000)
+        file = write_requests(stack.workdir, "profile", reqs)
+    spy = subprocess.Popen([pyspy, "record", "--pid", str(server.process.pid), "--subprocesses", "--gil",
+                            "--format", "raw", "--rate", "200", "--duration", str(int(seconds)),
                             "--output", str(out_file), "--nonblocking"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(1.0)
-    run_wrk(stack.gateway.port, file, path.mode, 0, seconds - 1, plan.connections, plan.wrk_threads)
+    pids = [server.process.pid, *stack.worker_pids(server)]
+    cpu0 = process_cpu(pids)
+    run = run_wrk(server.port, file, path.mode, 0, seconds - 2, plan.connections, plan.wrk_threads)
+    cpu_ms = (process_cpu(pids) - cpu0) * 1000 / run["answered"] if run["answered"] else None
     _, err = spy.communicate(timeout=seconds + 30)
     if not out_file.exists():
-        return {"note": f"py-spy wrote nothing: {err.decode()[-300:]}"}
+        return {"path": path.name, "note": f"py-spy wrote nothing: {err.decode()[-300:]}"}
     buckets: dict[str, int] = {}
-    total = 0
     for line in out_file.read_text().splitlines():
         stack_text, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        if "gthread.py" in stack_text and ("wait" in stack_text.rsplit(";", 1)[-1]
-                                          or "select" in stack_text.rsplit(";", 1)[-1]):
-            bucket = "idle (waiting for a request)"
-        else:
+        if count.isdigit():
             bucket = classify_stack(stack_text)
-        buckets[bucket] = buckets.get(bucket, 0) + int(count)
-        total += int(count)
-    busy = {k: v for k, v in buckets.items() if not k.startswith("idle")}
-    busy_total = sum(busy.values())
+            buckets[bucket] = buckets.get(bucket, 0) + int(count)
+    total = sum(buckets.values())
+    shares = {k: v / total for k, v in sorted(buckets.items(), key=lambda kv: -kv[1])} if total else {}
     return {
-        "path": path.name, "samples": total,
-        "share_of_busy_samples": {k: round(v / busy_total, 3) for k, v in
-                                  sorted(busy.items(), key=lambda kv: -kv[1])} if busy_total else {},
-        "note": "py-spy --nonblocking --subprocesses at 250 Hz over every worker; each sample is put in "
-                "the bucket of its innermost recognised frame; idle threads are left out",
+        "path": path.name, "server": path.server, "samples": total, "rps": run["rps"],
+        "worker_cpu_ms_per_request": cpu_ms,
+        "share_of_gil_samples": {k: round(v, 3) for k, v in shares.items()},
+        "cpu_ms_per_request_by_bucket":
+            {k: round(v * cpu_ms, 3) for k, v in shares.items()} if cpu_ms else {},
+        "note": "py-spy --gil --subprocesses --nonblocking at 200 Hz over every worker: only the thread "
+                "holding the GIL is sampled, each sample goes to the bucket of its innermost recognised "
+                "frame; worker CPU per request (from /proc) is split by those shares",
     }
 
 
@@ -683,7 +784,8 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    wrk_version = " ".join(subprocess.run(["wrk", "--version"], capture_output=True, text=True)
+                           .stdout.split()[:2])
     import flask
     import gunicorn
     import redis as redis_py
@@ -846,7 +948,7 @@ def main(argv: Sequence[str]) -> int:
     if args.quick:
         plan = Plan(args.seconds or 2, args.seconds or 2, args.connections, 8, 1, (0, 2_000, 10_000), 10)
     else:
-        plan = Plan(args.seconds or 8, args.seconds or 8, args.connections, 16, 1,
+        plan = Plan(args.seconds or 6, args.seconds or 6, args.connections, 16, 1,
                     (0, 100_000, 1_000_000), 30)
     if args.phases:
         plan.phases = tuple(int(x) for x in args.phases.split(","))
@@ -900,7 +1002,8 @@ def main(argv: Sequence[str]) -> int:
         for i, target in enumerate(plan.phases):
             if target > pending:
                 say(f"preloading {target - pending:,} pending challenges")
-                load = preload_pending(loader, admin, target - pending, "memory" not in result)
+                load = preload_pending(stack, loader, admin, pending, target - pending,
+                                       "memory" not in result)
                 if "memory" in load:
                     result["memory"] = load.pop("memory")
                 result.setdefault("preloads", []).append(load)
@@ -913,9 +1016,9 @@ def main(argv: Sequence[str]) -> int:
 
         if args.profile:
             say("profiling the workers (py-spy)")
-            wanted = ("status read", "verify TOTP, right code", "create challenge")
-            result["profile"] = [profile(stack, paths, p, plan, 6 if not args.quick else 3)
-                                 for p in paths.all()[1:] if p.name in wanted]
+            seconds = 8 if not args.quick else 4
+            result["profile"] = [profile(stack, stack.ceiling if p.server == "ceiling" else stack.gateway,
+                                         p, plan, seconds) for p in paths.all()]
         admin.close()
     finally:
         stack.stop()
