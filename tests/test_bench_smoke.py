@@ -84,7 +84,7 @@ def test_requests_file_lines_refuse_tabs():
 def test_profile_stacks_go_to_the_innermost_known_bucket():
     stack = ("run (gunicorn/workers/gthread.py:1);wsgi_app (flask/app.py:2);"
              "verify_totp (authgw/challenges/lifecycle.py:3);read_response (redis/connection.py:4)")
-    assert classify_stack(stack) == "redis round trip (socket wait)"
+    assert classify_stack(stack) == "redis-py (send, parse, pool)"
     assert classify_stack("x (flask/app.py:1);validate (pydantic/main.py:9)") == "validation (pydantic)"
     assert classify_stack("x (somewhere.py:1)") == "other (interpreter, threads)"
 
