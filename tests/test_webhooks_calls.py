@@ -698,7 +698,7 @@ def test_status_callback_is_recorded_with_204(api, phone, store, app):
 @pytest.mark.parametrize(("path", "params", "field"), [
     ("/webhooks/twilio/voice", {"From": PHONE, "To": LINE_1}, "CallSid"),
     ("/webhooks/twilio/voice", {"CallSid": "CA123", "From": PHONE, "To": LINE_1}, "CallSid"),
-    ("/webhooks/twilio/voice", {"CallSid": "CA" + "0" * 32, "From": "9" * 200, "To": LINE_1}, "From"),
+    ("/webhooks/twilio/voice", {"CallSid": "CA" + "0" * 32, "From": "9" * 300, "To": LINE_1}, "From"),
     ("/webhooks/twilio/status", {"CallSid": "CA" + "0" * 32, "CallStatus": "exploded"}, "CallStatus"),
     ("/webhooks/twilio/confirm?n=1", {"CallSid": "CA" + "0" * 32, "Digits": "12a"}, "Digits"),
     ("/webhooks/twilio/confirm?n=zero", {"CallSid": "CA" + "0" * 32, "Digits": "1"}, "n"),
@@ -736,6 +736,22 @@ def test_store_down_fails_closed_with_503(settings, clock, path, params):
     assert_problem(rv, 503, "store_unavailable")
 
 
+def test_a_number_calling_over_the_rate_limit_is_rejected_unjudged(store, clock, settings):
+    app = create_app({**settings, "rate_limit_caller": 2, "redis_client": store, "clock": clock})
+    if "authgw.ratelimit" not in app.extensions:
+        pytest.skip("this build has no rate limiter")
+    api, phone = Api(app.test_client()), Phone(app.test_client())
+    register(api)
+    twiml(phone.call(PHONE, LINE_2))
+    twiml(phone.call(PHONE, LINE_3))
+    challenge = new_challenge(api)
+    assert verbs(twiml(phone.call(PHONE, LINE_1))) == ["Reject"]
+    assert status_of(api, challenge)["status"] == "pending"
+    assert types(api).count("call.unmatched") == 2
+    # Other numbers are not limited by it.
+    twiml(phone.call("+819087654321", LINE_1))
+
+
 # -- races (real threads, real redis-server) --------------------------------------------------
 
 
@@ -764,7 +780,8 @@ def totp_after_reads(api: Api, challenge_id: str, code: str, reads: int) -> Any:
 
 @pytest.mark.real_redis
 def test_call_racing_a_totp_verification_exactly_one_wins(real_store, clock, settings):
-    app = create_app({**settings, "redis_client": real_store, "clock": clock})
+    # One number calls 30 times in a row here: no per-caller rate limit.
+    app = create_app({**settings, "rate_limit_caller": 0, "redis_client": real_store, "clock": clock})
     api = Api(app.test_client())
     register(api)
     secret = enrol_totp(api, clock)
@@ -795,7 +812,7 @@ def test_call_racing_a_totp_verification_exactly_one_wins(real_store, clock, set
 
 @pytest.mark.real_redis
 def test_concurrent_deliveries_of_one_call_sid_verify_once(real_store, clock, settings):
-    app = create_app({**settings, "redis_client": real_store, "clock": clock})
+    app = create_app({**settings, "rate_limit_caller": 0, "redis_client": real_store, "clock": clock})
     api = Api(app.test_client())
     register(api)
     for _ in range(10):
@@ -828,8 +845,8 @@ class CountingRedis(redis.Redis):
 @pytest.mark.parametrize(("mode", "expected"), [("reject", 4), ("confirm", 5), ("code", 5)])
 def test_a_webhook_costs_a_few_round_trips(redis_server, real_store, clock, mode, expected):
     client = CountingRedis.from_url(redis_server.url, decode_responses=True)
-    app = create_app({**settings_for_tests(callback_mode=mode), "redis_client": client,
-                      "clock": clock})
+    app = create_app({**settings_for_tests(callback_mode=mode, rate_limit_caller=0),
+                      "redis_client": client, "clock": clock})
     api, phone = Api(app.test_client()), Phone(app.test_client())
     register(api)
     # Each script is loaded on its first use (NOSCRIPT, SCRIPT LOAD): one of each first.
@@ -853,3 +870,10 @@ def test_a_webhook_costs_a_few_round_trips(redis_server, real_store, clock, mode
         assert cost(lambda: twiml(phone.press(gather_of(root[0]), keys))) == 2
     assert status_of(api, challenge)["status"] == "verified"
     client.close()
+
+
+@pytest.mark.parametrize("mode", ["confirm"])
+def test_confirm_mode_names_another_currency_by_its_code(api, phone, mode):
+    register(api)
+    new_challenge(api, amount=12345, currency="USD")
+    assert "USD建て、最小単位で12,345の確認です" in spoken(twiml(phone.call(PHONE, LINE_1)))

@@ -22,6 +22,7 @@ Round trips to Redis per webhook: withheld 2 (call record, call stream); unknown
 (index, call record, call stream); a matched call 4 (index, call record, line holder, the
 judgement), 5 in confirm and code modes (the call is bound to its challenge for the digits
 webhook); the digits webhook 2 (binding, judgement); a status callback 2 (record, stream).
+With the per-caller rate limit on (``rate_limit_caller``), a call from a number costs one more.
 
 Every script status becomes the caller's answer in ``_spoken`` and nowhere else.
 """
@@ -70,8 +71,10 @@ def _call_sid(form: Mapping[str, str]) -> str:
 class Calls:
     """The phone side of the gateway, over the same store and clock as the API."""
 
-    def __init__(self, domain: Domain) -> None:
+    def __init__(self, domain: Domain, limiter: Any = None) -> None:
+        """``limiter``: the gateway's rate limiter (``check(kind, identity)``), if it has one."""
         self.d = domain
+        self.limiter = limiter
         self.s = domain.settings
         self.store = domain.store
         self.keys = domain.store.keys
@@ -89,10 +92,10 @@ class Calls:
     def voice_call(self, form: Mapping[str, str]) -> str:
         """TwiML for an inbound call."""
         sid = _call_sid(form)
-        raw_from = _field(form, "From")
+        raw_from = _field(form, "From", 256)
         stir = _field(form, "StirVerstat")
         caller = caller_id(raw_from, self.s.default_region)
-        to = dialled(_field(form, "To"), self.s.default_region) or ""
+        to = dialled(_field(form, "To", 256), self.s.default_region) or ""
         now = self.d.now()
         record = self.keys.call_status(sid)
 
@@ -105,6 +108,10 @@ class Calls:
             log.info("call %s: withheld caller ID", sid)
             return self.voice.withheld()
 
+        if self.limiter is not None and not self.limiter.check("caller", caller.e164).allowed:
+            # A number calling in a loop: refused unanswered, nothing recorded or judged.
+            log.warning("call %s: over the per-caller rate limit; rejected", sid)
+            return self.voice.reject()
         with self.store.boundary():
             candidates = sorted(self.store.client.smembers(self.keys.phone_index(caller.e164)))
         known = "" if candidates and to else "unmatched"
@@ -251,8 +258,8 @@ class Calls:
             raise ValidationFailed([{"field": "CallDuration", "message": "must be whole seconds"}])
         region = self.s.default_region
         now = self.d.now()
-        from_ = caller_id(_field(form, "From"), region).e164 or "withheld"
-        to = dialled(_field(form, "To"), region) or ""
+        from_ = caller_id(_field(form, "From", 256), region).e164 or "withheld"
+        to = dialled(_field(form, "To", 256), region) or ""
         self.store.run("call_status", [self.keys.call_status(sid)],
                        [now.ms, now.iso, self._call_ttl_ms, call_status, duration, from_, to])
         self._log(now, "call.status", sid, from_, to, status=call_status)

@@ -25,7 +25,7 @@ import xml.etree.ElementTree as ET
 from urllib.parse import urlencode, urljoin
 
 import phonenumbers
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from authgw.errors import ConfigError
 from authgw.settings import load_settings

@@ -10,7 +10,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from twilio.twiml.voice_response import VoiceResponse
+from twilio.twiml.voice_response import VoiceResponse  # type: ignore[import-untyped]
 
 LANGUAGE = "ja-JP"
 KINDS = {"transfer": "お振込み", "payeasy": "ペイジーでのお支払い"}
@@ -52,9 +52,10 @@ def yen(amount: int) -> str:
 
 
 def money(amount: int, currency: str) -> str:
+    """Yen as said; another currency by its code, in its minor unit as the contract holds it."""
     if currency == "JPY":
         return yen(amount)
-    return f"{amount:,} {' '.join(currency)}、最小単位"
+    return f"{currency}建て、最小単位で{amount:,}"
 
 
 def spaced_digits(text: str) -> str:

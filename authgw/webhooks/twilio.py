@@ -14,7 +14,7 @@ from functools import wraps
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from authgw.errors import ApiError
 from authgw.webhooks.calls import Calls
@@ -27,7 +27,8 @@ TWIML = "text/xml"
 
 @bp.record_once
 def _install(state: Any) -> None:
-    state.app.extensions["authgw.calls"] = Calls(state.app.extensions["authgw"].domain)
+    extensions = state.app.extensions
+    extensions["authgw.calls"] = Calls(extensions["authgw"].domain, extensions.get("authgw.ratelimit"))
 
 
 def _calls() -> Calls:
