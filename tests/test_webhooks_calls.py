@@ -877,3 +877,21 @@ def test_confirm_mode_names_another_currency_by_its_code(api, phone, mode):
     register(api)
     new_challenge(api, amount=12345, currency="USD")
     assert "USD建て、最小単位で12,345の確認です" in spoken(twiml(phone.call(PHONE, LINE_1)))
+
+
+def test_code_length_is_the_challenges_own_after_a_configuration_change(store, clock, settings):
+    before = create_app({**settings, "callback_mode": "code", "callback_code_digits": 4,
+                         "redis_client": store, "clock": clock})
+    after = create_app({**settings, "callback_mode": "code", "callback_code_digits": 6,
+                        "redis_client": store, "clock": clock})
+    api, phone = Api(before.test_client()), Phone(after.test_client())
+    register(api)
+    challenge = new_challenge(api)
+    code = challenge["callback"]["code"]
+    assert len(code) == 4
+    gather = gather_of(twiml(phone.call(PHONE, LINE_1)))
+    assert gather.attrib["numDigits"] == "4"
+    again = gather_of(twiml(phone.press(gather, "0000" if code != "0000" else "1111")))
+    assert again.attrib["numDigits"] == "4" and "4桁" in spoken(twiml(phone.press(gather, "5555")))
+    twiml(phone.press(again, code))
+    assert status_of(api, challenge)["status"] == "verified"

@@ -181,12 +181,12 @@ class Calls:
         if status == "verified":
             return self.voice.reject()
         if status == "gather":
-            challenge_id, mode, doc = result[1], result[2], json.loads(result[3])
+            challenge_id, mode, doc, keys = result[1], result[2], json.loads(result[3]), int(result[4])
             bound = self.store.run("bind_call", [self.keys.call_status(sid)],
                                    [customer_id, challenge_id, "gather"])
             if status_of(bound) != "ok":
                 return self.voice.result("unknown_call")
-            return self.voice.ask(doc, mode, self._action(1), self.s.callback_code_digits)
+            return self.voice.ask(doc, mode, self._action(1), keys)
         if status == "replay":
             outcome = result[1]
             if outcome == "unmatched":
@@ -226,11 +226,11 @@ class Calls:
 
     def _spoken_keys(self, sid: str, result: list[Any], n: int) -> str:
         status = status_of(result)
-        attempts, locked = 0, 0
+        attempts, locked, keys = 0, 0, 0
         if status == "replay":
-            status, attempts, locked = result[1], int(result[2]), int(result[3])
+            status, attempts, locked, keys = result[1], int(result[2]), int(result[3]), int(result[4])
         elif status == "invalid_code":
-            attempts, locked = int(result[1]), int(result[2])
+            attempts, locked, keys = int(result[1]), int(result[2]), int(result[3])
         log.info("call %s: keys judged: %s", sid, status)
         last_entry = n >= MAX_ENTRIES
         if status == "invalid_input":
@@ -242,8 +242,7 @@ class Calls:
                 return self.voice.result("customer_locked")
             if attempts <= 0 or last_entry:
                 return self.voice.result("failed")
-            return self.voice.ask_again("code", self._action(n + 1), self.s.callback_code_digits,
-                                        WRONG_CODE)
+            return self.voice.ask_again("code", self._action(n + 1), keys, WRONG_CODE)
         return self.voice.result(status)
 
     # -- POST /status ---------------------------------------------------------------------

@@ -19,7 +19,8 @@
 --   {'retry'}                      the number's holder changed since the hint was read
 --   {'unmatched', reason}          `call.unmatched` written; nothing else changed
 --   {'verified', challenge id}     reject mode: verified by this call
---   {'gather', challenge id, mode, document JSON}   confirm or code mode: ask the caller
+--   {'gather', challenge id, mode, document JSON, keys to gather}   confirm or code mode: ask
+--                                  the caller (1 key in confirm mode, the code's length in code mode)
 --   {'replay', outcome, challenge id}   this CallSid was already judged for this customer
 local cust, open, events, lines, marker = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now_ms, now_iso, maxlen = tonumber(ARGV[1]), ARGV[2], ARGV[3]
@@ -32,10 +33,10 @@ if hint ~= '' then ch = KEYS[6] end
 
 -- The same CallSid again: the effect of one call. A dialogue still open is offered again.
 if redis.call('EXISTS', marker) == 1 then
-  local seen = redis.call('HMGET', marker, 'outcome', 'challenge_id', 'mode')
+  local seen = redis.call('HMGET', marker, 'outcome', 'challenge_id', 'mode', 'digits')
   if seen[1] == 'gather' and ch and seen[2] == hint
       and settle(ch, open, events, lines, maxlen, now_ms, hint) == 'pending' then
-    return {'gather', hint, seen[3], redis.call('HGET', ch, 'doc')}
+    return {'gather', hint, seen[3], redis.call('HGET', ch, 'doc'), tonumber(seen[4] or '1')}
   end
   return {'replay', seen[1] or '', seen[2] or ''}
 end
@@ -51,9 +52,9 @@ local _, holder = line_holder(redis.call('HGET', lines, to))
 if (holder or '') ~= hint then return {'retry'} end
 
 local customer_id = redis.call('HGET', cust, 'customer_id')
-local function judged(outcome, id, mode)
+local function judged(outcome, id, mode, digits)
   redis.call('HSET', marker, 'outcome', outcome, 'challenge_id', id or '', 'mode', mode or '',
-             'from', from, 'to', to, 'at', now_iso, 'n', 0)
+             'digits', digits or 0, 'from', from, 'to', to, 'at', now_iso, 'n', 0)
   redis.call('PEXPIRE', marker, marker_ttl)
 end
 local function unmatched(reason, id)
@@ -99,6 +100,8 @@ if mode == 'reject' then
   judged('verified', hint, mode)
   return {'verified', hint}
 end
+local digits = 1
+if mode == 'code' then digits = string.len(redis.call('HGET', ch, 'code')) end
 redis.call('HSET', ch, 'call_sid', sid)
-judged('gather', hint, mode)
-return {'gather', hint, mode, doc_json}
+judged('gather', hint, mode, digits)
+return {'gather', hint, mode, doc_json, digits}

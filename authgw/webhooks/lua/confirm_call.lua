@@ -12,25 +12,27 @@
 -- ARGV[9] the entry's number within the call (1, 2, ...): an entry delivered twice is judged once
 --
 -- Returns {'verified'}, {'denied'}, {'invalid_input'} (confirm mode, not 1 or 9),
--- {'invalid_code', attempts left, locked 0|1}, {'challenge_expired'},
+-- {'invalid_code', attempts left, locked 0|1, keys to gather}, {'challenge_expired'},
 -- {'challenge_not_pending'}, {'customer_locked'}, {'unknown_call'} (this call opened no
--- dialogue for this challenge), {'replay', the first answer's status, attempts, locked}.
+-- dialogue for this challenge), {'replay', the first answer's status, attempts, locked,
+-- keys to gather}.
 local ch, cust, open, events, lines, marker = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now_ms, now_iso, maxlen, keep_ms = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
 local threshold, sid, id, digits, n = tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
 
 local call = redis.call('HMGET', marker, 'challenge_id', 'mode', 'from', 'n', 'result',
-                        'attempts', 'locked')
+                        'attempts', 'locked', 'digits')
 if call[1] ~= id or (call[2] ~= 'confirm' and call[2] ~= 'code') then return {'unknown_call'} end
+local digits_wanted = tonumber(call[8] or '1')
 if n <= tonumber(call[4] or '0') then
-  return {'replay', call[5] or '', call[6] or '0', call[7] or '0'}
+  return {'replay', call[5] or '', call[6] or '0', call[7] or '0', digits_wanted}
 end
 local mode, from = call[2], call[3]
 
 local function answer(result, attempts, locked)
   redis.call('HSET', marker, 'n', n, 'result', result, 'attempts', attempts or 0,
              'locked', locked or 0)
-  if result == 'invalid_code' then return {result, attempts, locked} end
+  if result == 'invalid_code' then return {result, attempts, locked, digits_wanted} end
   return {result}
 end
 
