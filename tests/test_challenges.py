@@ -5,12 +5,23 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import uuid
 from datetime import datetime
 
 import pytest
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from tests.conftest import (
     CALLBACK_NUMBERS,
+    Api,
     assert_problem,
     enrol_totp,
     new_challenge,
@@ -625,3 +636,142 @@ def test_a_different_transaction_has_a_different_digest(api, customer):
     b = new_challenge(api, amount=150001)
     c = new_challenge(api, payee={**transfer()["payee"], "account_number": "1234568"})
     assert len({a["transaction_digest"], b["transaction_digest"], c["transaction_digest"]}) == 3
+
+
+# -- the lifecycle against a model ------------------------------------------------------------
+
+
+class Model:
+    """What API.md says a customer's challenges are, kept by hand alongside the gateway."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.failed = 0
+        self.locked = False
+        self.last_step = -1
+        self.challenges: dict[str, dict] = {}
+
+    def status(self, challenge_id: str) -> str:
+        ch = self.challenges[challenge_id]
+        if ch["status"] in ("pending", "verified") and self.now >= ch["expires"]:
+            ch["status"] = "expired"
+        return ch["status"]
+
+    def fail(self, ch: dict) -> int:
+        ch["attempts"] -= 1
+        self.failed += 1
+        if self.failed >= 6:
+            self.locked = True
+        if ch["attempts"] <= 0:
+            ch["status"] = "failed"
+        return ch["attempts"]
+
+
+@pytest.mark.parametrize("store", ["fake", pytest.param("real", marks=pytest.mark.real_redis)],
+                         indirect=True)
+def test_the_lifecycle_follows_the_contract_in_any_order(app, store, clock):
+    """Random sequences of create, verify, consume, cancel, unlock and time passing."""
+
+    class Lifecycle(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.api = Api(app.test_client())
+            # A customer of its own per run: nothing carries over between runs.
+            self.cid = f"cust-{uuid.uuid4().hex[:12]}"
+            register(self.api, self.cid)
+            self.secret = enrol_totp(self.api, clock, self.cid)
+            self.model = Model(clock())
+            self.model.last_step = int(clock() - 30) // 30
+            self.digests: dict[str, str] = {}
+
+        def pick(self, data_index: int) -> str:
+            ids = sorted(self.model.challenges)
+            return ids[data_index % len(ids)]
+
+        @rule(ttl=st.sampled_from([60, 90, 300]))
+        def create(self, ttl: int) -> None:
+            rv = self.api.post("/v1/challenges", transfer(self.cid, methods=["totp"], ttl_seconds=ttl))
+            if self.model.locked:
+                assert_problem(rv, 423, "customer_locked")
+                return
+            assert rv.status_code == 201, rv.get_data(as_text=True)
+            body = rv.get_json()
+            self.model.challenges[body["id"]] = {"status": "pending", "attempts": 3,
+                                                 "expires": self.model.now + ttl}
+            self.digests[body["id"]] = body["transaction_digest"]
+
+        @rule(seconds=st.sampled_from([1, 29, 30, 31, 61, 300]))
+        def time_passes(self, seconds: int) -> None:
+            clock.advance(seconds)
+            self.model.now += seconds
+
+        @precondition(lambda self: self.model.challenges)
+        @rule(i=st.integers(min_value=0, max_value=50), right=st.booleans())
+        def verify(self, i: int, right: bool) -> None:
+            cid = self.pick(i)
+            code = totp_code(self.secret, clock()) if right else wrong_code(self.secret, clock())
+            rv = self.api.post(f"/v1/challenges/{cid}/totp", {"code": code})
+            model, ch = self.model, self.model.challenges[cid]
+            status = model.status(cid)
+            if status == "expired":
+                assert_problem(rv, 410, "challenge_expired")
+            elif status != "pending":
+                assert_problem(rv, 409, "challenge_not_pending")
+            elif model.locked:
+                assert_problem(rv, 423, "customer_locked")
+            elif right and int(clock()) // 30 > model.last_step:
+                assert rv.status_code == 200, rv.get_data(as_text=True)
+                ch["status"] = "verified"
+                model.last_step = int(clock()) // 30
+                model.failed = 0
+            else:  # a wrong code, or a right one already spent (replay)
+                left = model.fail(ch)
+                assert assert_problem(rv, 422, "invalid_code")["attempts_left"] == left
+
+        @precondition(lambda self: self.model.challenges)
+        @rule(i=st.integers(min_value=0, max_value=50), right=st.booleans())
+        def consume(self, i: int, right: bool) -> None:
+            cid = self.pick(i)
+            digest = self.digests[cid] if right else "0" * 64
+            rv = self.api.post(f"/v1/challenges/{cid}/consume", {"transaction_digest": digest})
+            status = self.model.status(cid)
+            if status == "consumed":
+                assert_problem(rv, 409, "already_consumed")
+            elif status == "expired":
+                assert_problem(rv, 410, "challenge_expired")
+            elif status != "verified":
+                assert_problem(rv, 409, "challenge_not_verified")
+            elif not right:
+                assert_problem(rv, 409, "digest_mismatch")
+            else:
+                assert rv.status_code == 200, rv.get_data(as_text=True)
+                self.model.challenges[cid]["status"] = "consumed"
+
+        @precondition(lambda self: self.model.challenges)
+        @rule(i=st.integers(min_value=0, max_value=50))
+        def cancel(self, i: int) -> None:
+            cid = self.pick(i)
+            rv = self.api.post(f"/v1/challenges/{cid}/cancel")
+            if self.model.status(cid) != "pending":
+                assert_problem(rv, 409, "challenge_not_pending")
+            else:
+                assert rv.status_code == 200
+                self.model.challenges[cid]["status"] = "cancelled"
+
+        @rule()
+        def unlock(self) -> None:
+            assert self.api.post(f"/v1/customers/{self.cid}/unlock").status_code == 200
+            self.model.failed, self.model.locked = 0, False
+
+        @invariant()
+        def the_gateway_agrees_with_the_model(self) -> None:
+            customer = self.api.get(f"/v1/customers/{self.cid}").get_json()
+            assert (customer["failed_attempts"], customer["locked"]) == (self.model.failed,
+                                                                         self.model.locked)
+            for cid in self.model.challenges:
+                body = self.api.get(f"/v1/challenges/{cid}").get_json()
+                assert body["status"] == self.model.status(cid), cid
+                assert body["attempts_left"] == max(self.model.challenges[cid]["attempts"], 0)
+
+    run_state_machine_as_test(Lifecycle, settings=hsettings(max_examples=15, stateful_step_count=20,
+                                                            deadline=None))
