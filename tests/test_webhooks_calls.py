@@ -438,7 +438,7 @@ def test_confirm_mode_reads_amount_kind_payee_and_account_in_japanese(api, phone
     text = say.text or ""
     assert "お振込み" in text
     assert "15万円" in text
-    assert "ヤマダ タロウ" in text  # half-width katakana widened for the voice
+    assert "お受取人は、ヤマダ タロウ様" in text  # half-width katakana widened for the voice
     assert "5、6、7" in text  # last digits of the account, one by one
     assert "1を" in text and "9を" in text
     # No input: the question is asked once more, then the call ends with the challenge pending.
@@ -467,7 +467,7 @@ def test_confirm_mode_names_a_payeasy_payment(api, phone, mode):
                   payee={"biller_number": "12345", "customer_number": "987654321012",
                          "confirmation_number": "555555", "name": "ｺｸｾﾞｲﾁｮｳ"})
     text = spoken(twiml(phone.call(PHONE, LINE_1)))
-    assert "ペイジー" in text and "3万2000円" in text and "コクゼイチョウ" in text
+    assert "ペイジー" in text and "3万2000円" in text and "お支払い先は、コクゼイチョウ。" in text
     assert "1、0、1、2" in text
 
 

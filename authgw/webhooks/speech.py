@@ -18,6 +18,7 @@ GATHER_TIMEOUT = 8  # seconds the caller has to press a key
 
 WITHHELD = ("お電話番号が非通知のため、ご本人様の確認ができませんでした。"
             "お手数ですが、番号の前に、いち、はち、ろく、をつけて、おかけ直しください。")
+GREETING = "ご本人様確認のため、お手続き中のお取引をご案内します。"
 NO_INPUT_AGAIN = "もう一度ご案内します。"
 GOODBYE_PENDING = "入力が確認できませんでした。お手続きは完了していません。お電話を終了します。"
 CONFIRM_ASK = "このお取引を承認する場合は1を、お心当たりがない場合は9を押してください。"
@@ -69,7 +70,9 @@ def describe(doc: dict[str, Any]) -> str:
     kind = KINDS.get(doc.get("kind", ""), "お取引")
     name = unicodedata.normalize("NFKC", str(payee.get("name") or "")).strip()
     parts = [f"{kind}、{money(int(doc['amount']), str(doc.get('currency', 'JPY')))}の確認です。"]
-    if name:
+    if name and doc.get("kind") == "payeasy":
+        parts.append(f"お支払い先は、{name}。")
+    elif name:
         parts.append(f"お受取人は、{name}様。")
     number = str(payee.get("account_number") or payee.get("customer_number") or "")
     digits = "".join(c for c in number if c.isdigit())[-4:]
@@ -100,13 +103,12 @@ class Voice:
         response.hangup()
         return str(response)
 
-    def ask(self, doc: dict[str, Any], mode: str, action: str, code_digits: int,
-            *, preface: str = "") -> str:
+    def ask(self, doc: dict[str, Any], mode: str, action: str, code_digits: int) -> str:
         """Read the transaction and gather the answer; no input: once more, then hang up."""
         question = CONFIRM_ASK if mode == "confirm" else CODE_ASK.format(digits=code_digits)
         num_digits = 1 if mode == "confirm" else code_digits
         response = VoiceResponse()
-        for intro in (preface + describe(doc), NO_INPUT_AGAIN + describe(doc)):
+        for intro in (GREETING + describe(doc), NO_INPUT_AGAIN + describe(doc)):
             gather = response.gather(num_digits=num_digits, action=action, method="POST",
                                      timeout=GATHER_TIMEOUT, finish_on_key="#",
                                      action_on_empty_result=False)
