@@ -7,6 +7,7 @@ The ``store`` fixture runs each test on fakeredis, a real redis-server and a Red
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 import xml.etree.ElementTree as ET
@@ -18,10 +19,13 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
 from authgw.app import create_app
 from authgw.keys import Keys
+from authgw.webhooks.speech import yen
 from tests.conftest import (
     CALLBACK_NUMBERS,
     PUBLIC_URL,
@@ -895,3 +899,13 @@ def test_code_length_is_the_challenges_own_after_a_configuration_change(store, c
     assert again.attrib["numDigits"] == "4" and "4桁" in spoken(twiml(phone.press(gather, "5555")))
     twiml(phone.press(again, code))
     assert status_of(api, challenge)["status"] == "verified"
+
+
+@given(st.integers(min_value=1, max_value=99_999_999_999))
+def test_every_amount_is_said_as_the_same_amount(amount):
+    said = yen(amount)
+    match = re.fullmatch(r"(?:(\d{1,3})億)?(?:(\d{1,4})万)?(\d{1,4})?円", said)
+    assert match is not None, said
+    oku, man, rest = (int(part or 0) for part in match.groups())
+    assert oku * 10**8 + man * 10**4 + rest == amount
+    assert all(part is None or not part.startswith("0") for part in match.groups())
