@@ -33,6 +33,8 @@ from tests.conftest import (
 )
 
 RETENTION_MS = 24 * 3600 * 1000
+# Redis counts TTLs in real time: allow for a slow machine between writing and reading one.
+SLACK_MS = 60_000
 CHALLENGE_FIELDS = {"id", "status", "customer_id", "kind", "amount", "currency", "payee", "methods",
                     "callback", "transaction_digest", "attempts_left", "created_at", "expires_at",
                     "verified_by", "verified_at"}
@@ -571,7 +573,7 @@ def test_an_expired_challenge_stays_readable_for_24_hours(api, app, store, custo
     challenge = new_challenge(api, ttl_seconds=60)
     # Redis keeps the record for its time to expiry plus the retention period.
     ttl_ms = store.pttl(challenge_key(app, challenge))
-    assert 60_000 + RETENTION_MS - 5_000 <= ttl_ms <= 60_000 + RETENTION_MS
+    assert 60_000 + RETENTION_MS - SLACK_MS <= ttl_ms <= 60_000 + RETENTION_MS
     clock.advance(60 + 24 * 3600 - 1)
     rv = api.get(f"/v1/challenges/{challenge['id']}")
     assert rv.status_code == 200
@@ -591,7 +593,7 @@ def test_an_ended_challenge_is_kept_24_hours_from_its_end(api, app, store, custo
             verify(api, challenge, wrong_code(customer, clock()))
     assert status_of(api, challenge["id"]) == ending
     ttl_ms = store.pttl(challenge_key(app, challenge))
-    assert RETENTION_MS - 5_000 <= ttl_ms <= RETENTION_MS
+    assert RETENTION_MS - SLACK_MS <= ttl_ms <= RETENTION_MS
     clock.advance(24 * 3600 - 1)
     assert status_of(api, challenge["id"]) == ending
 
