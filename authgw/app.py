@@ -16,7 +16,7 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
-from authgw import ratelimit
+from authgw import logs, ratelimit
 from authgw.challenges.api import bp as v1
 from authgw.challenges.customers import Customers
 from authgw.challenges.domain import Domain
@@ -71,7 +71,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     ratelimit.install(app, store, settings)
     app.register_blueprint(ops)
     _register_webhooks(app)
-    install_metrics(app)
+    install_metrics(app, store)
+    logs.install(app)
     _register_errors(app)
     return app
 

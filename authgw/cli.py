@@ -73,6 +73,9 @@ def serve(args: argparse.Namespace) -> int:
         say(f"no AUTHGW_REDIS_URL: started the embedded store ({store.kind}) on loopback.")
         say("state is in memory only and is lost when the gateway stops.")
 
+    from authgw.logs import configure as configure_logs
+
+    configure_logs()
     metrics_dir = tempfile.mkdtemp(prefix="authgw-metrics-")
     atexit.register(shutil.rmtree, metrics_dir, True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir

@@ -12,8 +12,13 @@ from authgw.challenges import models
 ERRORS = {
     "401": "Missing or wrong API key", "404": "Not found", "409": "Conflict",
     "410": "Expired", "413": "Body over 16 KiB", "422": "Invalid request",
-    "423": "Customer locked", "503": "Store unavailable (fail closed)",
+    "423": "Customer locked", "429": "Rate limited: see Retry-After",
+    "503": "Store unavailable (fail closed)",
 }
+RETRY_AFTER = {"description": "Seconds to wait before trying again",
+               "schema": {"type": "string", "pattern": "^[0-9]+$"}}
+REQUEST_ID = {"description": "The request id: the caller's X-Request-Id, or a new one",
+              "schema": {"type": "string"}}
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -28,9 +33,13 @@ def _op(summary: str, ok: str, schema: type[BaseModel] | None, body: type[BaseMo
     else:
         responses[ok] = {"description": summary,
                          "content": {"application/json": {"schema": _ref(schema)}}}
-    for status in ("401", *errors, "413", "503"):
+    for status in ("401", *errors, "413", "429", "503"):
         responses[status] = {"description": ERRORS[status], "content": {
             "application/problem+json": {"schema": _ref(models.Problem)}}}
+        if status in ("429", "503"):
+            responses[status]["headers"] = {"Retry-After": RETRY_AFTER}
+    for response in responses.values():
+        response.setdefault("headers", {})["X-Request-Id"] = REQUEST_ID
     op: dict[str, Any] = {"summary": summary, "responses": responses,
                           "security": [{"bearer": []}]}
     if body is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
@@ -16,6 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from authgw.errors import StoreUnavailable
 from authgw.http import as_json, problem_response
 from authgw.openapi import openapi_document
+from authgw.store import Store
 
 bp = Blueprint("ops", __name__)
 
@@ -60,11 +62,32 @@ class Metrics:
             registry=self.registry)
         self.store_errors = Counter("authgw_store_errors_total", "Requests failed closed (503)",
                                     registry=self.registry)
+        self.transitions = Counter(
+            "authgw_transitions_total",
+            "Store scripts by name and answer: challenges created, verified, consumed, cancelled, "
+            "refused (the answer is the contract's code), calls answered and confirmed",
+            ["script", "result"], registry=self.registry)
+        self.lockouts = Counter("authgw_lockouts_total",
+                                "Wrong codes after which the customer is locked",
+                                registry=self.registry)
+        self.rate_limited = Counter("authgw_rate_limited_total", "Requests refused with 429",
+                                    ["route"], registry=self.registry)
+
+    def observe_script(self, name: str, result: Any) -> None:
+        """Count one script answer; its first item is its status (``ok`` or a code)."""
+        if not isinstance(result, list) or not result or not isinstance(result[0], str):
+            return  # not a transition's answer (e.g. a counter)
+        status = result[0]
+        self.transitions.labels(name, status).inc()
+        if status == "invalid_code" and len(result) > 2 and str(result[2]) == "1":
+            self.lockouts.inc()
 
 
-def install_metrics(app: Flask) -> None:
+def install_metrics(app: Flask, store: Store | None = None) -> None:
     m = Metrics()
     app.extensions["authgw.metrics"] = m
+    if store is not None:
+        store.observers.append(m.observe_script)
 
     @app.before_request
     def start_timer() -> None:
@@ -79,4 +102,6 @@ def install_metrics(app: Flask) -> None:
             m.latency.labels(route).observe(time.perf_counter() - started)
         if response.status_code == 503:
             m.store_errors.inc()
+        elif response.status_code == 429:
+            m.rate_limited.labels(route).inc()
         return response

@@ -14,7 +14,7 @@ transition that timed out may have run, and running it twice is not ours to deci
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from importlib import resources
 from typing import Any
@@ -143,6 +143,8 @@ class Store:
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
         self._scripts = {name: client.register_script(src) for name, src in load_scripts().items()}
+        # Called with (script name, answer) after each script that answered (e.g. metrics).
+        self.observers: list[Callable[[str, Any], None]] = []
 
     def add_script(self, name: str, source: str) -> None:
         """Register one more script (e.g. ``authgw.ratelimit``'s) under ``name``."""
@@ -163,8 +165,12 @@ class Store:
         ``durable=False`` skips ``WAIT`` (counters whose loss in a failover is harmless)."""
         with self.boundary():
             if self.wait_replicas and durable:
-                return self._run_and_wait(name, list(keys), list(args))
-            return self._scripts[name](keys=list(keys), args=list(args))
+                result = self._run_and_wait(name, list(keys), list(args))
+            else:
+                result = self._scripts[name](keys=list(keys), args=list(args))
+        for observe in self.observers:
+            observe(name, result)
+        return result
 
     def _run_and_wait(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """The script, then ``WAIT``, in one pipeline: one connection, one round trip."""
