@@ -7,7 +7,7 @@
 -- KEYS[5] the call marker (hash: this CallSid as seen by this customer)
 -- KEYS[6] the challenge hash the lines hint named (only when ARGV[9] ~= '')
 -- ARGV[1] now (ms)   ARGV[2] now (RFC 3339)   ARGV[3] events max length
--- ARGV[4] retention (ms)   ARGV[5] call marker TTL (ms)   ARGV[6] CallSid
+-- ARGV[4] retention (ms, unused: nothing ends here)   ARGV[5] call marker TTL (ms)   ARGV[6] CallSid
 -- ARGV[7] From (E.164)     ARGV[8] To (E.164)   ARGV[9] challenge id the hint named ('' none)
 -- ARGV[10] when the call was first seen (ms): a challenge created later is never approved
 -- ARGV[11] confirm on the phone from this amount up in reject mode (0: never)
@@ -24,7 +24,7 @@
 --   {'replay', outcome, challenge id}   this CallSid was already judged for this customer
 local cust, open, events, lines, marker = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now_ms, now_iso, maxlen = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local keep_ms, marker_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local marker_ttl = tonumber(ARGV[5])
 local sid, from, to, hint = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local first_ms, confirm_above = tonumber(ARGV[10]), tonumber(ARGV[11])
 local stir, refuse_failed = ARGV[12], ARGV[13] == '1'
