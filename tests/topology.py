@@ -393,3 +393,56 @@ def wait_until(what: str, check: object, seconds: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not happen within {seconds} s")
         time.sleep(0.05)
+
+
+def measure_wait_cost(count: int = 1000) -> dict[str, float]:
+    """Median and 99th-percentile milliseconds of one transition (cancel) through the app,
+    on a primary with two replicas, without and with ``redis_wait_replicas=1``, and on one
+    server with ``appendfsync always``."""
+    import statistics
+
+    from authgw.app import create_app
+    from tests.conftest import API_KEY, Api, settings_for_tests, transfer
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("no redis-server on the PATH")
+
+    def run(url: str, **settings: Any) -> tuple[float, float]:
+        app = create_app(settings_for_tests(redis_url=url, rate_limit_customer=0, **settings))
+        api = Api(app.test_client(), API_KEY)
+        assert api.put("/v1/customers/m", {"phones": ["090-1234-5678"]}).status_code == 200
+        times = []
+        for i in range(count + 50):  # the first 50 warm up connections and scripts
+            ch = api.post("/v1/challenges", transfer("m", methods=["callback"])).get_json()["id"]
+            started = time.perf_counter()
+            assert api.post(f"/v1/challenges/{ch}/cancel").status_code == 200
+            if i >= 50:
+                times.append((time.perf_counter() - started) * 1000)
+        times.sort()
+        return statistics.median(times), times[int(len(times) * 0.99) - 1]
+
+    figures: dict[str, float] = {}
+    sentinel = start_sentinel_set(binary)
+    try:
+        figures["no_wait_p50"], figures["no_wait_p99"] = run(sentinel.url)
+        figures["wait_1_p50"], figures["wait_1_p99"] = run(sentinel.url, redis_wait_replicas=1)
+    finally:
+        sentinel.stop()
+    aof = start_server(binary, "--appendonly", "yes", "--appendfsync", "always")
+    try:
+        figures["aof_always_p50"], figures["aof_always_p99"] = run(aof.url)
+    finally:
+        aof.stop()
+    return {k: round(v, 3) for k, v in figures.items()}
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["wait-cost"]:
+        import json
+
+        print(json.dumps(measure_wait_cost(), indent=1))
+    else:
+        raise SystemExit("usage: python -m tests.topology wait-cost")
