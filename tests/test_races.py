@@ -175,9 +175,39 @@ def test_concurrent_creations_with_one_idempotency_key_create_one_challenge(real
     assert [e["type"] for e in events(api)].count("challenge.created") == 1
 
 
+def test_a_burst_of_creations_on_a_full_number_pool_all_succeed(real_app, api):
+    # Three designated numbers, twenty-four creations at once: each supersedes the oldest
+    # holder in turn. None may fail for it (it once gave 503 store_unavailable).
+    register(api)
+    results = race(real_app, [lambda a: a.post("/v1/challenges", transfer())] * 24)
+    assert [outcome(rv) for rv in results] == [(201, "pending")] * 24
+    statuses = Counter(api.get(f"/v1/challenges/{rv.get_json()['id']}").get_json()["status"]
+                       for rv in results)
+    assert statuses == {"pending": 3, "cancelled": 21}
+    superseded = [e for e in events(api) if e["type"] == "challenge.cancelled"]
+    assert len(superseded) == 21
+    assert {e.get("reason") for e in superseded} == {"superseded"}
+
+
 def test_concurrent_creations_take_distinct_designated_numbers(real_app, api):
     register(api)
     results = race(real_app, [lambda a: a.post("/v1/challenges", transfer())] * 3)
     assert {rv.status_code for rv in results} == {201}
     numbers = [rv.get_json()["callback"]["number"] for rv in results]
     assert len(set(numbers)) == 3
+
+
+def test_deleting_a_customer_while_challenges_are_created_leaves_none_pending(real_app, api):
+    register(api)
+    calls = [lambda a: a.post("/v1/challenges", transfer())] * 12
+    calls.insert(6, lambda a: a.delete("/v1/customers/cust-001"))
+
+    results = race(real_app, calls)
+
+    assert results[6].status_code == 204
+    created = [rv.get_json()["id"] for i, rv in enumerate(results) if i != 6 and rv.status_code == 201]
+    refused = [rv for i, rv in enumerate(results) if i != 6 and rv.status_code != 201]
+    assert {outcome(rv) for rv in refused} <= {(404, "customer_not_found")}, [rv.get_json() for rv in refused]
+    # Whatever was created before the deletion was cancelled by it; nothing is left pending.
+    for challenge_id in created:
+        assert api.get(f"/v1/challenges/{challenge_id}").get_json()["status"] == "cancelled"

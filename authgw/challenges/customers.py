@@ -20,6 +20,11 @@ from authgw.errors import ApiError, InvalidPhone, StoreUnavailable
 from authgw.keys import CustomerKeys
 
 STALE_RETRIES = 3
+# Deletion retries when challenges were created between reading the open set and the script.
+# Each lost round means a creation for this customer succeeded meanwhile, so the loop makes
+# progress; three rounds were too few for a burst of creations (503 store_unavailable from a
+# healthy store). The cap only stops a runaway.
+DELETE_RETRIES = 64
 
 
 def render(record: dict[str, str]) -> dict[str, Any]:
@@ -115,7 +120,7 @@ class Customers:
     def delete(self, customer_id: str) -> None:
         keys = self._keys(customer_id)
         store = self.d.store
-        for _ in range(STALE_RETRIES):
+        for _ in range(DELETE_RETRIES):
             with store.boundary():
                 open_ids = store.client.zrange(keys.open, 0, -1)
             now = self.d.now()

@@ -28,6 +28,12 @@ from authgw.errors import ApiError, StoreUnavailable, ValidationFailed
 from authgw.keys import new_challenge_id, tag_of_challenge
 
 STALE_RETRIES = 3
+# Creation retries when every designated number is held: the script names the oldest holder
+# and the next run supersedes it. A run only loses that race when another creation for the
+# same customer has just won it, so the loop always makes progress; three tries were too few
+# for a burst of creations (five at once already got 503 store_unavailable from a healthy
+# store). The cap only stops a runaway.
+SUPERSEDE_RETRIES = 64
 IDEMPOTENCY_KEY_MAX = 255
 
 
@@ -120,7 +126,7 @@ class Challenges:
         if request_hash:
             base_keys.append(idem_key)
         supersede = ""
-        for _ in range(STALE_RETRIES):
+        for _ in range(SUPERSEDE_RETRIES):
             call_keys = base_keys + ([keys.challenge(supersede)] if supersede else [])
             result = store.run("create_challenge", call_keys, [
                 now.ms, now.iso, self.d.maxlen,
