@@ -175,6 +175,17 @@ def test_concurrent_creations_with_one_idempotency_key_create_one_challenge(real
     assert [e["type"] for e in events(api)].count("challenge.created") == 1
 
 
+def test_one_idempotency_key_raced_with_different_bodies_creates_one_challenge(real_app, api):
+    register(api)
+    calls = [lambda a, amount=amount: a.post("/v1/challenges", transfer(amount=amount),
+                                             headers={"Idempotency-Key": "order-88"})
+             for amount in range(1000, 1010)]
+    results = race(real_app, calls)
+    tally = Counter(outcome(rv) for rv in results)
+    assert tally == {(201, "pending"): 1, (409, "idempotency_conflict"): 9}
+    assert [e["type"] for e in events(api)].count("challenge.created") == 1
+
+
 def test_a_burst_of_creations_on_a_full_number_pool_all_succeed(real_app, api):
     # Three designated numbers, twenty-four creations at once: each supersedes the oldest
     # holder in turn. None may fail for it (it once gave 503 store_unavailable).
