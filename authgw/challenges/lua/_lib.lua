@@ -42,9 +42,29 @@ local function end_challenge(ch_key, open_key, lines_key, id, status, ended_at, 
   redis.call('PEXPIRE', ch_key, keep_ms)
 end
 
+-- RFC 3339 UTC with milliseconds for a UNIX time in ms (days to civil date: H. Hinnant).
+local function iso_from_ms(ms)
+  local seconds = math.floor(ms / 1000)
+  local days = math.floor(seconds / 86400)
+  local rest = seconds - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+                          - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local day = doy - math.floor((153 * mp + 2) / 5) + 1
+  local month = mp < 10 and mp + 3 or mp - 9
+  local year = yoe + era * 400 + (month <= 2 and 1 or 0)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', year, month, day,
+                       math.floor(rest / 3600), math.floor(rest % 3600 / 60), rest % 60, ms % 1000)
+end
+
 -- The challenge's status as of now_ms. A pending or verified challenge whose time is up
--- becomes `expired` here, once, with its event dated at the moment it expired; the record's
--- TTL, set at creation, already keeps it readable for the retention period after that.
+-- becomes `expired` here, once. Its event is dated when it is recorded, like every other, so
+-- the trail stays in order; `expires_at` in the event says when the time ran out. The
+-- record's TTL, set at creation, already keeps it readable for the retention period.
 local function settle(ch_key, open_key, events_key, lines_key, maxlen, now_ms, id)
   local status = redis.call('HGET', ch_key, 'status')
   if (status == 'pending' or status == 'verified')
@@ -53,8 +73,8 @@ local function settle(ch_key, open_key, events_key, lines_key, maxlen, now_ms, i
     redis.call('HSET', ch_key, 'status', 'expired', 'ended_at', exp_at)
     redis.call('ZREM', open_key, id)
     release_line(ch_key, lines_key, id)
-    add_event(events_key, maxlen, exp_at, 'challenge.expired',
-              redis.call('HGET', ch_key, 'customer_id'), {'challenge_id', id})
+    add_event(events_key, maxlen, iso_from_ms(now_ms), 'challenge.expired',
+              redis.call('HGET', ch_key, 'customer_id'), {'challenge_id', id, 'expires_at', exp_at})
     return 'expired'
   end
   return status
