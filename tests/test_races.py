@@ -222,3 +222,22 @@ def test_deleting_a_customer_while_challenges_are_created_leaves_none_pending(re
     # Whatever was created before the deletion was cancelled by it; nothing is left pending.
     for challenge_id in created:
         assert api.get(f"/v1/challenges/{challenge_id}").get_json()["status"] == "cancelled"
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_a_confirmation_racing_a_burst_of_enrolments_is_judged_not_refused(real_app, api, clock, round_):
+    register(api)
+    secret = api.post("/v1/customers/cust-001/totp").get_json()["secret"]
+    code = totp_code(secret, clock())
+    calls: list[Callable[[Api], Any]] = [lambda a: a.post("/v1/customers/cust-001/totp")] * 16
+    calls.append(lambda a: a.post("/v1/customers/cust-001/totp/confirm", {"code": code}))
+
+    results = race(real_app, calls)
+
+    assert all(rv.status_code == 201 for rv in results[:-1])
+    # Right for the secret it was made with, or wrong for the one that replaced it: never a
+    # 503 from a healthy store.
+    confirmation = results[-1]
+    assert confirmation.status_code in (200, 422), confirmation.get_json()
+    if confirmation.status_code == 422:
+        assert outcome(confirmation) == (422, "invalid_code")

@@ -19,12 +19,12 @@ from authgw.challenges.totp import qr_svg
 from authgw.errors import ApiError, InvalidPhone, StoreUnavailable
 from authgw.keys import CustomerKeys
 
-STALE_RETRIES = 3
-# Deletion retries when challenges were created between reading the open set and the script.
-# Each lost round means a creation for this customer succeeded meanwhile, so the loop makes
-# progress; three rounds were too few for a burst of creations (503 store_unavailable from a
-# healthy store). The cap only stops a runaway.
-DELETE_RETRIES = 64
+# Optimistic rounds (read, then a script that re-checks what was read) are retried when the
+# script finds the state changed in between: a challenge created during a deletion, a new
+# enrolment during a confirmation. Each lost round means another request for this customer
+# succeeded meanwhile, so the loop makes progress; three rounds were too few for a burst
+# (503 store_unavailable from a healthy store). The cap only stops a runaway.
+RETRIES = 64
 
 
 def render(record: dict[str, str]) -> dict[str, Any]:
@@ -120,7 +120,7 @@ class Customers:
     def delete(self, customer_id: str) -> None:
         keys = self._keys(customer_id)
         store = self.d.store
-        for _ in range(DELETE_RETRIES):
+        for _ in range(RETRIES):
             with store.boundary():
                 open_ids = store.client.zrange(keys.open, 0, -1)
             now = self.d.now()
@@ -146,7 +146,7 @@ class Customers:
     def confirm_totp(self, customer_id: str, body: Any) -> dict[str, Any]:
         code = models.parse(models.CodeBody, body).code
         keys = self._keys(customer_id)
-        for _ in range(STALE_RETRIES):
+        for _ in range(RETRIES):
             with self.d.store.boundary():
                 sealed = self.d.store.client.hget(keys.customer, "totp_pending") or ""
             now = self.d.now()

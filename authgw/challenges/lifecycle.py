@@ -27,13 +27,13 @@ from authgw.challenges.phones import display
 from authgw.errors import ApiError, StoreUnavailable, ValidationFailed
 from authgw.keys import new_challenge_id, tag_of_challenge
 
-STALE_RETRIES = 3
-# Creation retries when every designated number is held: the script names the oldest holder
-# and the next run supersedes it. A run only loses that race when another creation for the
-# same customer has just won it, so the loop always makes progress; three tries were too few
-# for a burst of creations (five at once already got 503 store_unavailable from a healthy
-# store). The cap only stops a runaway.
-SUPERSEDE_RETRIES = 64
+# Optimistic rounds are retried when the script finds the state changed since the caller read
+# it: every designated number taken (the script names the oldest holder, the next round
+# supersedes it), or the TOTP secret replaced. Each lost round means another request for this
+# customer succeeded meanwhile, so the loop makes progress; three rounds were too few for a
+# burst of creations (five at once got 503 store_unavailable from a healthy store). The cap
+# only stops a runaway.
+RETRIES = 64
 IDEMPOTENCY_KEY_MAX = 255
 
 
@@ -126,7 +126,7 @@ class Challenges:
         if request_hash:
             base_keys.append(idem_key)
         supersede = ""
-        for _ in range(SUPERSEDE_RETRIES):
+        for _ in range(RETRIES):
             call_keys = base_keys + ([keys.challenge(supersede)] if supersede else [])
             result = store.run("create_challenge", call_keys, [
                 now.ms, now.iso, self.d.maxlen,
@@ -176,7 +176,7 @@ class Challenges:
         code = models.parse(models.CodeBody, body).code
         keys, ch = self._challenge_keys(challenge_id)
         store = self.d.store
-        for _ in range(STALE_RETRIES):
+        for _ in range(RETRIES):
             with store.boundary():
                 customer_id, sealed = store.client.hmget(keys.customer, ["customer_id", "totp"])
             now = self.d.now()
