@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import settings as hsettings
@@ -778,3 +778,27 @@ def test_the_lifecycle_follows_the_contract_in_any_order(app, store, clock):
 
     run_state_machine_as_test(Lifecycle, settings=hsettings(max_examples=15, stateful_step_count=20,
                                                             deadline=None))
+
+
+@pytest.mark.parametrize("start", [
+    0.0,                      # 1970-01-01
+    951_782_340.123,          # 2000-02-28T23:59:00.123Z, into a leap day of a 400-year
+    1_709_164_799.999,        # 2024-02-28T23:59:59.999Z, into a leap day
+    4_107_542_340.5,          # 2100-02-28T23:59:00.5Z: no leap day in 2100
+    1_767_225_599.0,          # 2025-12-31T23:59:59Z, into a new year
+    20_000_000_000.0,         # 2603-10-11, the RFC 6238 vector's time
+])
+def test_the_expiry_event_is_dated_in_rfc3339_utc_at_any_date(api, customer, clock, start):
+    from authgw.challenges.domain import rfc3339
+
+    clock.now = start
+    challenge = new_challenge(api, methods=["totp"], ttl_seconds=60)
+    clock.advance(61.001)
+    expired = next(e for e in events(api) if e["type"] == "challenge.expired")
+    now_ms = int(clock() * 1000)  # as the gateway reads its clock
+    # Integer arithmetic only: a float of the time loses milliseconds far from 1970.
+    expected = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=now_ms)
+    assert expired["at"] == f"{expected:%Y-%m-%dT%H:%M:%S}.{now_ms % 1000:03d}Z"
+    # The scripts and the Python side write the same form.
+    assert expired["at"] == rfc3339(now_ms)
+    assert expired["expires_at"] == challenge["expires_at"]

@@ -14,7 +14,11 @@ from authgw.store import Store
 
 def rfc3339(ms: int) -> str:
     """UTC, millisecond precision: ``2026-11-22T13:47:51.123Z``."""
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    # Whole seconds and milliseconds apart: ``ms / 1000`` as a float loses the last
+    # millisecond far from 1970 (2603-10-11T11:34:21.001Z came out as .000), and the scripts
+    # date events with exact integer arithmetic, so both must agree.
+    seconds, millis = divmod(ms, 1000)
+    return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%dT%H:%M:%S}.{millis:03d}Z"
 
 
 @dataclass(frozen=True)
