@@ -414,6 +414,30 @@ def test_six_failures_across_challenges_lock_the_customer(api, customer, clock):
     assert verify(api, waiting, totp_code(customer, clock())).status_code == 200
 
 
+def test_wrong_confirmations_and_wrong_verifications_add_up_to_one_count(api, customer, clock):
+    challenge = new_challenge(api, methods=["totp"])
+    for _ in range(2):
+        verify(api, challenge, wrong_code(customer, clock()))
+    pending = api.post("/v1/customers/cust-001/totp").get_json()["secret"]
+    for _ in range(3):
+        api.post("/v1/customers/cust-001/totp/confirm", {"code": wrong_code(pending, clock())})
+    assert api.get("/v1/customers/cust-001").get_json() | {"phones": None} == {
+        "customer_id": "cust-001", "phones": None, "totp": "active", "locked": False,
+        "failed_attempts": 5}
+    # The sixth wrong code, on the challenge, locks.
+    assert_problem(verify(api, challenge, wrong_code(customer, clock())), 422, "invalid_code")
+    assert api.get("/v1/customers/cust-001").get_json()["locked"] is True
+
+
+def test_a_verification_clears_failures_of_confirmations_too(api, customer, clock):
+    pending = api.post("/v1/customers/cust-001/totp").get_json()["secret"]
+    for _ in range(4):
+        api.post("/v1/customers/cust-001/totp/confirm", {"code": wrong_code(pending, clock())})
+    challenge = new_challenge(api, methods=["totp"])
+    assert verify(api, challenge, totp_code(customer, clock())).status_code == 200
+    assert api.get("/v1/customers/cust-001").get_json()["failed_attempts"] == 0
+
+
 def test_five_failures_do_not_lock(api, customer, clock):
     first = new_challenge(api, methods=["totp"])
     second = new_challenge(api, methods=["totp"])
