@@ -615,3 +615,19 @@ def test_no_customer_input_fails_with_a_500(fuzz_api, phones, region, code, limi
     assert_answer_is_sound(fuzz_api.put("/v1/customers/cust-fuzz", {"phones": phones, "region": region}))
     assert_answer_is_sound(fuzz_api.post("/v1/customers/cust-001/totp/confirm", {"code": code}))
     assert_answer_is_sound(fuzz_api.get("/v1/customers/cust-001/events", query_string={"limit": limit}))
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(segment=st.text(min_size=1, max_size=80), body=JSON_VALUES)
+def test_no_path_segment_fails_with_a_500(fuzz_api, segment, body):
+    from urllib.parse import quote
+
+    part = quote(segment, safe="")
+    for method, path in [("get", "/v1/challenges/{}"), ("post", "/v1/challenges/{}/totp"),
+                         ("post", "/v1/challenges/{}/consume"), ("post", "/v1/challenges/{}/cancel"),
+                         ("get", "/v1/customers/{}"), ("put", "/v1/customers/{}"),
+                         ("delete", "/v1/customers/{}"), ("post", "/v1/customers/{}/totp"),
+                         ("post", "/v1/customers/{}/totp/confirm"), ("delete", "/v1/customers/{}/totp"),
+                         ("post", "/v1/customers/{}/unlock"), ("get", "/v1/customers/{}/events")]:
+        rv = getattr(fuzz_api, method)(path.format(part), json=body)
+        assert_answer_is_sound(rv)
