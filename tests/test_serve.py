@@ -57,11 +57,12 @@ def http(method: str, url: str, body: Any = None, key: str | None = API_KEY) -> 
 
 
 @contextmanager
-def serving(env: dict[str, str], *extra: str) -> Iterator[tuple[str, str]]:
+def serving(env: dict[str, str], *extra: str, workers: int = 1) -> Iterator[tuple[str, str]]:
     """Start ``authgw serve``, wait until /readyz answers 200; yields (base URL, log so far)."""
     port = free_port()
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen([*SERVE, "--port", str(port), "--workers", "1", *extra], env=env,
+        process = subprocess.Popen([*SERVE, "--port", str(port), "--workers", str(workers), *extra],
+                                   env=env,
                                    stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
 
@@ -142,10 +143,14 @@ def test_serve_on_a_real_redis_walks_the_whole_flow(redis_server):
 
 
 def test_serve_without_a_redis_url_runs_on_the_embedded_store(redis_server):
-    with serving(base_env()) as (base, log):
+    with serving(base_env(), workers=2) as (base, log):
         assert "embedded store" in log
         assert "memory only" in log
         walk_through(base)
+        # Every worker sees the same store: each request is a new connection, which either
+        # worker may take.
+        for _ in range(20):
+            assert http("GET", f"{base}/v1/customers/cust-001")[0] == 200
 
 
 def test_serve_dev_fills_missing_secrets_and_says_so(redis_server):
