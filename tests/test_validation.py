@@ -247,6 +247,10 @@ BAD_PHONES = [
     ("VoIP 050", "050-1234-5678"),
     ("VoIP 050 in E.164", "+81 50 1234 5678"),
     ("toll-free", "0120-123-456"),
+    ("toll-free 0800", "0800-123-4567"),
+    ("Navi Dial (UAN)", "0570-064-556"),
+    ("pager / M2M", "020-4000-1234"),
+    ("premium rate", "0990-12-3456"),
     ("whitespace only", "   "),
 ]
 
@@ -265,6 +269,14 @@ def test_every_unusable_phone_is_listed(api):
     rv = api.put("/v1/customers/cust-001", {"phones": ["123", "090-1234-5678", "050-1234-5678"]})
     body = assert_problem(rv, 422, "invalid_phone")
     assert [e["field"] for e in body["errors"]] == ["phones[0]", "phones[2]"]
+
+
+@FAKE_ONLY
+@pytest.mark.parametrize("phone, e164", [("070-1234-5678", "+817012345678"),
+                                         ("080-1234-5678", "+818012345678"),
+                                         ("06-1234-5678", "+81612345678")])
+def test_mobile_and_fixed_line_ranges_are_accepted(api, phone, e164):
+    assert api.put("/v1/customers/cust-001", {"phones": [phone]}).get_json()["phones"] == [e164]
 
 
 ACCEPTED_SPELLINGS = [
