@@ -38,13 +38,15 @@ def phase_table(phase: dict[str, Any]) -> list[str]:
 
 def growth_table(result: dict[str, Any]) -> list[str]:
     phases = result["phases"]
-    head = "| path | " + " | ".join(f"{p['pending']:,}: req/s ×ceil, p50, p99 ms" for p in phases) + " |"
+    head = "| path | " + " | ".join(f"{p['pending']:,} pending" for p in phases) + " |"
     out = [head, "|---|" + "---|" * len(phases)]
     for r in phases[0]["rows"]:
         cells = []
         for p in phases:
             x = _row_by_path(p, r["path"]) or {}
-            cells.append(f"{fmt(x.get('rps_ratio'))}, {fmt(x.get('p50_ms'))}, {fmt(x.get('p99_ms'))}")
+            redis_us = (x.get("cpu_ms_per_request") or {}).get("redis-server")
+            cells.append(f"{fmt(x.get('rps_ratio'))} · {fmt(x.get('p50_ms'))} / {fmt(x.get('p99_ms'))} ms · "
+                         f"{fmt(redis_us * 1000 if redis_us is not None else None, 0)} µs")
         out.append(f"| {r['path']} | " + " | ".join(cells) + " |")
     return out
 
@@ -115,7 +117,8 @@ def render(result: dict[str, Any]) -> str:
     for phase in result["phases"]:
         lines += phase_table(phase) + [""]
     if len(result["phases"]) > 1:
-        lines += ["Growth (half-rate latency):", ""] + growth_table(result) + [""]
+        lines += ["Growth: req/s × ceiling · p50 / p99 at half rate · redis-server CPU per request", ""]
+        lines += growth_table(result) + [""]
     lines += memory_lines(result) + [""]
     lines += profile_lines(result) + [""]
     lines += compare_lines(result) + [""]

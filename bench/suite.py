@@ -852,8 +852,11 @@ def judge(result: dict[str, Any]) -> list[dict[str, Any]]:
             a = next((r for r in phases[0]["rows"] if r["path"] == name), None)
             b = next((r for r in phases[-1]["rows"] if r["path"] == name), None)
             if a and b and a.get("p50_ms") and b.get("p50_ms"):
+                ra = (a.get("cpu_ms_per_request") or {}).get("redis-server")
+                rb = (b.get("cpu_ms_per_request") or {}).get("redis-server")
                 growth[name] = {"p50_ratio": b["p50_ms"] / a["p50_ms"],
-                                "p99_ratio": b["p99_ms"] / a["p99_ms"]}
+                                "p99_ratio": b["p99_ms"] / a["p99_ms"],
+                                "redis_cpu_per_request_ratio": stats.ratio(rb, ra)}
         flat = all(g["p50_ratio"] < 1.25 for g in growth.values())
         verdicts.append({"target": f"flat latency from 0 to {phases[-1]['pending']:,} pending "
                                    "(p50 at the last phase within 1.25× of the first)",
