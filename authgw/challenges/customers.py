@@ -13,7 +13,7 @@ from typing import Any
 
 from authgw.challenges import models
 from authgw.challenges.domain import Domain
-from authgw.challenges.outcomes import expect_ok, pairs, status_of
+from authgw.challenges.outcomes import RETRIES, expect_ok, pairs, status_of
 from authgw.challenges.phones import PhoneError, registrable
 from authgw.challenges.totp import qr_svg
 from authgw.errors import ApiError, InvalidPhone, StoreUnavailable
@@ -24,7 +24,6 @@ from authgw.keys import CustomerKeys
 # enrolment during a confirmation. Each lost round means another request for this customer
 # succeeded meanwhile, so the loop makes progress; three rounds were too few for a burst
 # (503 store_unavailable from a healthy store). The cap only stops a runaway.
-RETRIES = 64
 
 
 def render(record: dict[str, str]) -> dict[str, Any]:

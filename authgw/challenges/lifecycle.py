@@ -22,7 +22,7 @@ from typing import Any
 from authgw.challenges import models
 from authgw.challenges.customers import Customers
 from authgw.challenges.domain import Domain, rfc3339
-from authgw.challenges.outcomes import expect_ok, pairs, status_of
+from authgw.challenges.outcomes import RETRIES, expect_ok, pairs, status_of
 from authgw.challenges.phones import display
 from authgw.errors import ApiError, StoreUnavailable, ValidationFailed
 from authgw.keys import new_challenge_id, tag_of_challenge
@@ -33,7 +33,6 @@ from authgw.keys import new_challenge_id, tag_of_challenge
 # customer succeeded meanwhile, so the loop makes progress; three rounds were too few for a
 # burst of creations (five at once got 503 store_unavailable from a healthy store). The cap
 # only stops a runaway.
-RETRIES = 64
 IDEMPOTENCY_KEY_MAX = 255
 
 

@@ -14,6 +14,11 @@ from authgw.errors import ApiError, StoreUnavailable
 # Statuses a script may answer that the caller handles itself rather than as errors.
 INTERNAL = {"stale", "retry", "replay", "supersede"}
 
+# How often a caller reads again after ``stale``/``retry``/``supersede``. Each such answer means
+# another request changed the same state first and succeeded, so a burst on one customer can
+# take many rounds; the bound only stops a livelock, answering 503.
+RETRIES = 64
+
 
 def status_of(result: Any) -> str:
     if not isinstance(result, list) or not result or not isinstance(result[0], str):

@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from authgw.challenges.domain import Domain, Now
-from authgw.challenges.outcomes import status_of
+from authgw.challenges.outcomes import RETRIES, status_of
 from authgw.errors import StoreUnavailable, ValidationFailed
 from authgw.keys import customer_tag, tag_of_challenge
 from authgw.webhooks.callerid import caller_id, dialled
@@ -50,7 +50,6 @@ CALL_STATUSES = {"queued", "initiated", "ringing", "in-progress", "answered", "c
                  "failed", "no-answer", "canceled"}
 CALL_EVENTS_MAX = 100_000  # the gateway's call stream is trimmed to about this many entries
 MAX_ENTRIES = 6  # keys a caller may enter in one call before it is ended
-STALE_RETRIES = 3
 CONFIRM_PATH = "/webhooks/twilio/confirm"
 
 
@@ -158,7 +157,7 @@ class Calls:
                now: Now) -> list[Any]:
         keys = self.keys.for_customer(customer_id)
         refuse = "1" if self.s.callback_refuse_failed_attestation else "0"
-        for _ in range(STALE_RETRIES):
+        for _ in range(RETRIES):
             with self.store.boundary():
                 held = self.store.client.hget(keys.lines, to) or ""
             hint = held.partition("|")[2]
