@@ -119,6 +119,7 @@ BAD_CHALLENGES = [
     ("payee of the other kind", {"payee": PAYEASY_PAYEE}, "payee.bank_code"),
     ("payeasy with a transfer payee", {"kind": "payeasy"}, "payee.biller_number"),
     ("methods as a string", {"methods": "totp"}, "methods"),
+    ("methods null", {"methods": None}, "methods"),
     ("methods empty", {"methods": []}, "methods"),
     ("methods unknown", {"methods": ["sms"]}, "methods[0]"),
     ("methods with a boolean", {"methods": [True]}, "methods[0]"),

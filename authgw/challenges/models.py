@@ -184,6 +184,9 @@ def parse(model: type[M], data: Any) -> M:
 def parse_challenge(data: Any) -> tuple[ChallengeCreate, dict[str, Any]]:
     """The request and its payee, checked against the payee model of its kind."""
     request = parse(ChallengeCreate, data)
+    if isinstance(data, dict) and "methods" in data and data["methods"] is None:
+        # Leaving methods out means "every usable way"; an explicit null is a wrong type.
+        raise ValidationFailed([{"field": "methods", "message": "must be a list, not null"}])
     try:
         payee = PAYEES[request.kind].model_validate(request.payee).model_dump()
     except ValidationError as exc:
