@@ -20,6 +20,7 @@ from authgw.errors import ConfigError
 ENV_PREFIX = "AUTHGW_"
 CALLBACK_MODES = ("reject", "confirm", "code")
 TOTP_ALGORITHMS = ("SHA1", "SHA256", "SHA512")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,11 @@ def _validate(raw: dict[str, Any]) -> Settings:
     public_url = str(raw["public_url"]).strip().rstrip("/")
     if public_url and not public_url.startswith(("http://", "https://")):
         raise ConfigError(env_name("public_url"), "must start with http:// or https://")
+    redis_url = str(raw["redis_url"]).strip()
+    scheme = redis_url.partition("://")[0]
+    if redis_url and scheme not in REDIS_SCHEMES:
+        raise ConfigError(env_name("redis_url"),
+                          f"scheme {scheme!r} is not one of {', '.join(REDIS_SCHEMES)}")
     prefix = str(raw["key_prefix"])
     if not prefix or any(c in prefix for c in "{} "):
         raise ConfigError(env_name("key_prefix"), "must be non-empty, without braces or spaces")
@@ -209,7 +215,7 @@ def _validate(raw: dict[str, Any]) -> Settings:
     secret_key = raw["secret_key"]
     token = str(raw["twilio_auth_token"])
     settings = Settings(
-        redis_url=str(raw["redis_url"]).strip(),
+        redis_url=redis_url,
         key_prefix=prefix,
         redis_timeout=_as_float(env_name("redis_timeout"), raw["redis_timeout"], 0.05, 30),
         redis_pool_size=_as_int(env_name("redis_pool_size"), raw["redis_pool_size"], 1, 10_000),
