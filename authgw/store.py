@@ -156,7 +156,10 @@ class Store:
         try:
             yield
         except redis.exceptions.RedisError as exc:
-            log.warning("store error: %s", type(exc).__name__)
+            # A server's refusal starts with its code (NOREPLICAS, READONLY, MOVED, OOM...):
+            # that much is logged, never the rest, which may name keys.
+            reason = str(exc).split(" ", 1)[0] if isinstance(exc, redis.exceptions.ResponseError) else ""
+            log.warning("store error: %s %s", type(exc).__name__, reason[:32])
             raise StoreUnavailable(type(exc).__name__) from exc
 
     def run(self, name: str, keys: Sequence[str], args: Sequence[Any], durable: bool = True) -> Any:

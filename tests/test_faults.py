@@ -29,6 +29,7 @@ from tests.conftest import (
     new_challenge,
     register,
     settings_for_tests,
+    transfer,
     wrong_code,
 )
 from tests.topology import Topology, Traffic, start_gateway, start_server, wait_until
@@ -218,3 +219,34 @@ def test_sigterm_lets_in_flight_requests_finish(server: Topology) -> None:
     assert outcome[0][1]["phones"] == ["+819012345678", "+818012345678"]
     with server.nodes[0].client() as c:
         assert c.ping()
+
+
+def test_cluster_shard_killed_and_restarted_fails_closed_then_recovers(clock: Any) -> None:
+    from tests.topology import start_cluster
+
+    cluster = start_cluster(_binary(), 3, "--appendonly", "yes", "--appendfsync", "always")
+    try:
+        app = create_app({**settings_for_tests(redis_url=cluster.url, redis_timeout=0.3), "clock": clock})
+        api = Api(app.test_client(), API_KEY)
+        store = app.extensions["authgw"].store
+        dead = cluster.nodes[0]
+        on_dead, elsewhere = [], []
+        for i in range(12):
+            cid = f"cust-{i:03d}"
+            register(api, cid, (f"090-1234-{5600 + i}",))
+            node = store.client.get_node_from_key(store.keys.for_customer(cid).customer)
+            (on_dead if node.port == dead.port else elsewhere).append(cid)
+        assert on_dead and elsewhere
+        dead.kill()
+        # Customers on the lost shard fail closed; the others may too (the client's rate-limit
+        # counter lives on one shard, and the cluster stops when a slot has no owner).
+        answers = {cid: api.get(f"/v1/customers/{cid}") for cid in on_dead + elsewhere}
+        assert all(rv.status_code in (200, 503) for rv in answers.values())
+        assert all(answers[cid].get_json()["code"] == "store_unavailable" for cid in on_dead)
+        dead.start()
+        dead.wait_up()
+        wait_until("every customer readable again", lambda: all(
+            api.get(f"/v1/customers/{cid}").status_code == 200 for cid in on_dead + elsewhere))
+        assert api.post("/v1/challenges", transfer(on_dead[0])).status_code == 201
+    finally:
+        cluster.stop()

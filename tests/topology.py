@@ -120,8 +120,9 @@ def _server_args(binary: str, port: int, workdir: Path, password: str, *extra: s
             "--repl-diskless-sync-delay", "0", *extra]
 
 
-def start_cluster(binary: str, primaries: int = 3) -> Topology:
-    """A Redis Cluster of ``primaries`` primaries on loopback, ready (``cluster_state:ok``)."""
+def start_cluster(binary: str, primaries: int = 3, *extra: str) -> Topology:
+    """A Redis Cluster of ``primaries`` primaries on loopback, ready (``cluster_state:ok``);
+    ``extra``: more options for every node."""
     cli = shutil.which("redis-cli", path=os.path.dirname(binary)) or shutil.which("redis-cli")
     if cli is None:
         raise FileNotFoundError("redis-cli is needed to create a cluster")
@@ -135,7 +136,7 @@ def start_cluster(binary: str, primaries: int = 3) -> Topology:
         workdir.mkdir()
         args = _server_args(binary, port, workdir, password, "--cluster-enabled", "yes",
                             "--cluster-port", str(bus), "--cluster-config-file", "nodes.conf",
-                            "--cluster-node-timeout", "2000")
+                            "--cluster-node-timeout", "2000", *extra)
         nodes.append(Node(port, args, workdir, password))
     topology = Topology(
         url="redis+cluster://:{}@{}".format(password, ",".join(f"127.0.0.1:{n.port}" for n in nodes)),
