@@ -96,15 +96,17 @@ def compare_lines(result: dict[str, Any]) -> list[str]:
     rows = result.get("compare") or []
     if not rows:
         return []
-    out = ["| server | ceiling req/s | status read req/s (× ceiling) | verify req/s (× ceiling) |",
+    out = ["| server | ceiling req/s · CPU ms/req | status read req/s (× ceiling) · CPU ms/req "
+           "| verify req/s (× ceiling) · CPU ms/req |",
            "|---|---|---|---|"]
     for r in rows:
         if "note" in r:
             out.append(f"| {r['server']} | {r['note']} | | |")
             continue
         s, v = r["status read"], r["verify TOTP, right code"]
-        out.append(f"| {r['server']} | {fmt(r['ceiling_rps'], 0)} | {fmt(s['rps'], 0)} ({fmt(s['ratio'])}) | "
-                   f"{fmt(v['rps'], 0)} ({fmt(v['ratio'])}) |")
+        out.append(f"| {r['server']} | {fmt(r['ceiling_rps'], 0)} · {fmt(r.get('ceiling_cpu_ms'))} | "
+                   f"{fmt(s['rps'], 0)} ({fmt(s['ratio'])}) · {fmt(s.get('cpu_ms'))} | "
+                   f"{fmt(v['rps'], 0)} ({fmt(v['ratio'])}) · {fmt(v.get('cpu_ms'))} |")
     return out
 
 

@@ -938,12 +938,15 @@ def compare_servers(workdir: Path, plan: Plan, settings_list: Sequence[tuple[str
             all_paths = {p.name: p for p in paths.all()}
             run_wrk(stack.ceiling.port if stack.ceiling else 0, "-", "cycle", 0, 1, plan.connections, 1)
             ceiling = measure(stack, paths, all_paths[CEILING], plan, admin, None, False)
+            server_cpu = "server (master + workers)"
             row: dict[str, Any] = {"server": label, "ceiling_rps": ceiling["rps"],
-                                   "ceiling_p99_ms": ceiling["p99_ms"]}
+                                   "ceiling_p99_ms": ceiling["p99_ms"],
+                                   "ceiling_cpu_ms": ceiling.get("cpu_ms_per_request", {}).get(server_cpu)}
             for name in ("status read", "verify TOTP, right code"):
                 r = measure(stack, paths, all_paths[name], plan, admin, ceiling["rps"], False)
                 row[name] = {"rps": r["rps"], "ratio": stats.ratio(r["rps"], ceiling["rps"]),
-                             "p99_ms": r.get("p99_ms")}
+                             "p99_ms": r.get("p99_ms"),
+                             "cpu_ms": r.get("cpu_ms_per_request", {}).get(server_cpu)}
             out.append(row)
             admin.close()
         finally:
