@@ -204,5 +204,11 @@ class Store:
             return bool(self.client.ping())
 
     def close(self) -> None:
+        """Close every connection: the pool's, and a Sentinel client's links to the sentinels."""
         with suppress(redis.exceptions.RedisError):
             self.client.close()
+            pool = getattr(self.client, "connection_pool", None)
+            if pool is not None:
+                pool.disconnect()
+                for sentinel in getattr(getattr(pool, "sentinel_manager", None), "sentinels", []):
+                    sentinel.close()

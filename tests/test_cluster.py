@@ -7,23 +7,30 @@ transition's keys in one slot.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pyotp
 import pytest
 from redis.cluster import RedisCluster
 
-from authgw.app import create_app
 from authgw.keys import Keys, new_challenge_id
 from authgw.store import connect
 from tests.conftest import API_KEY, Api, settings_for_tests, transfer
+from tests.topology import close_apps, open_app
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.cluster]
 
 
+@pytest.fixture(autouse=True)
+def _close_apps() -> Iterator[None]:
+    yield
+    close_apps()
+
+
 @pytest.fixture
 def cluster_app(redis_cluster: Any, clock: Any) -> Any:
-    app = create_app({**settings_for_tests(redis_url=redis_cluster.url), "clock": clock})
+    app = open_app({**settings_for_tests(redis_url=redis_cluster.url), "clock": clock})
     client = app.extensions["authgw"].store.client
     client.flushall()
     yield app

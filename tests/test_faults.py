@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from authgw.app import create_app
 from tests.conftest import (
     API_KEY,
     Api,
@@ -32,9 +31,15 @@ from tests.conftest import (
     transfer,
     wrong_code,
 )
-from tests.topology import Topology, Traffic, start_gateway, start_server, wait_until
+from tests.topology import Topology, Traffic, close_apps, open_app, start_gateway, start_server, wait_until
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.topology]
+
+
+@pytest.fixture(autouse=True)
+def _close_apps() -> Iterator[None]:
+    yield
+    close_apps()
 
 
 def _binary() -> str:
@@ -62,7 +67,7 @@ def server() -> Iterator[Topology]:
 
 
 def test_store_killed_and_restarted_under_load(durable_server: Topology) -> None:
-    app = create_app(settings_for_tests(redis_url=durable_server.url, redis_timeout=0.3))
+    app = open_app(settings_for_tests(redis_url=durable_server.url, redis_timeout=0.3))
     node = durable_server.nodes[0]
     traffic = [Traffic(app, prefix=f"t{n}") for n in range(2)]
     threads = [threading.Thread(target=t.run, daemon=True) for t in traffic]
@@ -96,7 +101,7 @@ def test_store_killed_and_restarted_under_load(durable_server: Topology) -> None
 
 def test_slow_store_fails_closed_within_the_timeout(server: Topology, clock: Any) -> None:
     """A store that stops answering (CLIENT PAUSE) gives 503 after ``redis_timeout``, not a wait."""
-    app = create_app({**settings_for_tests(redis_url=server.url, redis_timeout=0.2), "clock": clock})
+    app = open_app({**settings_for_tests(redis_url=server.url, redis_timeout=0.2), "clock": clock})
     api = Api(app.test_client(), API_KEY)
     register(api)
     secret = enrol_totp(api, clock)
@@ -120,7 +125,7 @@ def test_slow_store_fails_closed_within_the_timeout(server: Topology, clock: Any
 
 def test_too_few_replicas_fail_closed(server: Topology, clock: Any) -> None:
     """With ``redis_wait_replicas`` set and no replica to confirm, nothing is acknowledged."""
-    app = create_app({**settings_for_tests(redis_url=server.url, redis_timeout=0.5,
+    app = open_app({**settings_for_tests(redis_url=server.url, redis_timeout=0.5,
                                            redis_wait_replicas=1, redis_wait_timeout=0.05),
                       "clock": clock})
     api = Api(app.test_client(), API_KEY)
@@ -226,7 +231,7 @@ def test_cluster_shard_killed_and_restarted_fails_closed_then_recovers(clock: An
 
     cluster = start_cluster(_binary(), 3, "--appendonly", "yes", "--appendfsync", "always")
     try:
-        app = create_app({**settings_for_tests(redis_url=cluster.url, redis_timeout=0.3), "clock": clock})
+        app = open_app({**settings_for_tests(redis_url=cluster.url, redis_timeout=0.3), "clock": clock})
         api = Api(app.test_client(), API_KEY)
         store = app.extensions["authgw"].store
         dead = cluster.nodes[0]

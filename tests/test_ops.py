@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from authgw.app import create_app
 from authgw.logs import JsonFormatter, mask_phone, scrub
 from authgw.openapi import openapi_document
 from tests.conftest import (
@@ -22,6 +22,13 @@ from tests.conftest import (
     totp_code,
     wrong_code,
 )
+from tests.topology import close_apps, open_app
+
+
+@pytest.fixture(autouse=True)
+def _close_apps() -> Iterator[None]:
+    yield
+    close_apps()
 
 
 def samples(client: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -43,7 +50,7 @@ def test_healthz_and_readyz(app: Any) -> None:
 def test_readyz_is_503_when_the_store_is_gone() -> None:
     from authgw.embedded import free_port
 
-    app = create_app(settings_for_tests(redis_url=f"redis://127.0.0.1:{free_port()}/0",
+    app = open_app(settings_for_tests(redis_url=f"redis://127.0.0.1:{free_port()}/0",
                                         redis_timeout=0.2))
     client = app.test_client()
     assert client.get("/healthz").status_code == 200

@@ -16,11 +16,24 @@ from typing import Any
 
 import pytest
 
-from authgw.app import create_app
 from tests.conftest import API_KEY, Api, _require_real, settings_for_tests
-from tests.topology import Topology, Traffic, current_primary_port, start_sentinel_set, wait_until
+from tests.topology import (
+    Topology,
+    Traffic,
+    close_apps,
+    current_primary_port,
+    open_app,
+    start_sentinel_set,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.topology]
+
+
+@pytest.fixture(autouse=True)
+def _close_apps() -> Iterator[None]:
+    yield
+    close_apps()
 
 FAILOVER_SECONDS = 30.0
 
@@ -37,11 +50,11 @@ def sentinel_set() -> Iterator[Topology]:
     topology.stop()
 
 
-def sentinel_app(topology: Topology, **overrides: Any) -> Any:
+def sentinel_app(topology: Topology, clock: Any = None, **overrides: Any) -> Any:
     settings = settings_for_tests(redis_url=topology.url, redis_timeout=0.5,
                                   redis_wait_replicas=1, redis_wait_timeout=0.25)
     settings.update(overrides)
-    return create_app(settings)
+    return open_app({**settings, "clock": clock} if clock is not None else settings)
 
 
 def test_sentinel_url_finds_the_primary(sentinel_set: Topology) -> None:
@@ -53,9 +66,9 @@ def test_sentinel_url_finds_the_primary(sentinel_set: Topology) -> None:
     assert app.test_client().get("/readyz").status_code == 200
 
 
-def test_primary_killed_mid_traffic_fails_closed_then_recovers(sentinel_set: Topology) -> None:
-    app = sentinel_app(sentinel_set)
-    traffic = Traffic(app)
+def test_primary_killed_mid_traffic_fails_closed_then_recovers(sentinel_set: Topology, clock: Any) -> None:
+    app = sentinel_app(sentinel_set, clock)
+    traffic = Traffic(app, clock=clock)
     thread = threading.Thread(target=traffic.run, daemon=True)
     thread.start()
     try:
@@ -80,3 +93,4 @@ def test_primary_killed_mid_traffic_fails_closed_then_recovers(sentinel_set: Top
     challenges, customers = before_kill
     assert challenges and customers
     traffic.check_acknowledged(Api(app.test_client(), API_KEY))
+    assert any(statuses == {"consumed"} for statuses in traffic.challenges.values())

@@ -19,11 +19,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from authgw.app import create_app
 from tests.conftest import API_KEY, Api, _require_real, settings_for_tests
-from tests.topology import free_ports, wait_until
+from tests.topology import close_apps, free_ports, open_app, wait_until
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.topology]
+
+
+@pytest.fixture(autouse=True)
+def _close_apps() -> Iterator[None]:
+    yield
+    close_apps()
 
 
 def _self_signed(folder: Path) -> tuple[Path, Path]:
@@ -80,7 +85,7 @@ def tls_store(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 def test_the_gateway_works_over_tls(tls_store: tuple[str, Any]) -> None:
     url, _cert = tls_store
-    app = create_app(settings_for_tests(redis_url=url))
+    app = open_app(settings_for_tests(redis_url=url))
     api = Api(app.test_client(), API_KEY)
     assert api.put("/v1/customers/cust-001", {"phones": ["090-1234-5678"]}).status_code == 200
     assert api.get("/v1/customers/cust-001").get_json()["phones"] == ["+819012345678"]
@@ -90,7 +95,7 @@ def test_the_gateway_works_over_tls(tls_store: tuple[str, Any]) -> None:
 def test_a_store_whose_certificate_is_not_trusted_fails_closed(tls_store: tuple[str, Any]) -> None:
     url, _cert = tls_store
     untrusted = url.split("?", 1)[0]  # the system's CAs only: the self-signed cert is refused
-    app = create_app(settings_for_tests(redis_url=untrusted, redis_timeout=1))
+    app = open_app(settings_for_tests(redis_url=untrusted, redis_timeout=1))
     rv = Api(app.test_client(), API_KEY).get("/v1/customers/cust-001")
     assert rv.status_code == 503 and rv.get_json()["code"] == "store_unavailable"
     assert app.test_client().get("/readyz").status_code == 503

@@ -327,11 +327,14 @@ def start_gateway(env: dict[str, str], workers: int = 1, threads: int = 4) -> Ga
 class Traffic:
     """Requests in a loop from a thread; records what the gateway acknowledged."""
 
-    def __init__(self, app: Any, prefix: str = "cust") -> None:
+    def __init__(self, app: Any, prefix: str = "cust", clock: Any = None) -> None:
         from tests.conftest import API_KEY, Api
 
         self.api = Api(app.test_client(), API_KEY)
         self.prefix = prefix
+        # With the app's clock, every third customer also enrols TOTP and has a challenge
+        # verified and consumed: approvals in the traffic too.
+        self.clock = clock
         self.stop = threading.Event()
         self.statuses: list[tuple[str, int, str | None]] = []
         self.customers: dict[str, list[str]] = {}  # acknowledged customers and their phones
@@ -357,6 +360,9 @@ class Traffic:
                     self.customers[cid] = [phone]
                 else:
                     continue
+                if self.clock is not None and i % 3 == 0:
+                    self.approve(cid)
+                    continue
                 rv = self.api.post("/v1/challenges", transfer(cid))
                 if not self.note("create", rv):
                     continue
@@ -368,6 +374,34 @@ class Traffic:
                 time.sleep(0.005)
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             self.errors.append(exc)
+
+    def approve(self, cid: str) -> None:
+        """Enrol TOTP, then a challenge verified with a code and consumed; note what was
+        acknowledged."""
+        from tests.conftest import totp_code, transfer
+
+        rv = self.api.post(f"/v1/customers/{cid}/totp")
+        if not self.note("enrol", rv):
+            return
+        secret = rv.get_json()["secret"]
+        if not self.note("confirm", self.api.post(f"/v1/customers/{cid}/totp/confirm",
+                                                  {"code": totp_code(secret, self.clock())})):
+            return
+        self.clock.advance(30)
+        rv = self.api.post("/v1/challenges", transfer(cid, methods=["totp"]))
+        if not self.note("create", rv):
+            return
+        challenge = rv.get_json()
+        ch = challenge["id"]
+        self.challenges[ch] = {"pending"}
+        rv = self.api.post(f"/v1/challenges/{ch}/totp", {"code": totp_code(secret, self.clock())})
+        if not self.note("verify", rv):
+            self.challenges[ch] = {"pending", "verified"}
+            return
+        self.challenges[ch] = {"verified"}
+        rv = self.api.post(f"/v1/challenges/{ch}/consume",
+                           {"transaction_digest": challenge["transaction_digest"]})
+        self.challenges[ch] = {"consumed"} if self.note("consume", rv) else {"verified", "consumed"}
 
     def successes(self) -> int:
         return sum(1 for _, status, _ in self.statuses if 200 <= status < 300)
@@ -447,3 +481,20 @@ if __name__ == "__main__":
         print(json.dumps(measure_wait_cost(), indent=1))
     else:
         raise SystemExit("usage: python -m tests.topology wait-cost")
+
+
+OPENED: list[Any] = []
+
+
+def open_app(config: dict[str, Any]) -> Any:
+    """``create_app``, remembered so ``close_apps`` can close its store connections."""
+    from authgw.app import create_app
+
+    app = create_app(config)
+    OPENED.append(app)
+    return app
+
+
+def close_apps() -> None:
+    while OPENED:
+        OPENED.pop().extensions["authgw"].store.close()
