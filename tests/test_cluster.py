@@ -113,3 +113,20 @@ def test_delete_customer_prunes_phone_hints_across_slots(cluster_app: Any) -> No
 
 def test_readyz_answers_on_a_cluster(cluster_app: Any) -> None:
     assert cluster_app.test_client().get("/readyz").status_code == 200
+
+
+def test_wait_for_replicas_goes_to_the_node_of_the_slot(redis_cluster: Any, clock: Any) -> None:
+    """With ``redis_wait_replicas`` the script and its WAIT go to the primary of the customer's
+    slot; these primaries have no replicas, so the change is made but not acknowledged."""
+    app = open_app({**settings_for_tests(redis_url=redis_cluster.url, redis_wait_replicas=1,
+                                         redis_wait_timeout=0.05), "clock": clock})
+    store = app.extensions["authgw"].store
+    store.client.flushall()
+    api = Api(app.test_client(), API_KEY)
+    nodes = {store.client.get_node_from_key(store.keys.for_customer(f"cust-{i}").customer).name
+             for i in range(12)}
+    assert len(nodes) == 3
+    for i in range(12):
+        rv = api.put(f"/v1/customers/cust-{i}", {"phones": ["090-1234-5678"]})
+        assert rv.status_code == 503 and rv.get_json()["code"] == "store_unavailable"
+        assert api.get(f"/v1/customers/cust-{i}").status_code == 200
