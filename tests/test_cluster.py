@@ -30,7 +30,7 @@ def _close_apps() -> Iterator[None]:
 
 @pytest.fixture
 def cluster_app(redis_cluster: Any, clock: Any) -> Any:
-    app = open_app({**settings_for_tests(redis_url=redis_cluster.url), "clock": clock})
+    app = open_app({**settings_for_tests(redis_url=redis_cluster.url, redis_timeout=2), "clock": clock})
     client = app.extensions["authgw"].store.client
     client.flushall()
     yield app
@@ -119,7 +119,7 @@ def test_wait_for_replicas_goes_to_the_node_of_the_slot(redis_cluster: Any, cloc
     """With ``redis_wait_replicas`` the script and its WAIT go to the primary of the customer's
     slot; these primaries have no replicas, so the change is made but not acknowledged."""
     app = open_app({**settings_for_tests(redis_url=redis_cluster.url, redis_wait_replicas=1,
-                                         redis_wait_timeout=0.05), "clock": clock})
+                                         redis_timeout=2, redis_wait_timeout=0.05), "clock": clock})
     store = app.extensions["authgw"].store
     store.client.flushall()
     api = Api(app.test_client(), API_KEY)

@@ -67,7 +67,7 @@ def server() -> Iterator[Topology]:
 
 
 def test_store_killed_and_restarted_under_load(durable_server: Topology) -> None:
-    app = open_app(settings_for_tests(redis_url=durable_server.url, redis_timeout=0.3))
+    app = open_app(settings_for_tests(redis_url=durable_server.url, redis_timeout=1))
     node = durable_server.nodes[0]
     traffic = [Traffic(app, prefix=f"t{n}") for n in range(2)]
     threads = [threading.Thread(target=t.run, daemon=True) for t in traffic]
@@ -125,7 +125,7 @@ def test_slow_store_fails_closed_within_the_timeout(server: Topology, clock: Any
 
 def test_too_few_replicas_fail_closed(server: Topology, clock: Any) -> None:
     """With ``redis_wait_replicas`` set and no replica to confirm, nothing is acknowledged."""
-    app = open_app({**settings_for_tests(redis_url=server.url, redis_timeout=0.5,
+    app = open_app({**settings_for_tests(redis_url=server.url, redis_timeout=2,
                                            redis_wait_replicas=1, redis_wait_timeout=0.05),
                       "clock": clock})
     api = Api(app.test_client(), API_KEY)
@@ -231,7 +231,7 @@ def test_cluster_shard_killed_and_restarted_fails_closed_then_recovers(clock: An
 
     cluster = start_cluster(_binary(), 3, "--appendonly", "yes", "--appendfsync", "always")
     try:
-        app = open_app({**settings_for_tests(redis_url=cluster.url, redis_timeout=0.3), "clock": clock})
+        app = open_app({**settings_for_tests(redis_url=cluster.url, redis_timeout=1), "clock": clock})
         api = Api(app.test_client(), API_KEY)
         store = app.extensions["authgw"].store
         dead = cluster.nodes[0]

@@ -51,8 +51,8 @@ def sentinel_set() -> Iterator[Topology]:
 
 
 def sentinel_app(topology: Topology, clock: Any = None, **overrides: Any) -> Any:
-    settings = settings_for_tests(redis_url=topology.url, redis_timeout=0.5,
-                                  redis_wait_replicas=1, redis_wait_timeout=0.25)
+    settings = settings_for_tests(redis_url=topology.url, redis_timeout=2,
+                                  redis_wait_replicas=1, redis_wait_timeout=1)
     settings.update(overrides)
     return open_app({**settings, "clock": clock} if clock is not None else settings)
 

@@ -85,7 +85,7 @@ def tls_store(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 def test_the_gateway_works_over_tls(tls_store: tuple[str, Any]) -> None:
     url, _cert = tls_store
-    app = open_app(settings_for_tests(redis_url=url))
+    app = open_app(settings_for_tests(redis_url=url, redis_timeout=2))
     api = Api(app.test_client(), API_KEY)
     assert api.put("/v1/customers/cust-001", {"phones": ["090-1234-5678"]}).status_code == 200
     assert api.get("/v1/customers/cust-001").get_json()["phones"] == ["+819012345678"]
