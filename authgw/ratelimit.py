@@ -74,23 +74,40 @@ class RateLimiter:
 
     def check(self, kind: str, identity: str) -> Decision:
         """Count one request of ``identity``; whether it is within the limit of ``kind``."""
-        if kind not in KINDS:
-            raise ValueError(f"unknown rate limit kind {kind!r}")
-        allowed = self.limits[kind]
-        if not allowed:
-            return Decision(True, 0)
-        digest = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-        count, ttl = self.store.run("rate_limit", [self.store.keys.rate_limit(kind, digest)],
-                                    [self.window_ms], durable=False)
-        if int(count) <= allowed:
-            return Decision(True, 0)
-        return Decision(False, max(1, math.ceil(int(ttl) / 1000)))
+        return self.check_all([(kind, identity)])[0][1]
+
+    def check_all(self, requests: list[tuple[str, str]]) -> list[tuple[str, Decision]]:
+        """Count one request against each (kind, identity), all in one round trip."""
+        counted: list[tuple[str, list[str]]] = []
+        for kind, identity in requests:
+            if kind not in KINDS:
+                raise ValueError(f"unknown rate limit kind {kind!r}")
+            if self.limits[kind]:
+                digest = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+                counted.append((kind, [self.store.keys.rate_limit(kind, digest)]))
+        answers = iter(self.store.run_many("rate_limit", [(keys, [self.window_ms])
+                                                          for _, keys in counted]) if counted else [])
+        decisions = []
+        for kind, _identity in requests:
+            if not self.limits[kind]:
+                decisions.append((kind, Decision(True, 0)))
+                continue
+            count, ttl = next(answers)
+            if int(count) <= self.limits[kind]:
+                decisions.append((kind, Decision(True, 0)))
+            else:
+                decisions.append((kind, Decision(False, max(1, math.ceil(int(ttl) / 1000)))))
+        return decisions
 
     def limit(self, kind: str, identity: str) -> None:
         """``check``, raising ``RateLimited`` when over the limit."""
-        decision = self.check(kind, identity)
-        if not decision.allowed:
-            raise RateLimited(kind, decision.retry_after)
+        self.limit_all([(kind, identity)])
+
+    def limit_all(self, requests: list[tuple[str, str]]) -> None:
+        """``check_all``, raising ``RateLimited`` for the first limit exceeded."""
+        for kind, decision in self.check_all(requests):
+            if not decision.allowed:
+                raise RateLimited(kind, decision.retry_after)
 
 
 def limiter() -> RateLimiter:
@@ -132,12 +149,15 @@ def install(app: Flask, store: Store, settings: Settings, blueprint: str = "v1")
     app.extensions["authgw.ratelimit"] = rl
 
     def limit_request() -> None:
+        counted = []
         client = g.get("client")
         if client:
-            rl.limit("client", client)
+            counted.append(("client", client))
         tag = _customer_of_request()
         if tag:
-            rl.limit("customer", tag)
+            counted.append(("customer", tag))
+        if counted:
+            rl.limit_all(counted)
 
     # Appended to the blueprint's own list, so it runs after the blueprint authenticates.
     app.before_request_funcs.setdefault(blueprint, []).append(limit_request)

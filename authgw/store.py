@@ -155,7 +155,8 @@ class Store:
         """Turn any Redis failure into ``StoreUnavailable`` (fail closed)."""
         try:
             yield
-        except redis.exceptions.RedisError as exc:
+        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
+            # RedisClusterException (no slot coverage, refused pipeline...) is no RedisError.
             # A server's refusal starts with its code (NOREPLICAS, READONLY, MOVED, OOM...):
             # that much is logged, never the rest, which may name keys.
             reason = str(exc).split(" ", 1)[0] if isinstance(exc, redis.exceptions.ResponseError) else ""
@@ -174,6 +175,33 @@ class Store:
         for observe in self.observers:
             observe(name, result)
         return result
+
+    def run_many(self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
+        """Run one script over several key sets in one pipeline: one round trip, not atomic as a
+        whole (each run is). For independent steps only, such as counters on different slots;
+        never followed by ``WAIT``."""
+        if len(calls) == 1:
+            keys, args = calls[0]
+            return [self.run(name, keys, args, durable=False)]
+        script = self._scripts[name]
+        with self.boundary():
+            pipe = self.client.pipeline(transaction=False)
+            for keys, args in calls:
+                # By name, not pipe.evalsha: redis-py's cluster pipeline refuses that method,
+                # but routes the command itself by its keys.
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            results = pipe.execute(raise_on_error=False)
+            for i, result in enumerate(results):
+                if isinstance(result, redis.exceptions.NoScriptError):
+                    # That run did not happen; this one loads the script and runs it.
+                    keys, args = calls[i]
+                    results[i] = script(keys=list(keys), args=list(args))
+                elif isinstance(result, Exception):
+                    raise result
+        for result in results:
+            for observe in self.observers:
+                observe(name, result)
+        return list(results)
 
     def _run_and_wait(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """The script, then ``WAIT``, in one pipeline: one connection, one round trip."""
