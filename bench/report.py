@@ -33,6 +33,10 @@ def phase_table(phase: dict[str, Any]) -> list[str]:
             f"{fmt(r.get('p50_ms'))} ({fmt(r.get('p50_ratio'))}) | {fmt(r.get('p99_ms'))} "
             f"({fmt(r.get('p99_ratio'))}) | {fmt(r.get('redis_commands_per_request'), 1)} | "
             f"{fmt(rt, 1)} | {fmt(cpu)} |")
+    runs = phase["rows"][0].get("ceiling_runs") or []
+    if len(runs) == 2:
+        out += ["", f"The ceiling ran at {fmt(runs[0]['rps'], 0)} req/s at the start of this phase and "
+                    f"{fmt(runs[1]['rps'], 0)} at its end; the ratios are to their mean."]
     return out
 
 
