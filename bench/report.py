@@ -23,16 +23,19 @@ def _row_by_path(phase: dict[str, Any], name: str) -> dict[str, Any] | None:
 def phase_table(phase: dict[str, Any]) -> list[str]:
     out = [f"**{phase['pending']:,} pending challenges** (load average {phase['loadavg'][0]:.1f})", "",
            "| path | req/s × ceiling | req/s | p50 ms (× ceiling) | p99 ms (× ceiling) | Redis cmds/req "
-           "| round trips/req | server CPU ms/req |",
+           "| round trips/req | server CPU ms/req (ceiling ÷ path) |",
            "|---|---|---|---|---|---|---|---|"]
+    server = "server (master + workers)"
+    base_cpu = (phase["rows"][0].get("cpu_ms_per_request") or {}).get(server)
     for r in phase["rows"]:
         rt = (r.get("round_trips") or {}).get("round_trips_per_request")
-        cpu = (r.get("cpu_ms_per_request") or {}).get("server (master + workers)")
+        cpu = (r.get("cpu_ms_per_request") or {}).get(server)
+        cpu_ratio = base_cpu / cpu if base_cpu and cpu else None
         out.append(
             f"| {r['path']} | **{fmt(r.get('rps_ratio'))}** | {fmt(r.get('rps'), 0)} | "
             f"{fmt(r.get('p50_ms'))} ({fmt(r.get('p50_ratio'))}) | {fmt(r.get('p99_ms'))} "
             f"({fmt(r.get('p99_ratio'))}) | {fmt(r.get('redis_commands_per_request'), 1)} | "
-            f"{fmt(rt, 1)} | {fmt(cpu)} |")
+            f"{fmt(rt, 1)} | {fmt(cpu)} ({fmt(cpu_ratio)}) |")
     runs = phase["rows"][0].get("ceiling_runs") or []
     if len(runs) == 2:
         out += ["", f"The ceiling ran at {fmt(runs[0]['rps'], 0)} req/s at the start of this phase and "
