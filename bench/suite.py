@@ -805,8 +805,9 @@ def machine() -> dict[str, Any]:
 
 
 def git_commit() -> str:
+    """The commit measured: git's HEAD, or BENCH_COMMIT for a tree exported without .git."""
     done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return done.stdout.strip()
+    return done.stdout.strip() if done.returncode == 0 else os.environ.get("BENCH_COMMIT", "")
 
 
 def print_phase(phase: dict[str, Any]) -> None:
