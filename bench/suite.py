@@ -341,16 +341,40 @@ class Monitor:
         self.client.close()
 
 
+def reads_processed(client: Any) -> int:
+    return int(client.info("stats")["total_reads_processed"])
+
+
 def round_trips(url: str, port: int, sample: Sequence[Req]) -> dict[str, Any]:
+    """Commands and round trips per request over ``sample`` (sent one at a time).
+
+    The first fifth warms the connections (no health-check PING or connection setup counted);
+    the rest is split in two: MONITOR over one half names the commands a client sent (pipelined
+    ones each count there), and Redis's ``total_reads_processed`` over the other half counts the
+    socket reads it served, one per round trip (a pipeline arrives in one read)."""
+    warm, rest = sample[: len(sample) // 5], sample[len(sample) // 5:]
+    watched, counted = rest[: len(rest) // 2], rest[len(rest) // 2:]
+    for req in warm:
+        send(port, req)
     with Monitor(url) as monitor:
-        statuses = [send(port, req)[0] for req in sample]
+        statuses = [send(port, req)[0] for req in watched]
     seen = stats.classify_monitor(monitor.lines)
     client, once = stats.split_setup(seen["client"])
-    n = len(sample)
+    admin = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        r0 = reads_processed(admin)
+        info_reads = reads_processed(admin) - r0  # what one INFO itself adds
+        r1 = reads_processed(admin)
+        statuses += [send(port, req)[0] for req in counted]
+        r2 = reads_processed(admin)
+    finally:
+        admin.close()
+    n, m = len(watched), len(counted)
     return {
-        "requests": n,
+        "requests": n + m,
         "statuses": sorted(set(statuses)),
-        "round_trips_per_request": sum(client.values()) / n if n else None,
+        "round_trips_per_request": (r2 - r1 - info_reads) / m if m else None,
+        "commands_sent_per_request": sum(client.values()) / n if n else None,
         "client_commands_per_request": stats.per_request(client, n),
         "connection_or_process_setup_commands": once,
         "script_commands_per_request": sum(seen["lua"].values()) / n if n else None,
@@ -508,9 +532,10 @@ def measure(stack: Stack, paths: Paths, path: Path_, plan: Plan, admin: Any, cei
         return write_requests(stack.workdir, slug, reqs), len(reqs)
 
     if with_round_trips and path.server == "gateway":
-        row["round_trips"] = round_trips(stack.redis_url, server.port, path.make(plan.sample))
+        row["round_trips"] = round_trips(stack.redis_url, server.port, path.make(plan.sample * 2 + 10))
     elif with_round_trips:
-        row["round_trips"] = round_trips(stack.redis_url, server.port, [Req("GET", "/")] * plan.sample)
+        ceiling_sample = [Req("GET", "/")] * (plan.sample * 2 + 10)
+        row["round_trips"] = round_trips(stack.redis_url, server.port, ceiling_sample)
 
     # Saturation.
     budget = ceiling_rps * 1.1 if ceiling_rps else 4000
@@ -988,8 +1013,9 @@ def main(argv: Sequence[str]) -> int:
             "req_per_s": "answers / (last answer - first send) as timed inside wrk.lua",
             "redis_commands": "INFO commandstats delta over the saturation run / answers (commands run "
                               "inside Lua scripts included)",
-            "round_trips": f"MONITOR over {plan.sample} sequential requests: commands a client sent "
-                           "/ requests",
+            "round_trips": f"{plan.sample} sequential requests: INFO total_reads_processed delta / "
+                           f"requests (a pipeline is one read); MONITOR over {plan.sample} more names the "
+                           "commands sent",
         },
         "phases": [],
     }
