@@ -15,6 +15,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -27,10 +28,39 @@ DEV_TWILIO_TOKEN = "dev-twilio-auth-token"
 DEV_CALLBACK_NUMBERS = "050-3000-0001,050-3000-0002,050-3000-0003"
 
 
-def _gunicorn_config() -> dict[str, Any]:
+def gunicorn_options(host: str, port: int, workers: int, worker_class: str | None = None,
+                     threads: int | None = None) -> dict[str, Any]:
+    """``config/gunicorn.conf.py`` with the command line's bind, workers and worker settings."""
     path = resources.files("authgw.config").joinpath("gunicorn.conf.py")
-    values = runpy.run_path(str(path))
-    return {k: v for k, v in values.items() if not k.startswith("_")}
+    options = {k: v for k, v in runpy.run_path(str(path)).items() if not k.startswith("_")}
+    options.update(bind=f"{host}:{port}", workers=workers)
+    if worker_class:
+        options["worker_class"] = worker_class
+    if threads:
+        options["threads"] = threads
+    return options
+
+
+def run_gunicorn(options: dict[str, Any], factory: Callable[[], Any]) -> None:
+    """Serve the WSGI app each worker gets from ``factory()`` (called after the fork)."""
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                if key in self.cfg.settings and value is not None:
+                    self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return factory()
+
+    Server().run()
+
+
+def _create_app() -> Any:
+    from authgw.app import create_app
+
+    return create_app()
 
 
 def _dev_defaults(host: str, port: int) -> list[str]:
@@ -80,14 +110,7 @@ def serve(args: argparse.Namespace) -> int:
     atexit.register(shutil.rmtree, metrics_dir, True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
 
-    from gunicorn.app.base import BaseApplication
-
-    options = _gunicorn_config()
-    options.update(bind=f"{args.host}:{args.port}", workers=args.workers)
-    if args.worker_class:
-        options["worker_class"] = args.worker_class
-    if args.threads:
-        options["threads"] = args.threads
+    options = gunicorn_options(args.host, args.port, args.workers, args.worker_class, args.threads)
 
     def child_exit(_server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
@@ -95,20 +118,8 @@ def serve(args: argparse.Namespace) -> int:
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
     options["child_exit"] = child_exit
-
-    class Server(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            for key, value in options.items():
-                if key in self.cfg.settings and value is not None:
-                    self.cfg.set(key, value)
-
-        def load(self) -> Any:
-            from authgw.app import create_app
-
-            return create_app()
-
     say(f"serving on http://{args.host}:{args.port} with {args.workers} worker(s)")
-    Server().run()
+    run_gunicorn(options, _create_app)
     return 0
 
 

@@ -15,13 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import runpy
 import sys
-from importlib import resources
-from typing import Any
 
 from flask import Flask, Response
 
+from authgw.cli import gunicorn_options, run_gunicorn
 from authgw.store import connect
 
 KEY = "bench:ceiling"
@@ -40,13 +38,6 @@ def create_app() -> Flask:
     return app
 
 
-def gunicorn_options() -> dict[str, Any]:
-    """The production server settings, read from the same file ``authgw serve`` reads."""
-    path = resources.files("authgw.config").joinpath("gunicorn.conf.py")
-    values = runpy.run_path(str(path))
-    return {k: v for k, v in values.items() if not k.startswith("_")}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.ceiling")
     parser.add_argument("--host", default="127.0.0.1")
@@ -56,25 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
 
-    from gunicorn.app.base import BaseApplication
-
-    options = gunicorn_options()
-    options.update(bind=f"{args.host}:{args.port}", workers=args.workers)
-    if args.worker_class:
-        options["worker_class"] = args.worker_class
-    if args.threads:
-        options["threads"] = args.threads
-
-    class Server(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            for key, value in options.items():
-                if key in self.cfg.settings and value is not None:
-                    self.cfg.set(key, value)
-
-        def load(self) -> Any:
-            return create_app()
-
-    Server().run()
+    # The very code `authgw serve` runs, so both are served alike.
+    run_gunicorn(gunicorn_options(args.host, args.port, args.workers, args.worker_class, args.threads),
+                 create_app)
     return 0
 
 
