@@ -2,7 +2,7 @@
 """The quick start's two commands; each installs what it needs into ./.venv first.
 
     python3 dev.py serve [authgw serve options]   the gateway on the embedded store
-    python3 dev.py test  [pytest options]         the whole test suite (and ruff)
+    python3 dev.py test  [pytest options]         the whole test suite (after ruff and mypy)
 
 Only Python 3.11+ is needed: the virtual environment and every dependency are made here.
 """
@@ -51,6 +51,9 @@ def main() -> int:
     lint = subprocess.run([str(BIN / "ruff"), "check", "authgw", "config", "tests", "bench", "dev.py"])
     if lint.returncode:
         return lint.returncode
+    types = subprocess.run([str(BIN / "mypy"), "authgw"])
+    if types.returncode:
+        return types.returncode
     return subprocess.run([str(BIN / "python"), "-m", "pytest", *rest]).returncode
 
 
