@@ -105,26 +105,23 @@ class Voice:
 
     def ask(self, doc: dict[str, Any], mode: str, action: str, code_digits: int) -> str:
         """Read the transaction and gather the answer; no input: once more, then hang up."""
+        return self._gather(mode, action, code_digits,
+                            [GREETING + describe(doc), NO_INPUT_AGAIN + describe(doc)])
+
+    def ask_again(self, mode: str, action: str, code_digits: int, message: str) -> str:
+        return self._gather(mode, action, code_digits, [message])
+
+    def _gather(self, mode: str, action: str, code_digits: int, intros: list[str]) -> str:
+        """One <Gather> per intro, each ending with the question; after them, goodbye (the
+        challenge stays pending) and hang up."""
         question = CONFIRM_ASK if mode == "confirm" else CODE_ASK.format(digits=code_digits)
         num_digits = 1 if mode == "confirm" else code_digits
         response = VoiceResponse()
-        for intro in (GREETING + describe(doc), NO_INPUT_AGAIN + describe(doc)):
+        for intro in intros:
             gather = response.gather(num_digits=num_digits, action=action, method="POST",
                                      timeout=GATHER_TIMEOUT, finish_on_key="#",
                                      action_on_empty_result=False)
             self._say(gather, intro + question)
-        self._say(response, GOODBYE_PENDING)
-        response.hangup()
-        return str(response)
-
-    def ask_again(self, mode: str, action: str, code_digits: int, message: str) -> str:
-        num_digits = 1 if mode == "confirm" else code_digits
-        question = CONFIRM_ASK if mode == "confirm" else CODE_ASK.format(digits=code_digits)
-        response = VoiceResponse()
-        gather = response.gather(num_digits=num_digits, action=action, method="POST",
-                                 timeout=GATHER_TIMEOUT, finish_on_key="#",
-                                 action_on_empty_result=False)
-        self._say(gather, message + question)
         self._say(response, GOODBYE_PENDING)
         response.hangup()
         return str(response)
