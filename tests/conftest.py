@@ -50,19 +50,24 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "topology: starts its own Redis topology or gateway processes (slower)")
 
 
-def _require_real() -> bool:
-    return os.environ.get("AUTHGW_REQUIRE_REAL_REDIS") == "1"
+def redis_binary(needed_by: str, *, with_cli: bool = False) -> str:
+    """The ``redis-server`` binary; without it (or ``redis-cli`` when ``with_cli``) the test
+    skips with the reason, or fails when ``AUTHGW_REQUIRE_REAL_REDIS=1`` (CI)."""
+    binary = shutil.which("redis-server")
+    missing = "redis-server" if binary is None else None
+    if with_cli and shutil.which("redis-cli") is None:
+        missing = "redis-cli"
+    if binary is None or missing:
+        if os.environ.get("AUTHGW_REQUIRE_REAL_REDIS") == "1":
+            pytest.fail(f"AUTHGW_REQUIRE_REAL_REDIS=1 but no {missing} is on the PATH")
+        pytest.skip(f"no {missing} on the PATH: {needed_by} need it")
+    return binary
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[EmbeddedStore]:
     """A private redis-server for the whole session (never the machine's shared one)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if _require_real():
-            pytest.fail("AUTHGW_REQUIRE_REAL_REDIS=1 but no redis-server is on the PATH")
-        pytest.skip("no redis-server on the PATH: real-Redis tests need one")
-    server = start_redis_server(binary)
+    server = start_redis_server(redis_binary("real-Redis tests"))
     yield server
     server.stop()
 
@@ -76,12 +81,7 @@ def redis_cluster() -> Iterator[Any]:
     """A private 3-primary Redis Cluster for the whole session (``tests/topology.py``)."""
     from tests.topology import start_cluster
 
-    binary = shutil.which("redis-server")
-    if binary is None or shutil.which("redis-cli") is None:
-        if _require_real():
-            pytest.fail("AUTHGW_REQUIRE_REAL_REDIS=1 but redis-server or redis-cli is missing")
-        pytest.skip("no redis-server and redis-cli on the PATH: Cluster tests need both")
-    cluster = start_cluster(binary)
+    cluster = start_cluster(redis_binary("Cluster tests", with_cli=True))
     yield cluster
     cluster.stop()
 

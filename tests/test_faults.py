@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import threading
 import time
@@ -23,9 +22,9 @@ import pytest
 from tests.conftest import (
     API_KEY,
     Api,
-    _require_real,
     enrol_totp,
     new_challenge,
+    redis_binary,
     register,
     settings_for_tests,
     transfer,
@@ -43,12 +42,7 @@ def _close_apps() -> Iterator[None]:
 
 
 def _binary() -> str:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if _require_real():
-            pytest.fail("AUTHGW_REQUIRE_REAL_REDIS=1 but no redis-server is on the PATH")
-        pytest.skip("no redis-server on the PATH: fault tests need one")
-    return binary
+    return redis_binary("fault tests")
 
 
 @pytest.fixture

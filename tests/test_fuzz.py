@@ -12,7 +12,6 @@ The run is bounded so CI stays fast: ``AUTHGW_FUZZ_EXAMPLES`` examples per opera
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +23,7 @@ from schemathesis import checks as st_checks
 from schemathesis.specs.openapi import checks as oa_checks
 
 from authgw.openapi import openapi_document
-from tests.conftest import API_KEY, _require_real, settings_for_tests
+from tests.conftest import API_KEY, redis_binary, settings_for_tests
 from tests.topology import Gateway, Topology, start_gateway, start_server
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.topology]
@@ -36,12 +35,7 @@ CHECKS = [st_checks.not_a_server_error, oa_checks.status_code_conformance,
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[tuple[Topology, Gateway]]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if _require_real():
-            pytest.fail("AUTHGW_REQUIRE_REAL_REDIS=1 but no redis-server is on the PATH")
-        pytest.skip("no redis-server on the PATH: the fuzzer runs against a live gateway")
-    server = start_server(binary)
+    server = start_server(redis_binary("the fuzzer's live gateway"))
     env = {f"AUTHGW_{k.upper()}": str(v) for k, v in settings_for_tests().items()}
     env["AUTHGW_REDIS_URL"] = server.url
     gateway = start_gateway(env, workers=1, threads=4)

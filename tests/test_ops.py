@@ -17,6 +17,7 @@ from tests.conftest import (
     Api,
     enrol_totp,
     new_challenge,
+    redis_binary,
     register,
     settings_for_tests,
     totp_code,
@@ -153,15 +154,11 @@ def test_an_error_line_is_json_without_leaking() -> None:
 
 def test_metrics_add_up_across_gunicorn_workers_under_serve() -> None:
     """``authgw serve`` with 2 workers: /metrics adds up what each worker counted."""
-    import shutil
     import urllib.request
 
     from tests.topology import start_gateway, start_server
 
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("no redis-server on the PATH")
-    server = start_server(binary)
+    server = start_server(redis_binary("metrics across workers"))
     env = {f"AUTHGW_{k.upper()}": str(v) for k, v in settings_for_tests().items()}
     env["AUTHGW_REDIS_URL"] = server.url
     gateway = start_gateway(env, workers=2, threads=2)

@@ -9,14 +9,13 @@ everything it acknowledged, before the failover or after, is still there, unchan
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import API_KEY, Api, _require_real, settings_for_tests
+from tests.conftest import API_KEY, Api, redis_binary, settings_for_tests
 from tests.topology import (
     Topology,
     Traffic,
@@ -40,12 +39,7 @@ FAILOVER_SECONDS = 30.0
 
 @pytest.fixture
 def sentinel_set() -> Iterator[Topology]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if _require_real():
-            pytest.fail("AUTHGW_REQUIRE_REAL_REDIS=1 but no redis-server is on the PATH")
-        pytest.skip("no redis-server on the PATH: Sentinel tests need one")
-    topology = start_sentinel_set(binary)
+    topology = start_sentinel_set(redis_binary("Sentinel tests"))
     yield topology
     topology.stop()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import secrets
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import API_KEY, Api, _require_real, settings_for_tests
+from tests.conftest import API_KEY, Api, redis_binary, settings_for_tests
 from tests.topology import close_apps, free_ports, open_app, wait_until
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.topology]
@@ -52,11 +51,7 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def tls_store(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if _require_real():
-            pytest.fail("AUTHGW_REQUIRE_REAL_REDIS=1 but no redis-server is on the PATH")
-        pytest.skip("no redis-server on the PATH")
+    binary = redis_binary("TLS tests")
     cert, key = _self_signed(tmp_path)
     (port,) = free_ports(1)
     password = secrets.token_hex(16)
