@@ -19,12 +19,6 @@ from authgw.challenges.totp import qr_svg
 from authgw.errors import ApiError, InvalidPhone, StoreUnavailable
 from authgw.keys import CustomerKeys
 
-# Optimistic rounds (read, then a script that re-checks what was read) are retried when the
-# script finds the state changed in between: a challenge created during a deletion, a new
-# enrolment during a confirmation. Each lost round means another request for this customer
-# succeeded meanwhile, so the loop makes progress; three rounds were too few for a burst
-# (503 store_unavailable from a healthy store). The cap only stops a runaway.
-
 
 def render(record: dict[str, str]) -> dict[str, Any]:
     if record.get("totp"):

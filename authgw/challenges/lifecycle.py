@@ -27,12 +27,6 @@ from authgw.challenges.phones import display
 from authgw.errors import ApiError, StoreUnavailable, ValidationFailed
 from authgw.keys import new_challenge_id, tag_of_challenge
 
-# Optimistic rounds are retried when the script finds the state changed since the caller read
-# it: every designated number taken (the script names the oldest holder, the next round
-# supersedes it), or the TOTP secret replaced. Each lost round means another request for this
-# customer succeeded meanwhile, so the loop makes progress; three rounds were too few for a
-# burst of creations (five at once got 503 store_unavailable from a healthy store). The cap
-# only stops a runaway.
 IDEMPOTENCY_KEY_MAX = 255
 
 

@@ -14,9 +14,11 @@ from authgw.errors import ApiError, StoreUnavailable
 # Statuses a script may answer that the caller handles itself rather than as errors.
 INTERNAL = {"stale", "retry", "replay", "supersede"}
 
-# How often a caller reads again after ``stale``/``retry``/``supersede``. Each such answer means
+# How often a caller reads again after ``stale``/``retry``/``supersede`` (a challenge created
+# during a deletion, a number taken, a secret replaced since the read). Each such answer means
 # another request changed the same state first and succeeded, so a burst on one customer can
-# take many rounds; the bound only stops a livelock, answering 503.
+# take many rounds (three were too few: five creations at once got 503 from a healthy store);
+# the bound only stops a livelock, answering 503.
 RETRIES = 64
 
 
