@@ -18,7 +18,7 @@ from typing import Any
 
 from authgw.challenges import models
 from authgw.challenges.domain import rfc3339
-from authgw.challenges.lifecycle import transaction_digest
+from authgw.challenges.lifecycle import document, transaction_digest
 from authgw.challenges.totp import TotpPolicy
 from authgw.keys import Keys, new_challenge_id
 from authgw.secretbox import SecretBox
@@ -194,10 +194,8 @@ class Loader:
             expires_ms = now_ms + request.ttl_seconds * 1000
             expires_iso = rfc3339(expires_ms)
             # The document as Challenges.create writes it; only the digest differs per customer.
-            doc = {"kind": request.kind, "amount": request.amount, "currency": request.currency,
-                   "payee": payee, "transaction_digest": "\x00", "created_at": now_iso,
-                   "expires_at": expires_iso, "attempts": s.challenge_attempts,
-                   "callback_mode": s.callback_mode}
+            doc = document(request, payee, "\x00", now_iso, expires_iso, s.challenge_attempts,
+                           s.callback_mode)
             doc_head, doc_tail = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).split("\\u0000")
             calls: list[tuple[Any, ...]] = []
             current = []
@@ -326,10 +324,8 @@ def _background_part(job: tuple[str, Settings, str, int, int, int]) -> int:
             now_ms, now_iso = loader._now()
             expires_ms = now_ms + ttl * 1000
             expires_iso = rfc3339(expires_ms)
-            doc = {"kind": request.kind, "amount": request.amount, "currency": request.currency,
-                   "payee": payee, "transaction_digest": "\x00", "created_at": now_iso,
-                   "expires_at": expires_iso, "attempts": s.challenge_attempts,
-                   "callback_mode": s.callback_mode}
+            doc = document(request, payee, "\x00", now_iso, expires_iso, s.challenge_attempts,
+                           s.callback_mode)
             head, tail = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).split("\\u0000")
             args: list[Any] = [s.key_prefix, now_ms, now_iso, s.events_max_per_customer,
                                ttl * 1000 + retention_ms, CLIENT, head, tail, s.challenge_attempts,

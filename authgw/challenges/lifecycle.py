@@ -39,6 +39,14 @@ def transaction_digest(customer_id: str, kind: str, amount: int, currency: str,
     })).hexdigest()
 
 
+def document(request: models.ChallengeCreate, payee: dict[str, Any], digest: str, created_at: str,
+             expires_at: str, attempts: int, callback_mode: str) -> dict[str, Any]:
+    """The immutable part of a challenge record (its ``doc`` field)."""
+    return {"kind": request.kind, "amount": request.amount, "currency": request.currency,
+            "payee": payee, "transaction_digest": digest, "created_at": created_at,
+            "expires_at": expires_at, "attempts": attempts, "callback_mode": callback_mode}
+
+
 def render(challenge_id: str, record: dict[str, str], *, as_created: bool = False) -> dict[str, Any]:
     """The contract's challenge object; ``as_created`` gives it as the first response was."""
     doc = json.loads(record["doc"])
@@ -105,14 +113,10 @@ class Challenges:
         code = ""
         if mode == "code":
             code = "".join(secrets.choice("0123456789") for _ in range(settings.callback_code_digits))
-        doc = {
-            "kind": request.kind, "amount": request.amount, "currency": request.currency,
-            "payee": payee,
-            "transaction_digest": transaction_digest(request.customer_id, request.kind,
-                                                     request.amount, request.currency, payee),
-            "created_at": now.iso, "expires_at": rfc3339(expires_ms),
-            "attempts": settings.challenge_attempts, "callback_mode": mode,
-        }
+        doc = document(request, payee,
+                       transaction_digest(request.customer_id, request.kind, request.amount,
+                                          request.currency, payee),
+                       now.iso, rfc3339(expires_ms), settings.challenge_attempts, mode)
         doc_json = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
         methods_json = json.dumps(request.methods) if request.methods is not None else ""
         base_keys = [keys.customer, keys.open, keys.events, keys.lines, keys.challenge(challenge_id)]
