@@ -1,7 +1,7 @@
 """The embedded store for development: something that speaks the Redis protocol, on loopback.
 
 It is a real ``redis-server`` started for this run when the binary is on the PATH, else
-fakeredis's TCP server in a thread of the serving process. Either way the gateway talks to it
+fakeredis's TCP server in a process of its own (``python -m authgw.embedded PORT``). Either way the gateway talks to it
 over TCP with the same client code as in production, and every worker shares it. State lives
 in memory only and is gone when the gateway stops.
 """
@@ -12,8 +12,8 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,17 +55,8 @@ class EmbeddedStore:
             self._stop = None
 
 
-def start_redis_server(binary: str, *extra: str) -> EmbeddedStore:
-    """A private ``redis-server`` on a free loopback port, with a random password."""
-    port = free_port()
-    password = secrets.token_hex(16)
-    workdir = tempfile.mkdtemp(prefix="authgw-redis-")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir, "--requirepass", password, "--protected-mode", "yes", *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://:{password}@127.0.0.1:{port}/0"
+def _process_store(argv: list[str], url: str, kind: str, workdir: str | None = None) -> EmbeddedStore:
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def stop() -> None:
         process.terminate()
@@ -73,33 +64,40 @@ def start_redis_server(binary: str, *extra: str) -> EmbeddedStore:
             process.wait(5)
         except subprocess.TimeoutExpired:
             process.kill()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     try:
         wait_for(url)
     except Exception:
         stop()
         raise
-    return EmbeddedStore(url, "redis-server", stop)
+    return EmbeddedStore(url, kind, stop)
+
+
+def start_redis_server(binary: str, *extra: str) -> EmbeddedStore:
+    """A private ``redis-server`` on a free loopback port, with a random password."""
+    port = free_port()
+    password = secrets.token_hex(16)
+    workdir = tempfile.mkdtemp(prefix="authgw-redis-")
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", workdir, "--requirepass", password, "--protected-mode", "yes", *extra]
+    return _process_store(argv, f"redis://:{password}@127.0.0.1:{port}/0", "redis-server", workdir)
 
 
 def start_fakeredis() -> EmbeddedStore:
-    from fakeredis import TcpFakeServer
-
+    """fakeredis's TCP server in a process of its own, on a free loopback port."""
     port = free_port()
-    server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
-    thread = threading.Thread(target=server.serve_forever, name="embedded-store", daemon=True)
-    thread.start()
-    url = f"redis://127.0.0.1:{port}/0"
-    wait_for(url)
-
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-
-    return EmbeddedStore(url, "fakeredis", stop)
+    return _process_store([sys.executable, "-m", "authgw.embedded", str(port)],
+                          f"redis://127.0.0.1:{port}/0", "fakeredis")
 
 
 def start_embedded() -> EmbeddedStore:
     binary = shutil.which("redis-server")
     return start_redis_server(binary) if binary else start_fakeredis()
+
+
+if __name__ == "__main__":
+    from fakeredis import TcpFakeServer
+
+    TcpFakeServer(("127.0.0.1", int(sys.argv[1])), server_type="redis").serve_forever()

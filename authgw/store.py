@@ -143,6 +143,7 @@ class Store:
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
         self._scripts = {name: client.register_script(src) for name, src in load_scripts().items()}
+        self._loaded: set[str] = set()  # scripts this process has loaded (_load_once)
         # Called with (script name, answer) after each script that answered (e.g. metrics).
         self.observers: list[Callable[[str, Any], None]] = []
 
@@ -168,6 +169,7 @@ class Store:
 
         ``durable=False`` skips ``WAIT`` (counters whose loss in a failover is harmless)."""
         with self.boundary():
+            self._load_once(name)
             if self.wait_replicas and durable:
                 result = self._run_and_wait(name, list(keys), list(args))
             else:
@@ -185,6 +187,7 @@ class Store:
             return [self.run(name, keys, args, durable=False)]
         script = self._scripts[name]
         with self.boundary():
+            self._load_once(name)
             pipe = self.client.pipeline(transaction=False)
             for keys, args in calls:
                 # By name, not pipe.evalsha: redis-py's cluster pipeline refuses that method,
@@ -202,6 +205,16 @@ class Store:
             for observe in self.observers:
                 observe(name, result)
         return list(results)
+
+    def _load_once(self, name: str) -> None:
+        """``SCRIPT LOAD`` a script before this process first runs it. Afterwards ``NOSCRIPT``
+        comes only if the server lost its scripts (a restart, a failover), and is handled
+        where it is met. Without this, fakeredis's server (the embedded store on a machine
+        without redis-server) would meet it on every first run, and it drops the connection
+        on that reply."""
+        if name not in self._loaded:
+            self.client.script_load(self._scripts[name].script)
+            self._loaded.add(name)
 
     def _run_and_wait(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """The script, then ``WAIT``, in one pipeline: one connection, one round trip."""

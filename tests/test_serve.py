@@ -153,6 +153,19 @@ def test_serve_without_a_redis_url_runs_on_the_embedded_store(redis_server):
             assert http("GET", f"{base}/v1/customers/cust-001")[0] == 200
 
 
+def test_serve_without_redis_server_on_the_path_runs_on_fakeredis(tmp_path):
+    # A fresh machine with only Python: the same walk-through on fakeredis's server, pipelines
+    # (the rate-limit counters) included, shared by both workers.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(sys.executable)
+    with serving(base_env(PATH=str(bin_dir)), workers=2) as (base, log):
+        assert "embedded store (fakeredis)" in log
+        walk_through(base)
+        for _ in range(20):
+            assert http("GET", f"{base}/v1/customers/cust-001")[0] == 200
+
+
 def test_serve_dev_fills_missing_secrets_and_says_so(redis_server):
     env = base_env(AUTHGW_REDIS_URL=redis_server.url.rsplit("/", 1)[0] + "/4")
     for name in ("AUTHGW_SECRET_KEY", "AUTHGW_API_KEYS"):
