@@ -81,7 +81,23 @@ def _dev_defaults(host: str, port: int) -> list[str]:
     return filled
 
 
+def _at_exit_of_this_process(func: Callable[..., Any], *args: Any) -> None:
+    """``atexit`` for the master only: gunicorn's workers are forks that inherit its exit
+    handlers, and one worker ending (a reload, a restart) must not stop the embedded store or
+    remove the metrics folder under the others."""
+    owner = os.getpid()
+    atexit.register(lambda: func(*args) if os.getpid() == owner else None)
+
+
 def serve(args: argparse.Namespace) -> int:
+    options = gunicorn_options(args.host, args.port, args.workers, args.worker_class, args.threads)
+    if options.get("worker_class") == "gevent":
+        # gevent makes the standard library cooperative in each worker, and asks for that to
+        # happen before anything imports ssl (gunicorn and Flask do, below), so it is done
+        # here, in the master, before they are imported.
+        from gevent import monkey
+
+        monkey.patch_all()
     filled = _dev_defaults(args.host, args.port) if args.dev else []
     try:
         settings = load_settings()
@@ -98,7 +114,7 @@ def serve(args: argparse.Namespace) -> int:
         from authgw.embedded import start_embedded
 
         store = start_embedded()
-        atexit.register(store.stop)
+        _at_exit_of_this_process(store.stop)
         os.environ["AUTHGW_REDIS_URL"] = store.url
         say(f"no AUTHGW_REDIS_URL: started the embedded store ({store.kind}) on loopback.")
         say("state is in memory only and is lost when the gateway stops.")
@@ -107,10 +123,8 @@ def serve(args: argparse.Namespace) -> int:
 
     configure_logs()
     metrics_dir = tempfile.mkdtemp(prefix="authgw-metrics-")
-    atexit.register(shutil.rmtree, metrics_dir, True)
+    _at_exit_of_this_process(shutil.rmtree, metrics_dir, True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-
-    options = gunicorn_options(args.host, args.port, args.workers, args.worker_class, args.threads)
 
     def child_exit(_server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
@@ -140,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--worker-class", default=None, help="gunicorn worker class (default gthread)")
-    p.add_argument("--threads", type=int, default=None, help="threads per gthread worker")
+    p.add_argument("--worker-class", default=None, help="gunicorn worker class (default gevent)")
+    p.add_argument("--threads", type=int, default=None, help="threads per worker, with --worker-class gthread")
     p.add_argument("--dev", action="store_true",
                    help="fill unset secrets with development values (printed at start-up)")
     p.set_defaults(func=serve)

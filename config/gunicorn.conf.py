@@ -1,8 +1,17 @@
 """Production server settings for ``authgw serve``; the CLI overrides bind and workers."""
 
-# gthread: a few threads per worker keep a slow Redis call from stalling the worker.
-worker_class = "gthread"
+# gevent: a worker serves many requests at once, switching only where one waits on Redis or
+# the network, so a slow store call holds its own request, never the worker. Measured against
+# gthread and sync in bench/ (docs/performance.md): less CPU per request and a shorter tail.
+worker_class = "gevent"
+# Requests one worker holds at once; beyond that, connections wait in the listen queue.
+worker_connections = 256
+# Used only when --worker-class gthread is asked for.
 threads = 4
+# Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new connections
+# over them. With one shared socket, the worker that wakes first takes most of a client's
+# kept-alive connections and the others idle (measured: half the throughput in some runs).
+reuse_port = True
 # Twilio gives a webhook 15 s in all; a request still running after 10 s is a fault.
 timeout = 10
 graceful_timeout = 10
