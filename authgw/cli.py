@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--worker-class", default=None, help="gunicorn worker class (default gevent)")
-    p.add_argument("--threads", type=int, default=None, help="threads per worker, with --worker-class gthread")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads per worker, with --worker-class gthread")
     p.add_argument("--dev", action="store_true",
                    help="fill unset secrets with development values (printed at start-up)")
     p.set_defaults(func=serve)

@@ -1,9 +1,9 @@
 """The embedded store for development: something that speaks the Redis protocol, on loopback.
 
 It is a real ``redis-server`` started for this run when the binary is on the PATH, else
-fakeredis's TCP server in a process of its own (``python -m authgw.embedded PORT``). Either way the gateway talks to it
-over TCP with the same client code as in production, and every worker shares it. State lives
-in memory only and is gone when the gateway stops.
+fakeredis's TCP server in a process of its own (``python -m authgw.embedded PORT``). Either way
+the gateway talks to it over TCP with the same client code as in production, and every worker
+shares it. State lives in memory only and is gone when the gateway stops.
 """
 
 from __future__ import annotations
