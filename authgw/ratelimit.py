@@ -8,7 +8,10 @@ Three kinds, each with its own limit per ``rate_limit_window_seconds`` (0 turns 
 - ``caller``: phone webhooks from one calling number (``rate_limit_caller``); the phone side
   calls ``check("caller", e164)`` and answers in TwiML, or ``limit(...)`` for a 429.
 
-Over a limit a ``/v1`` call gets 429 ``rate_limited`` with ``Retry-After``. A counter is one
+Over a limit a ``/v1`` call gets 429 ``rate_limited`` with ``Retry-After``. The counters go
+out before the view's first store call, or, for a view marked ``reads_first`` whose first call
+only reads, in the same pipeline as that read: one round trip fewer. Either way nothing is
+written before they are judged. A counter is one
 Redis key with its own hash tag, so it works on every topology. Like every store call it
 fails closed: with the store down the request gets 503, not a free pass.
 
@@ -22,7 +25,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, g, request
 
@@ -76,28 +81,60 @@ class RateLimiter:
         """Count one request of ``identity``; whether it is within the limit of ``kind``."""
         return self.check_all([(kind, identity)])[0][1]
 
-    def check_all(self, requests: list[tuple[str, str]]) -> list[tuple[str, Decision]]:
-        """Count one request against each (kind, identity), all in one round trip."""
-        counted: list[tuple[str, list[str]]] = []
+    def _calls(self, requests: list[tuple[str, str]]) -> list[tuple[list[str], list[Any]]]:
+        """The counter script's runs for the kinds whose limit is on."""
+        calls: list[tuple[list[str], list[Any]]] = []
         for kind, identity in requests:
             if kind not in KINDS:
                 raise ValueError(f"unknown rate limit kind {kind!r}")
             if self.limits[kind]:
                 digest = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-                counted.append((kind, [self.store.keys.rate_limit(kind, digest)]))
-        answers = iter(self.store.run_many("rate_limit", [(keys, [self.window_ms])
-                                                          for _, keys in counted]) if counted else [])
+                calls.append(([self.store.keys.rate_limit(kind, digest)], [self.window_ms]))
+        return calls
+
+    def _decide(self, requests: list[tuple[str, str]], answers: list[Any]) -> list[tuple[str, Decision]]:
+        """Decisions from the counter script's answers (one per kind whose limit is on)."""
+        counts = iter(answers)
         decisions = []
         for kind, _identity in requests:
             if not self.limits[kind]:
                 decisions.append((kind, Decision(True, 0)))
                 continue
-            count, ttl = next(answers)
+            count, ttl = next(counts)
             if int(count) <= self.limits[kind]:
                 decisions.append((kind, Decision(True, 0)))
             else:
                 decisions.append((kind, Decision(False, max(1, math.ceil(int(ttl) / 1000)))))
         return decisions
+
+    def check_all(self, requests: list[tuple[str, str]]) -> list[tuple[str, Decision]]:
+        """Count one request against each (kind, identity), all in one round trip."""
+        calls = self._calls(requests)
+        return self._decide(requests, self.store.run_many("rate_limit", calls) if calls else [])
+
+    def check_and_read(self, kind: str, identity: str, command: str, *args: Any) -> tuple[Decision, Any]:
+        """``check``, and one read command of the store in the same round trip."""
+        decisions: list[Decision] = []
+        calls = self._calls([(kind, identity)])
+        if not calls:
+            return Decision(True, 0), self.store.read_command(command, *args)
+        self.store.defer("rate_limit", calls, lambda answers: decisions.extend(
+            d for _, d in self._decide([(kind, identity)], answers)))
+        value = self.store.read_command(command, *args)
+        return decisions[0], value
+
+    def defer_all(self, requests: list[tuple[str, str]]) -> None:
+        """``limit_all``, with the counters sent along with the request's first store call."""
+        calls = self._calls(requests)
+        if calls:
+            self.store.defer("rate_limit", calls,
+                             lambda answers: self._raise_first(self._decide(requests, answers)))
+
+    @staticmethod
+    def _raise_first(decisions: list[tuple[str, Decision]]) -> None:
+        for kind, decision in decisions:
+            if not decision.allowed:
+                raise RateLimited(kind, decision.retry_after)
 
     def limit(self, kind: str, identity: str) -> None:
         """``check``, raising ``RateLimited`` when over the limit."""
@@ -105,9 +142,7 @@ class RateLimiter:
 
     def limit_all(self, requests: list[tuple[str, str]]) -> None:
         """``check_all``, raising ``RateLimited`` for the first limit exceeded."""
-        for kind, decision in self.check_all(requests):
-            if not decision.allowed:
-                raise RateLimited(kind, decision.retry_after)
+        self._raise_first(self.check_all(requests))
 
 
 def limiter() -> RateLimiter:
@@ -122,6 +157,17 @@ def check(kind: str, identity: str) -> Decision:
 def limit(kind: str, identity: str) -> None:
     """The current app's ``RateLimiter.limit``: raises ``RateLimited`` (429) when over."""
     limiter().limit(kind, identity)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reads_first(view: F) -> F:
+    """Mark a view whose first store call only reads (``Store.read``/``read_command``): its
+    counters travel in that call's pipeline, one round trip for both, and a request over a
+    limit gets its 429 without the read's answer being used."""
+    view.reads_first = True  # type: ignore[attr-defined]
+    return view
 
 
 def _customer_of_request() -> str | None:
@@ -156,11 +202,19 @@ def install(app: Flask, store: Store, settings: Settings, blueprint: str = "v1")
         tag = _customer_of_request()
         if tag:
             counted.append(("customer", tag))
-        if counted:
+        if not counted:
+            return
+        view = app.view_functions.get(request.endpoint or "")
+        if getattr(view, "reads_first", False):
+            rl.defer_all(counted)
+        else:
             rl.limit_all(counted)
 
     # Appended to the blueprint's own list, so it runs after the blueprint authenticates.
     app.before_request_funcs.setdefault(blueprint, []).append(limit_request)
+    # Counters a view never sent (it refused the request before touching the store) are
+    # dropped with the request: such a request is not counted, and cost the store nothing.
+    app.teardown_request_funcs.setdefault(None, []).append(lambda _exc: store.drop_deferred())
 
     @app.errorhandler(RateLimited)
     def rate_limited(exc: RateLimited) -> Response:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -123,6 +125,23 @@ def _connect_cluster(url: str, pool_size: int, common: dict[str, Any]) -> Any:
     )
 
 
+@dataclass(frozen=True)
+class Step:
+    """One command of a pipeline: a registered script by name, or a client read method."""
+
+    name: str
+    keys: list[str]
+    args: list[Any]
+    script: bool = True
+
+
+@dataclass(frozen=True)
+class Deferred:
+    name: str
+    calls: list[tuple[list[str], list[Any]]]
+    judge: Callable[[list[Any]], None]
+
+
 class StoreNotDurable(StoreUnavailable):
     """A transition ran on the primary but too few replicas confirmed it in time (``WAIT``)."""
 
@@ -144,6 +163,9 @@ class Store:
         self.wait_timeout_ms = wait_timeout_ms
         self._scripts = {name: client.register_script(src) for name, src in load_scripts().items()}
         self._loaded: set[str] = set()  # scripts this process has loaded (_load_once)
+        # Counters held for the current request (a thread's or a greenlet's own context).
+        self._deferred: ContextVar[Deferred | None] = ContextVar(f"authgw-deferred-{id(self)}",
+                                                                  default=None)
         # Called with (script name, answer) after each script that answered (e.g. metrics).
         self.observers: list[Callable[[str, Any], None]] = []
 
@@ -168,6 +190,7 @@ class Store:
         """Run one registered script by SHA (loaded on first use) as one atomic step.
 
         ``durable=False`` skips ``WAIT`` (counters whose loss in a failover is harmless)."""
+        self.flush_deferred()
         with self.boundary():
             self._load_once(name)
             if self.wait_replicas and durable:
@@ -185,25 +208,79 @@ class Store:
         if len(calls) == 1:
             keys, args = calls[0]
             return [self.run(name, keys, args, durable=False)]
-        script = self._scripts[name]
+        return self._pipeline([Step(name, list(keys), list(args)) for keys, args in calls])
+
+    # -- deferred counters: sent with the request's first read ----------------------------
+
+    def defer(self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
+              judge: Callable[[list[Any]], None]) -> None:
+        """Hold independent runs of script ``name`` (rate-limit counters) until this request's
+        next store call. ``read`` and ``read_command`` send them in the same pipeline as the
+        read, one round trip for both; any other call sends them first, on their own, so
+        nothing is written before ``judge`` has seen their answers. ``judge`` raises to
+        refuse the request (the read's answer is then dropped unseen)."""
+        self._deferred.set(Deferred(name, [(list(k), list(a)) for k, a in calls], judge))
+
+    def flush_deferred(self) -> None:
+        """Send the held counters now, if any (before a write; at the end of a request)."""
+        held = self._deferred.get()
+        if held is not None:
+            self._deferred.set(None)
+            held.judge(self.run_many(held.name, held.calls))
+
+    def drop_deferred(self) -> None:
+        self._deferred.set(None)
+
+    def read(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a script that only reads (or settles what time already decided, such as an
+        expiry), together with the held counters."""
+        return self._read_with(Step(name, list(keys), list(args)))
+
+    def read_command(self, command: str, *args: Any) -> Any:
+        """One read command of the client (``hmget``, ``smembers``...), with the held counters."""
+        return self._read_with(Step(command, [], list(args), script=False))
+
+    def _read_with(self, step: Step) -> Any:
+        held = self._deferred.get()
+        if held is None or self.wait_replicas:
+            self.flush_deferred()
+            if step.script:
+                return self.run(step.name, step.keys, step.args)
+            with self.boundary():
+                return getattr(self.client, step.name)(*step.args)
+        self._deferred.set(None)
+        results = self._pipeline([*(Step(held.name, k, a) for k, a in held.calls), step])
+        held.judge(results[:-1])
+        return results[-1]
+
+    def _pipeline(self, steps: Sequence[Step]) -> list[Any]:
+        """Script runs and read commands in one pipeline, one round trip, each atomic alone."""
         with self.boundary():
-            self._load_once(name)
+            for step in steps:
+                if step.script:
+                    self._load_once(step.name)
             pipe = self.client.pipeline(transaction=False)
-            for keys, args in calls:
-                # By name, not pipe.evalsha: redis-py's cluster pipeline refuses that method,
-                # but routes the command itself by its keys.
-                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            for step in steps:
+                if step.script:
+                    # By name, not pipe.evalsha: redis-py's cluster pipeline refuses that
+                    # method, but routes the command itself by its keys.
+                    pipe.execute_command("EVALSHA", self._scripts[step.name].sha, len(step.keys),
+                                         *step.keys, *step.args)
+                else:
+                    getattr(pipe, step.name)(*step.args)
             results = pipe.execute(raise_on_error=False)
             for i, result in enumerate(results):
+                step = steps[i]
                 if isinstance(result, redis.exceptions.NoScriptError):
-                    # That run did not happen; this one loads the script and runs it.
-                    keys, args = calls[i]
-                    results[i] = script(keys=list(keys), args=list(args))
+                    # The server lost its scripts: that run did not happen; this one loads the
+                    # script and runs it.
+                    results[i] = self._scripts[step.name](keys=step.keys, args=step.args)
                 elif isinstance(result, Exception):
                     raise result
-        for result in results:
-            for observe in self.observers:
-                observe(name, result)
+        for step, result in zip(steps, results, strict=True):
+            if step.script:
+                for observe in self.observers:
+                    observe(step.name, result)
         return list(results)
 
     def _load_once(self, name: str) -> None:

@@ -81,7 +81,13 @@ def test_each_call_costs_the_round_trips_the_readme_says(redis_server, real_stor
     assert walk(api, cost, clock) == WITHOUT_LIMITS
 
 
+# Calls whose first store call only reads send both counters in that read's pipeline.
+READS_FIRST = {"read", "verify by TOTP", "read customer"}
+
+
 @pytest.mark.real_redis
-def test_rate_limits_add_one_round_trip_for_both_counters(redis_server, real_store, clock):
+def test_rate_limits_add_one_round_trip_for_both_counters_unless_the_call_reads_first(
+        redis_server, real_store, clock):
     api, cost = gateway(redis_server.url, clock)
-    assert walk(api, cost, clock) == {name: n + 1 for name, n in WITHOUT_LIMITS.items()}
+    assert walk(api, cost, clock) == {name: n + (name not in READS_FIRST)
+                                      for name, n in WITHOUT_LIMITS.items()}

@@ -10,6 +10,7 @@ from authgw.challenges.lifecycle import Challenges
 from authgw.challenges.models import CUSTOMER_ID_RE
 from authgw.errors import ApiError, ValidationFailed
 from authgw.http import as_json, json_body
+from authgw.ratelimit import reads_first
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 
@@ -47,6 +48,7 @@ def put_customer(customer_id: str) -> Response:
 
 
 @bp.get("/customers/<customer_id>")
+@reads_first
 def get_customer(customer_id: str) -> Response:
     return as_json(customers().get(known_customer(customer_id)))
 
@@ -104,11 +106,13 @@ def create_challenge() -> Response:
 
 
 @bp.get("/challenges/<challenge_id>")
+@reads_first
 def get_challenge(challenge_id: str) -> Response:
     return as_json(challenges().get(g.client, challenge_id))
 
 
 @bp.post("/challenges/<challenge_id>/totp")
+@reads_first
 def verify_totp(challenge_id: str) -> Response:
     return as_json(challenges().verify_totp(g.client, challenge_id, json_body()))
 

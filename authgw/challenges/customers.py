@@ -104,8 +104,7 @@ class Customers:
             pipe.execute()
 
     def get(self, customer_id: str) -> dict[str, Any]:
-        with self.d.store.boundary():
-            record = self.d.store.client.hgetall(self._keys(customer_id).customer)
+        record = self.d.store.read_command("hgetall", self._keys(customer_id).customer)
         if not record:
             raise ApiError("customer_not_found")
         return render(record)

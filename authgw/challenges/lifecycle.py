@@ -160,7 +160,7 @@ class Challenges:
     def _read(self, client: str, challenge_id: str, *, as_created: bool = False) -> dict[str, Any]:
         keys, ch = self._challenge_keys(challenge_id)
         now = self.d.now()
-        result = self.d.store.run("read_challenge", [ch, keys.open, keys.events, keys.lines],
+        result = self.d.store.read("read_challenge", [ch, keys.open, keys.events, keys.lines],
                                   [now.ms, self.d.maxlen, client, challenge_id])
         return render(challenge_id, pairs(expect_ok(result)), as_created=as_created)
 
@@ -174,8 +174,7 @@ class Challenges:
         keys, ch = self._challenge_keys(challenge_id)
         store = self.d.store
         for _ in range(RETRIES):
-            with store.boundary():
-                customer_id, sealed = store.client.hmget(keys.customer, ["customer_id", "totp"])
+            customer_id, sealed = store.read_command("hmget", keys.customer, ["customer_id", "totp"])
             now = self.d.now()
             steps = self.customers._steps(sealed or "", customer_id or "", code, now.seconds)
             result = store.run(

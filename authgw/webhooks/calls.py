@@ -22,7 +22,7 @@ Round trips to Redis per webhook: withheld 2 (call record, call stream); unknown
 (index, call record, call stream); a matched call 4 (index, call record, line holder, the
 judgement), 5 in confirm and code modes (the call is bound to its challenge for the digits
 webhook); the digits webhook 2 (binding, judgement); a status callback 2 (record, stream).
-With the per-caller rate limit on (``rate_limit_caller``), a call from a number costs one more.
+The per-caller rate limit (``rate_limit_caller``) is counted in the same round trip as the index.
 
 Every script status becomes the caller's answer in ``_spoken`` and nowhere else.
 """
@@ -107,12 +107,17 @@ class Calls:
             log.info("call %s: withheld caller ID", sid)
             return self.voice.withheld()
 
-        if self.limiter is not None and not self.limiter.check("caller", caller.e164).allowed:
-            # A number calling in a loop: refused unanswered, nothing recorded or judged.
-            log.warning("call %s: over the per-caller rate limit; rejected", sid)
-            return self.voice.reject()
-        with self.store.boundary():
-            candidates = sorted(self.store.client.smembers(self.keys.phone_index(caller.e164)))
+        index = self.keys.phone_index(caller.e164)
+        if self.limiter is not None:
+            # The caller's counter and the phone index travel in one round trip.
+            decision, members = self.limiter.check_and_read("caller", caller.e164, "smembers", index)
+            if not decision.allowed:
+                # A number calling in a loop: refused unanswered, nothing recorded or judged.
+                log.warning("call %s: over the per-caller rate limit; rejected", sid)
+                return self.voice.reject()
+        else:
+            members = self.store.read_command("smembers", index)
+        candidates = sorted(members)
         known = "" if candidates and to else "unmatched"
         reason = "" if not known else ("unknown_caller" if not candidates else "not_a_number")
         seen = self.store.run("receive_call", [record],
