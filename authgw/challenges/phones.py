@@ -8,6 +8,7 @@ customer's call and are refused too.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 
 import phonenumbers
@@ -50,7 +51,10 @@ def registrable(raw: str, region: str, allow_voip: bool) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+@functools.lru_cache(maxsize=1024)
 def display(e164: str) -> str:
-    """The national format a customer would dial, e.g. ``050-1234-5678``."""
+    """The national format a customer would dial, e.g. ``050-1234-5678``. Cached: it is shown
+    for the few designated numbers on every challenge read, and libphonenumber's parse and
+    format cost more than the rest of such a read's own work."""
     number = phonenumbers.parse(e164)
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
