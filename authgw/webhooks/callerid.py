@@ -8,6 +8,7 @@ nothing, so it can approve nothing.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ class CallerId:
     withheld: str | None = None
 
 
+# Both are pure and their answers immutable, so each worker keeps its last few thousand: the
+# same numbers call and are dialled again and again, and libphonenumber is a webhook's
+# costliest step after the signature.
+@functools.lru_cache(maxsize=4096)
 def caller_id(raw: str | None, region: str) -> CallerId:
     text = unicodedata.normalize("NFKC", raw or "").strip()
     if text.lower() in WITHHELD_WORDS:
@@ -43,6 +48,7 @@ def caller_id(raw: str | None, region: str) -> CallerId:
     return CallerId(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
+@functools.lru_cache(maxsize=4096)
 def dialled(raw: str | None, region: str) -> str | None:
     """The number dialled (``To``) in E.164, or None when it is not a number."""
     try:
