@@ -240,6 +240,19 @@ class Store:
         """One read command of the client (``hmget``, ``smembers``...), with the held counters."""
         return self._read_with(Step(command, [], list(args), script=False))
 
+    def run_and_read(self, name: str, keys: Sequence[str], args: Sequence[Any], command: str,
+                     *command_args: Any) -> tuple[Any, Any]:
+        """Run a script and, in the same pipeline, one read command that does not depend on
+        it (a hint the next step re-checks): one round trip for both, each atomic alone."""
+        self.flush_deferred()
+        if self.wait_replicas:
+            result = self.run(name, keys, args)
+            with self.boundary():
+                return result, getattr(self.client, command)(*command_args)
+        result, value = self._pipeline([Step(name, list(keys), list(args)),
+                                        Step(command, [], list(command_args), script=False)])
+        return result, value
+
     def _read_with(self, step: Step) -> Any:
         held = self._deferred.get()
         if held is None or self.wait_replicas:

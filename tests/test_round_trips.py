@@ -43,7 +43,7 @@ def walk(api: Api, cost: Callable[[Callable[[], Any]], int], clock: Any) -> dict
     """Each call once with every script already loaded; the round trips of each."""
     register(api)
     secret = enrol_totp(api, clock)
-    for _ in range(2):  # the first pass loads every script (NOSCRIPT, then SCRIPT LOAD)
+    for _ in range(2):  # the first pass loads every script (SCRIPT LOAD before its first use)
         clock.advance(30)
         created = api.post("/v1/challenges", transfer(), headers={"Idempotency-Key": "warm"}).get_json()
         api.post("/v1/challenges", transfer(), headers={"Idempotency-Key": "warm"})
@@ -91,3 +91,4 @@ def test_rate_limits_add_one_round_trip_for_both_counters_unless_the_call_reads_
     api, cost = gateway(redis_server.url, clock)
     assert walk(api, cost, clock) == {name: n + (name not in READS_FIRST)
                                       for name, n in WITHOUT_LIMITS.items()}
+

@@ -19,9 +19,10 @@ status callbacks go to the gateway's call stream, ``call.withheld``, ``call.unma
 trail (``call.received``, ``call.unmatched`` with a reason, ``challenge.verified`` ...).
 
 Round trips to Redis per webhook: withheld 2 (call record, call stream); unknown caller 3
-(index, call record, call stream); a matched call 4 (index, call record, line holder, the
-judgement), 5 in confirm and code modes (the call is bound to its challenge for the digits
-webhook); the digits webhook 2 (binding, judgement); a status callback 2 (record, stream).
+(index, call record, call stream); a matched call 3 (index; call record with the first
+candidate's line holder; the judgement), 4 in confirm and code modes (the call is bound to its
+challenge for the digits webhook); the digits webhook 2 (binding, judgement); a status
+callback 2 (record, stream).
 The per-caller rate limit (``rate_limit_caller``) is counted in the same round trip as the index.
 
 Every script status becomes the caller's answer in ``_spoken`` and nowhere else.
@@ -120,9 +121,17 @@ class Calls:
         candidates = sorted(members)
         known = "" if candidates and to else "unmatched"
         reason = "" if not known else ("unknown_caller" if not candidates else "not_a_number")
-        seen = self.store.run("receive_call", [record],
-                              [now.ms, now.iso, self._call_ttl_ms, caller.e164, to, stir,
-                               ",".join(candidates), known, reason])
+        receive_args = [now.ms, now.iso, self._call_ttl_ms, caller.e164, to, stir,
+                        ",".join(candidates), known, reason]
+        held: tuple[str, str] | None = None  # (customer, holder of the dialled number)
+        if known:
+            seen = self.store.run("receive_call", [record], receive_args)
+        else:
+            # The first candidate's holder of the dialled number, read in the same round trip.
+            first = candidates[0]
+            seen, holder = self.store.run_and_read("receive_call", [record], receive_args,
+                                                   "hget", self.keys.for_customer(first).lines, to)
+            held = (first, holder or "")
         state, first_ms, seen_from, seen_to, seen_candidates, outcome = seen
         if state == "seen":
             if seen_from != caller.e164 or seen_to != to:
@@ -139,7 +148,8 @@ class Calls:
 
         told = False  # whether some customer's trail has the call
         for customer_id in candidates:
-            result = self._judge(customer_id, sid, caller.e164, to, int(first_ms), stir, now)
+            hint = held[1] if held and held[0] == customer_id else None
+            result = self._judge(customer_id, sid, caller.e164, to, int(first_ms), stir, now, hint)
             told = told or result[0] != "stranger"
             answer = self._spoken_call(customer_id, sid, result)
             if answer is not None:
@@ -159,13 +169,16 @@ class Calls:
                                    maxlen=CALL_EVENTS_MAX, approximate=True)
 
     def _judge(self, customer_id: str, sid: str, from_: str, to: str, first_ms: int, stir: str,
-               now: Now) -> list[Any]:
+               now: Now, held: str | None = None) -> list[Any]:
+        """``held``: the customer's lines entry for ``to`` if already read (a hint, like any)."""
         keys = self.keys.for_customer(customer_id)
         refuse = "1" if self.s.callback_refuse_failed_attestation else "0"
         for _ in range(RETRIES):
-            with self.store.boundary():
-                held = self.store.client.hget(keys.lines, to) or ""
+            if held is None:
+                with self.store.boundary():
+                    held = self.store.client.hget(keys.lines, to) or ""
             hint = held.partition("|")[2]
+            held = None  # a retry reads it again
             call_keys = [keys.customer, keys.open, keys.events, keys.lines, keys.call(sid)]
             if hint:
                 call_keys.append(keys.challenge(hint))
