@@ -732,6 +732,7 @@ PROFILE_BUCKETS = (
     ("twilio signature", ("twilio",)),
     ("metrics (prometheus_client)", ("prometheus_client", "authgw/ops.py")),
     ("logging", ("logging/",)),
+    ("gevent (event loop, greenlet switches)", ("gevent/", "greenlet")),
     ("gunicorn (accept, http parse, write)", ("gunicorn",)),
     ("flask/werkzeug (routing, request, response)", ("flask", "werkzeug")),
     ("app code (authgw, ceiling view)", ("authgw/", "bench/ceiling.py")),
