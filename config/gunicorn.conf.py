@@ -23,3 +23,13 @@ loglevel = "info"
 # The control socket would sit at one path per user, so two gateways on a host would clash;
 # operations go through signals (TERM for a graceful stop, HUP to reload workers).
 control_socket_disable = True
+
+
+def post_worker_init(worker):  # noqa: ARG001 (gunicorn's hook signature)
+    """Once a worker has loaded the app: move everything loaded so far (Flask, the libraries,
+    libphonenumber's metadata: about 75,000 objects) out of the garbage collector's sight. They
+    live as long as the worker; left in view, every full collection walks them, about 15 ms in
+    which the worker serves no request (measured), and that lands in the latency tail."""
+    import gc
+
+    gc.freeze()

@@ -217,3 +217,19 @@ def test_a_missing_secret_stops_start_up_without_dev(missing):
     result = run_serve(env)
     assert result.returncode != 0
     assert missing in result.stderr, result.stderr
+
+
+def test_the_server_settings_spread_connections_and_freeze_what_workers_loaded():
+    import gc
+
+    from authgw.cli import gunicorn_options
+
+    options = gunicorn_options("127.0.0.1", 8000, 2)
+    assert (options["worker_class"], options["reuse_port"], options["workers"]) == ("gevent", True, 2)
+    assert gunicorn_options("127.0.0.1", 8000, 2, "gthread", 3)["threads"] == 3
+    before = gc.get_freeze_count()
+    try:
+        options["post_worker_init"](None)
+        assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()
