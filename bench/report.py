@@ -117,11 +117,21 @@ def compare_lines(result: dict[str, Any]) -> list[str]:
     return out
 
 
+def _server(server: dict[str, Any]) -> str:
+    text = f"{server.get('worker_class')} × {server.get('workers')} workers"
+    if server.get("threads"):
+        text += f" × {server['threads']} threads"
+    if server.get("reuse_port"):
+        text += ", a socket per worker"
+    return text
+
+
 def render(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [f"Run {result['started_at']} ({result['mode']}), commit {result['commit']}: {m['cores']} cores "
              f"({m['cpu_model']}), {m['memory_gib']} GiB, Python {m['python']}, Redis {m.get('redis')}, "
-             f"gunicorn {m['gunicorn']}, {m['wrk']}; load average {m['loadavg_at_start'][0]:.1f} at the "
+             f"gunicorn {m['gunicorn']} ({_server(result.get('server') or {})}), {m['wrk']}; "
+             f"load average {m['loadavg_at_start'][0]:.1f} at the "
              f"start, {m.get('loadavg_at_end', [0])[0]:.1f} at the end. {result.get('note', '')}", ""]
     for phase in result["phases"]:
         lines += phase_table(phase) + [""]

@@ -981,6 +981,20 @@ def compare_servers(workdir: Path, plan: Plan, settings_list: Sequence[tuple[str
     return out
 
 
+def production_server(args: Any) -> dict[str, Any]:
+    """The server settings both the gateway and the ceiling ran with, as ``authgw serve`` sets them."""
+    from authgw.cli import gunicorn_options
+
+    options = gunicorn_options("127.0.0.1", 0, args.workers, args.worker_class, args.threads)
+    out = {"workers": args.workers, "worker_class": options["worker_class"],
+           "reuse_port": options.get("reuse_port", False)}
+    if options["worker_class"] == "gthread":
+        out["threads"] = options.get("threads")
+    else:
+        out["worker_connections"] = options.get("worker_connections")
+    return out
+
+
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     if not wrk_available():
@@ -1003,8 +1017,7 @@ def main(argv: Sequence[str]) -> int:
         "started_at": started.isoformat(timespec="seconds"), "commit": git_commit(),
         "mode": "quick" if args.quick else "full", "note": args.note, "machine": machine(),
         "gateway_env": {k: v for k, v in GATEWAY_ENV.items() if "KEY" not in k and "TOKEN" not in k},
-        "server": {"workers": args.workers, "worker_class": args.worker_class or "production (gthread)",
-                   "threads": args.threads or "production (4)"},
+        "server": production_server(args),
         "method": {
             "load_generator": "wrk 4 with bench/wrk.lua, over loopback, from its own process",
             "saturation": f"{plan.connections} connections, {plan.sat_seconds:g} s, unpaced",
