@@ -11,9 +11,10 @@ Three kinds, each with its own limit per ``rate_limit_window_seconds`` (0 turns 
 Over a limit a ``/v1`` call gets 429 ``rate_limited`` with ``Retry-After``. The counters go
 out before the view's first store call, or, for a view marked ``reads_first`` whose first call
 only reads, in the same pipeline as that read: one round trip fewer. Either way nothing is
-written before they are judged. A counter is one
-Redis key with its own hash tag, so it works on every topology. Like every store call it
-fails closed: with the store down the request gets 503, not a free pass.
+written before they are judged, and a call refused before it touches the store (a malformed
+body) is not counted. A counter is one Redis key with its own hash tag, so it works on every
+topology. Like every store call it fails closed: with the store down the request gets 503, not
+a free pass.
 
 Why not the ``limits`` library: it is well made and its Redis strategies are Lua scripts too,
 but it opens its own connection pool from its own URL parsing, with its own time-outs and
