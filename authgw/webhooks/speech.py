@@ -7,6 +7,7 @@ half-width katakana are widened, and account digits are spaced to be read one by
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from typing import Any
 
@@ -91,17 +92,27 @@ class Voice:
     def _say(self, target: Any, text: str) -> None:
         target.say(text, language=LANGUAGE, voice=self.voice)
 
-    def reject(self) -> str:
-        """Leave the call unanswered: the caller is not charged."""
+    # The two fixed answers are built once per Voice: every matched call in reject mode gets
+    # the first, and building TwiML is a webhook's cost like any other.
+    @functools.cached_property
+    def _reject(self) -> str:
         response = VoiceResponse()
         response.reject()
         return str(response)
 
-    def withheld(self) -> str:
+    @functools.cached_property
+    def _withheld(self) -> str:
         response = VoiceResponse()
         self._say(response, WITHHELD)
         response.hangup()
         return str(response)
+
+    def reject(self) -> str:
+        """Leave the call unanswered: the caller is not charged."""
+        return self._reject
+
+    def withheld(self) -> str:
+        return self._withheld
 
     def ask(self, doc: dict[str, Any], mode: str, action: str, code_digits: int) -> str:
         """Read the transaction and gather the answer; no input: once more, then hang up."""
