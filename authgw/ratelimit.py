@@ -9,9 +9,9 @@ Three kinds, each with its own limit per ``rate_limit_window_seconds`` (0 turns 
   calls ``check("caller", e164)`` and answers in TwiML, or ``limit(...)`` for a 429.
 
 Over a limit a ``/v1`` call gets 429 ``rate_limited`` with ``Retry-After``. The counters go
-out before the view's first store call, or, for a view marked ``reads_first`` whose first call
-only reads, in the same pipeline as that read: one round trip fewer. Either way nothing is
-written before they are judged, and a call refused before it touches the store (a malformed
+out before the view runs, or, for a view marked ``reads_first`` whose first store call only
+reads, in the same pipeline as that read: one round trip fewer. Either way nothing is written
+before they are judged. A ``reads_first`` call refused before it touches the store (a malformed
 body) is not counted. A counter is one Redis key with its own hash tag, so it works on every
 topology. Like every store call it fails closed: with the store down the request gets 503, not
 a free pass.
