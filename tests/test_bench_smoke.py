@@ -100,3 +100,20 @@ def test_targets_are_judged_from_the_rows():
     assert verdicts["verify"] is True
     assert verdicts["p99 at half the saturation rate < 10 ms (every path, every phase)"] is True
     assert verdicts["one Redis round trip per transition and per read"] is False
+
+
+def test_tail_reads_schedstat_and_the_access_log_durations():
+    from bench.tail import schedstat, server_durations, summary
+
+    assert schedstat("5150000000 44000000 3655\n") == (5_150_000_000, 44_000_000, 3655)
+    lines = [
+        '{"logger": "authgw.access", "duration_ms": 1.5, "status": 200}',
+        '{"logger": "authgw.store", "message": "store error"}',
+        "[2026-11-22 16:55:41 +0000] [7213] [INFO] Booting worker",
+        '{"logger": "authgw.access", "duration_ms": 12.25}',
+        '{"logger": "authgw.access", "duration_ms": null}',
+        '{"logger": "authgw.access", "dur',
+    ]
+    assert server_durations(lines) == [1.5, 12.25]
+    assert summary([]) == "none"
+    assert summary([1.0, 2.0]).endswith("max 2.00")
