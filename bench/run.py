@@ -19,14 +19,19 @@ def in_venv() -> bool:
     return Path(sys.prefix).resolve() == (ROOT / ".venv").resolve()
 
 
-def main() -> int:
+def run_in_venv(script: str) -> None:
+    """Outside ``.venv``: make it as ``python3 dev.py test`` does and re-run ``script`` inside it."""
     if not in_venv():
         sys.path.insert(0, str(ROOT))
         import dev
 
         dev.ensure_env()
         python = str(dev.BIN / "python")
-        os.execv(python, [python, str(Path(__file__).resolve()), *sys.argv[1:]])
+        os.execv(python, [python, str(Path(script).resolve()), *sys.argv[1:]])
+
+
+def main() -> int:
+    run_in_venv(__file__)
     sys.path.insert(0, str(ROOT))
     from bench.suite import main as suite_main
 

@@ -1,5 +1,7 @@
 """Where a half-rate latency tail is spent: ``python3 bench/tail.py [PATH] [--rounds N]``.
 
+Like ``bench/run.py`` it makes ``.venv`` on its first run and re-runs itself inside it.
+
 Starts the same stack as ``bench/run.py`` (a private redis-server, ``authgw serve`` and the
 ceiling), finds the path's saturation rate, then runs it at half that rate several times and
 sets side by side, for each round:
@@ -125,4 +127,7 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
+    from bench.run import run_in_venv
+
+    run_in_venv(__file__)
     sys.exit(main(sys.argv[1:]))
