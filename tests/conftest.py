@@ -8,9 +8,12 @@ The clock is injected: tests move time with ``clock.advance``, never by sleeping
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -289,3 +292,19 @@ def wrong_code(secret: str, at: float, *, digits: int = 6) -> str:
     while f"{candidate:0{digits}d}" in accepted:
         candidate += 1
     return f"{candidate:0{digits}d}"
+
+
+def http(method: str, url: str, body: Any = None, key: str | None = API_KEY) -> tuple[int, Any]:
+    """One request to a served gateway over real HTTP: (status, parsed JSON body or None)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw, status = response.read(), response.status
+    except urllib.error.HTTPError as exc:
+        raw, status = exc.read(), exc.code
+    return status, (json.loads(raw) if raw else None)

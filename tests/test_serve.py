@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import pyotp
 import pytest
 
 from authgw.embedded import free_port
-from tests.conftest import API_KEY, OTHER_KEY, SECRET_KEY, TWILIO_TOKEN
+from tests.conftest import API_KEY, OTHER_KEY, SECRET_KEY, TWILIO_TOKEN, http
 
 pytestmark = pytest.mark.real_redis
 
@@ -39,21 +35,6 @@ def base_env(**overrides: str) -> dict[str, str]:
     })
     env.update(overrides)
     return {k: v for k, v in env.items() if v is not None}
-
-
-def http(method: str, url: str, body: Any = None, key: str | None = API_KEY) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    if key:
-        request.add_header("Authorization", f"Bearer {key}")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            raw, status = response.read(), response.status
-    except urllib.error.HTTPError as exc:
-        raw, status = exc.read(), exc.code
-    return status, (json.loads(raw) if raw else None)
 
 
 @contextmanager

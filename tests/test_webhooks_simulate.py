@@ -7,7 +7,6 @@ caller approves it, signing as Twilio does for the public URL while posting to l
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 
 from authgw.embedded import EmbeddedStore, free_port
-from tests.conftest import API_KEY, SECRET_KEY, TRANSFER_PAYEE, TWILIO_TOKEN
+from tests.conftest import API_KEY, SECRET_KEY, TRANSFER_PAYEE, TWILIO_TOKEN, http
 
 pytestmark = pytest.mark.real_redis
 
@@ -44,19 +43,6 @@ def gateway_env(mode: str, redis_url: str, **overrides: str) -> dict[str, str]:
     })
     env.update(overrides)
     return env
-
-
-def http(method: str, url: str, body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Authorization": f"Bearer {API_KEY}",
-                                              "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            raw, status = response.read(), response.status
-    except urllib.error.HTTPError as exc:
-        raw, status = exc.read(), exc.code
-    return status, (json.loads(raw) if raw else None)
 
 
 class Gateway:
