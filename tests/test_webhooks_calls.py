@@ -39,6 +39,7 @@ from tests.conftest import (
     settings_for_tests,
     totp_code,
 )
+from tests.test_round_trips import CountingConnection
 
 PHONE = "+819012345678"
 LINE_1, LINE_2, LINE_3 = CALLBACK_NUMBERS
@@ -833,16 +834,6 @@ def test_concurrent_deliveries_of_one_call_sid_verify_once(real_store, clock, se
 
 
 # -- round trips -----------------------------------------------------------------------------
-
-
-class CountingConnection(redis.Connection):
-    """Counts writes to the socket: a single command or a whole pipeline is one round trip."""
-
-    sent = 0
-
-    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        CountingConnection.sent += 1
-        super().send_packed_command(command, check_health)
 
 
 @pytest.mark.real_redis
