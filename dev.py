@@ -48,9 +48,11 @@ def main() -> int:
             args.append("--dev")
         os.execv(args[0], args)
     os.chdir(ROOT)
-    lint = subprocess.run([str(BIN / "ruff"), "check", "authgw", "config", "tests", "bench", "dev.py"])
-    if lint.returncode:
-        return lint.returncode
+    tree = ["authgw", "config", "tests", "bench", "dev.py"]
+    for check in (["check", *tree], ["format", "--check", *tree]):
+        lint = subprocess.run([str(BIN / "ruff"), *check])
+        if lint.returncode:
+            return lint.returncode
     types = subprocess.run([str(BIN / "mypy"), "authgw"])
     if types.returncode:
         return types.returncode

@@ -31,8 +31,15 @@ from authgw.store import Store, connect
 log = logging.getLogger(__name__)
 
 MAX_BODY = 16 * 1024
-HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-              413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited"}
+HTTP_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
 
 
 @dataclass
@@ -53,19 +60,20 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     settings = load_settings(config)
     if client is None:
         if not settings.redis_url:
-            raise ConfigError("AUTHGW_REDIS_URL", "is not set (`authgw serve` starts the embedded "
-                              "store when it is not)")
+            raise ConfigError(
+                "AUTHGW_REDIS_URL", "is not set (`authgw serve` starts the embedded store when it is not)"
+            )
         client = connect(settings.redis_url, settings.redis_timeout, settings.redis_pool_size)
 
     app = Flask("authgw")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    store = Store(client, settings.key_prefix, settings.redis_wait_replicas,
-                  int(settings.redis_wait_timeout * 1000))
+    store = Store(
+        client, settings.key_prefix, settings.redis_wait_replicas, int(settings.redis_wait_timeout * 1000)
+    )
     domain = Domain.build(settings, store, clock)
     customers = Customers(domain)
-    app.extensions["authgw"] = Gateway(settings, store, domain, customers,
-                                       Challenges(domain, customers))
+    app.extensions["authgw"] = Gateway(settings, store, domain, customers, Challenges(domain, customers))
 
     app.register_blueprint(v1)
     ratelimit.install(app, store, settings)
@@ -93,9 +101,11 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(StoreUnavailable)
     def store_unavailable(exc: StoreUnavailable) -> Response:
-        return problem_response(code="store_unavailable",
-                                detail="The store cannot be reached; nothing was changed",
-                                headers={"Retry-After": "1"})
+        return problem_response(
+            code="store_unavailable",
+            detail="The store cannot be reached; nothing was changed",
+            headers={"Retry-After": "1"},
+        )
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

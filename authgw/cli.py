@@ -28,8 +28,9 @@ DEV_TWILIO_TOKEN = "dev-twilio-auth-token"
 DEV_CALLBACK_NUMBERS = "050-3000-0001,050-3000-0002,050-3000-0003"
 
 
-def gunicorn_options(host: str, port: int, workers: int, worker_class: str | None = None,
-                     threads: int | None = None) -> dict[str, Any]:
+def gunicorn_options(
+    host: str, port: int, workers: int, worker_class: str | None = None, threads: int | None = None
+) -> dict[str, Any]:
     """``config/gunicorn.conf.py`` with the command line's bind, workers and worker settings."""
     path = resources.files("authgw.config").joinpath("gunicorn.conf.py")
     options = {k: v for k, v in runpy.run_path(str(path)).items() if not k.startswith("_")}
@@ -155,10 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--worker-class", default=None, help="gunicorn worker class (default gevent)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads per worker, with --worker-class gthread")
-    p.add_argument("--dev", action="store_true",
-                   help="fill unset secrets with development values (printed at start-up)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="threads per worker, with --worker-class gthread"
+    )
+    p.add_argument(
+        "--dev", action="store_true", help="fill unset secrets with development values (printed at start-up)"
+    )
     p.set_defaults(func=serve)
 
     p = sub.add_parser("simulate-call", help="play Twilio's part: sign and post a call")

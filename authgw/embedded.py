@@ -80,16 +80,33 @@ def start_redis_server(binary: str, *extra: str) -> EmbeddedStore:
     port = free_port()
     password = secrets.token_hex(16)
     workdir = tempfile.mkdtemp(prefix="authgw-redis-")
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", workdir, "--requirepass", password, "--protected-mode", "yes", *extra]
+    argv = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        workdir,
+        "--requirepass",
+        password,
+        "--protected-mode",
+        "yes",
+        *extra,
+    ]
     return _process_store(argv, f"redis://:{password}@127.0.0.1:{port}/0", "redis-server", workdir)
 
 
 def start_fakeredis() -> EmbeddedStore:
     """fakeredis's TCP server in a process of its own, on a free loopback port."""
     port = free_port()
-    return _process_store([sys.executable, "-m", "authgw.embedded", str(port)],
-                          f"redis://127.0.0.1:{port}/0", "fakeredis")
+    return _process_store(
+        [sys.executable, "-m", "authgw.embedded", str(port)], f"redis://127.0.0.1:{port}/0", "fakeredis"
+    )
 
 
 def start_embedded() -> EmbeddedStore:

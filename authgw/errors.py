@@ -96,8 +96,9 @@ class InvalidPhone(ApiError):
         super().__init__("invalid_phone", "A phone number is not valid", errors)
 
 
-def problem(code: str, detail: str | None = None, errors: list[dict[str, str]] | None = None,
-            **extra: Any) -> dict[str, Any]:
+def problem(
+    code: str, detail: str | None = None, errors: list[dict[str, str]] | None = None, **extra: Any
+) -> dict[str, Any]:
     """The RFC 9457 body for ``code``."""
     status, title = PROBLEMS[code]
     body: dict[str, Any] = {

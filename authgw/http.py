@@ -31,8 +31,9 @@ def json_body(*, optional: bool = False) -> Any:
         data = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
     except (UnicodeDecodeError, ValueError, RecursionError):
         # RecursionError: nesting deeper than the parser's stack (still under 16 KiB).
-        raise ValidationFailed([{"field": "body", "message": "is not valid UTF-8 JSON"}],
-                               "The request body is not valid JSON") from None
+        raise ValidationFailed(
+            [{"field": "body", "message": "is not valid UTF-8 JSON"}], "The request body is not valid JSON"
+        ) from None
     if not isinstance(data, dict):
         raise ValidationFailed([{"field": "body", "message": "must be a JSON object"}])
     return data
@@ -44,8 +45,13 @@ def as_json(body: Any, status: int = 200, headers: dict[str, str] | None = None)
     return response
 
 
-def problem_response(exc: ApiError | None = None, *, code: str | None = None,
-                     detail: str | None = None, headers: dict[str, str] | None = None) -> Response:
+def problem_response(
+    exc: ApiError | None = None,
+    *,
+    code: str | None = None,
+    detail: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     if exc is not None:
         body = problem(exc.code, exc.detail, exc.errors, **exc.extra)
     else:

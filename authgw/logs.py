@@ -30,7 +30,8 @@ PHONE = re.compile(r"(?<![\w])(\+?[0-9０-９](?:[0-9０-９ ()\-－]{7,18})[0-9
 SECRET = re.compile(
     r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?(?:bearer\s+)?|bearer\s+|x-twilio-signature[\"']?\s*[:=]\s*[\"']?|"
     r"(?:secret|secret_key|api_key|api_keys|auth_token|token|password|code)[\"']?\s*[:=]\s*[\"']?)"
-    r"([^\s\"',}]+)")
+    r"([^\s\"',}]+)"
+)
 
 STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -110,9 +111,18 @@ def install(app: Flask) -> None:
             response.headers["X-Request-Id"] = rid
         started = g.get("log_started")
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        access.info("%s %s %s", request.method, route, response.status_code, extra={
-            "method": request.method, "route": route, "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
-            "client": g.get("client"), "request_id": rid,
-        })
+        access.info(
+            "%s %s %s",
+            request.method,
+            route,
+            response.status_code,
+            extra={
+                "method": request.method,
+                "route": route,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
+                "client": g.get("client"),
+                "request_id": rid,
+            },
+        )
         return response

@@ -10,72 +10,104 @@ from pydantic import BaseModel
 from authgw.challenges import models
 
 ERRORS = {
-    "401": "Missing or wrong API key", "404": "Not found", "409": "Conflict",
-    "410": "Expired", "413": "Body over 16 KiB", "422": "Invalid request",
-    "423": "Customer locked", "429": "Rate limited: see Retry-After",
+    "401": "Missing or wrong API key",
+    "404": "Not found",
+    "409": "Conflict",
+    "410": "Expired",
+    "413": "Body over 16 KiB",
+    "422": "Invalid request",
+    "423": "Customer locked",
+    "429": "Rate limited: see Retry-After",
     "503": "Store unavailable (fail closed)",
 }
-RETRY_AFTER = {"description": "Seconds to wait before trying again",
-               "schema": {"type": "string", "pattern": "^[0-9]+$"}}
-REQUEST_ID = {"description": "The request id: the caller's X-Request-Id, or a new one",
-              "schema": {"type": "string"}}
+RETRY_AFTER = {
+    "description": "Seconds to wait before trying again",
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+}
+REQUEST_ID = {
+    "description": "The request id: the caller's X-Request-Id, or a new one",
+    "schema": {"type": "string"},
+}
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _op(summary: str, ok: str, schema: type[BaseModel] | None, body: type[BaseModel] | None,
-        errors: tuple[str, ...], params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _op(
+    summary: str,
+    ok: str,
+    schema: type[BaseModel] | None,
+    body: type[BaseModel] | None,
+    errors: tuple[str, ...],
+    params: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     if schema is None:
         responses[ok] = {"description": summary}
     else:
-        responses[ok] = {"description": summary,
-                         "content": {"application/json": {"schema": _ref(schema)}}}
+        responses[ok] = {"description": summary, "content": {"application/json": {"schema": _ref(schema)}}}
     for status in ("401", *errors, "413", "429", "503"):
-        responses[status] = {"description": ERRORS[status], "content": {
-            "application/problem+json": {"schema": _ref(models.Problem)}}}
+        responses[status] = {
+            "description": ERRORS[status],
+            "content": {"application/problem+json": {"schema": _ref(models.Problem)}},
+        }
         if status in ("429", "503"):
             responses[status]["headers"] = {"Retry-After": RETRY_AFTER}
     for response in responses.values():
         response.setdefault("headers", {})["X-Request-Id"] = REQUEST_ID
-    op: dict[str, Any] = {"summary": summary, "responses": responses,
-                          "security": [{"bearer": []}]}
+    op: dict[str, Any] = {"summary": summary, "responses": responses, "security": [{"bearer": []}]}
     if body is not None:
-        op["requestBody"] = {"required": True,
-                             "content": {"application/json": {"schema": _ref(body)}}}
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
     if params:
         op["parameters"] = params
     return op
 
 
 def _path_param(name: str, pattern: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True,
-            "schema": {"type": "string", "pattern": pattern}}
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": pattern}}
 
 
 @cache
 def openapi_document() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
-    for model in (models.CustomerPut, models.ChallengeCreate, models.TransferPayee,
-                  models.PayeasyPayee, models.CodeBody, models.ConsumeBody, models.Customer,
-                  models.TotpEnrolment, models.Challenge, models.Events, models.Problem):
+    for model in (
+        models.CustomerPut,
+        models.ChallengeCreate,
+        models.TransferPayee,
+        models.PayeasyPayee,
+        models.CodeBody,
+        models.ConsumeBody,
+        models.Customer,
+        models.TotpEnrolment,
+        models.Challenge,
+        models.Events,
+        models.Problem,
+    ):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, sub in schema.pop("$defs", {}).items():
             schemas[name] = sub
         schemas[model.__name__] = schema
     cust = [_path_param("customer_id", models.CUSTOMER_ID_PATTERN)]
     chal = [_path_param("challenge_id", r"^ch_[0-9a-z]+$")]
-    limit = {"name": "limit", "in": "query", "required": False,
-             "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}}
-    idem = {"name": "Idempotency-Key", "in": "header", "required": False,
-            "schema": {"type": "string", "minLength": 1, "maxLength": 255}}
+    limit = {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+    }
+    idem = {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    }
     c, ch = models.Customer, models.Challenge
     paths = {
         "/v1/customers/{customer_id}": {
-            "put": _op("Register a customer or replace their phones", "200", c,
-                       models.CustomerPut, ("422",), cust),
+            "put": _op(
+                "Register a customer or replace their phones", "200", c, models.CustomerPut, ("422",), cust
+            ),
             "get": _op("Read a customer", "200", c, None, ("404",), cust),
             "delete": _op("Delete a customer", "204", None, None, ("404",), cust),
         },
@@ -84,30 +116,50 @@ def openapi_document() -> dict[str, Any]:
             "delete": _op("Remove TOTP", "204", None, None, ("404",), cust),
         },
         "/v1/customers/{customer_id}/totp/confirm": {
-            "post": _op("Confirm TOTP enrolment", "200", c, models.CodeBody,
-                        ("404", "409", "422", "423"), cust),
+            "post": _op(
+                "Confirm TOTP enrolment", "200", c, models.CodeBody, ("404", "409", "422", "423"), cust
+            ),
         },
         "/v1/customers/{customer_id}/unlock": {
             "post": _op("Unlock a customer", "200", c, None, ("404",), cust),
         },
         "/v1/customers/{customer_id}/events": {
-            "get": _op("The customer's events, newest first", "200", models.Events, None,
-                       ("404", "422"), [*cust, limit]),
+            "get": _op(
+                "The customer's events, newest first",
+                "200",
+                models.Events,
+                None,
+                ("404", "422"),
+                [*cust, limit],
+            ),
         },
         "/v1/challenges": {
-            "post": _op("Create a challenge", "201", ch, models.ChallengeCreate,
-                        ("404", "409", "422", "423"), [idem]),
+            "post": _op(
+                "Create a challenge", "201", ch, models.ChallengeCreate, ("404", "409", "422", "423"), [idem]
+            ),
         },
         "/v1/challenges/{challenge_id}": {
             "get": _op("Read a challenge", "200", ch, None, ("404",), chal),
         },
         "/v1/challenges/{challenge_id}/totp": {
-            "post": _op("Verify a challenge with a TOTP code", "200", ch, models.CodeBody,
-                        ("404", "409", "410", "422", "423"), chal),
+            "post": _op(
+                "Verify a challenge with a TOTP code",
+                "200",
+                ch,
+                models.CodeBody,
+                ("404", "409", "410", "422", "423"),
+                chal,
+            ),
         },
         "/v1/challenges/{challenge_id}/consume": {
-            "post": _op("Consume a verified challenge", "200", ch, models.ConsumeBody,
-                        ("404", "409", "410", "422"), chal),
+            "post": _op(
+                "Consume a verified challenge",
+                "200",
+                ch,
+                models.ConsumeBody,
+                ("404", "409", "410", "422"),
+                chal,
+            ),
         },
         "/v1/challenges/{challenge_id}/cancel": {
             "post": _op("Cancel a pending challenge", "200", ch, None, ("404", "409"), chal),
@@ -115,9 +167,14 @@ def openapi_document() -> dict[str, Any]:
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "authgw", "version": "1",
-                 "description": "Phone-callback and TOTP authentication gateway for fund moves."},
+        "info": {
+            "title": "authgw",
+            "version": "1",
+            "description": "Phone-callback and TOTP authentication gateway for fund moves.",
+        },
         "paths": paths,
-        "components": {"schemas": schemas,
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
     }

@@ -54,24 +54,35 @@ def openapi() -> Response:
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("authgw_requests_total", "HTTP requests by route and outcome",
-                                ["route", "method", "status"], registry=self.registry)
+        self.requests = Counter(
+            "authgw_requests_total",
+            "HTTP requests by route and outcome",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
-            "authgw_request_seconds", "Request latency by route", ["route"],
+            "authgw_request_seconds",
+            "Request latency by route",
+            ["route"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-            registry=self.registry)
-        self.store_errors = Counter("authgw_store_errors_total", "Requests failed closed (503)",
-                                    registry=self.registry)
+            registry=self.registry,
+        )
+        self.store_errors = Counter(
+            "authgw_store_errors_total", "Requests failed closed (503)", registry=self.registry
+        )
         self.transitions = Counter(
             "authgw_transitions_total",
             "Store scripts by name and answer: challenges created, verified, consumed, cancelled, "
             "refused (the answer is the contract's code), calls answered and confirmed",
-            ["script", "result"], registry=self.registry)
-        self.lockouts = Counter("authgw_lockouts_total",
-                                "Wrong codes after which the customer is locked",
-                                registry=self.registry)
-        self.rate_limited = Counter("authgw_rate_limited_total", "Requests refused with 429",
-                                    ["route"], registry=self.registry)
+            ["script", "result"],
+            registry=self.registry,
+        )
+        self.lockouts = Counter(
+            "authgw_lockouts_total", "Wrong codes after which the customer is locked", registry=self.registry
+        )
+        self.rate_limited = Counter(
+            "authgw_rate_limited_total", "Requests refused with 429", ["route"], registry=self.registry
+        )
 
     def observe_script(self, name: str, result: Any) -> None:
         """Count one script answer; its first item is its status (``ok`` or a code)."""

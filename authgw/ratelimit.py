@@ -73,9 +73,11 @@ class RateLimiter:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.window_ms = settings.rate_limit_window_seconds * 1000
-        self.limits = {"client": settings.rate_limit_client,
-                       "customer": settings.rate_limit_customer,
-                       "caller": settings.rate_limit_caller}
+        self.limits = {
+            "client": settings.rate_limit_client,
+            "customer": settings.rate_limit_customer,
+            "caller": settings.rate_limit_caller,
+        }
         store.add_script("rate_limit", SCRIPT)
 
     def check(self, kind: str, identity: str) -> Decision:
@@ -119,8 +121,11 @@ class RateLimiter:
         calls = self._calls([(kind, identity)])
         if not calls:
             return Decision(True, 0), self.store.read_command(command, *args)
-        self.store.defer("rate_limit", calls, lambda answers: decisions.extend(
-            d for _, d in self._decide([(kind, identity)], answers)))
+        self.store.defer(
+            "rate_limit",
+            calls,
+            lambda answers: decisions.extend(d for _, d in self._decide([(kind, identity)], answers)),
+        )
         value = self.store.read_command(command, *args)
         return decisions[0], value
 
@@ -128,8 +133,9 @@ class RateLimiter:
         """``limit_all``, with the counters sent along with the request's first store call."""
         calls = self._calls(requests)
         if calls:
-            self.store.defer("rate_limit", calls,
-                             lambda answers: self._raise_first(self._decide(requests, answers)))
+            self.store.defer(
+                "rate_limit", calls, lambda answers: self._raise_first(self._decide(requests, answers))
+            )
 
     @staticmethod
     def _raise_first(decisions: list[tuple[str, Decision]]) -> None:

@@ -205,8 +205,9 @@ def _validate(raw: dict[str, Any]) -> Settings:
     redis_url = str(raw["redis_url"]).strip()
     scheme = redis_url.partition("://")[0]
     if redis_url and scheme not in REDIS_SCHEMES:
-        raise ConfigError(env_name("redis_url"),
-                          f"scheme {scheme!r} is not one of {', '.join(REDIS_SCHEMES)}")
+        raise ConfigError(
+            env_name("redis_url"), f"scheme {scheme!r} is not one of {', '.join(REDIS_SCHEMES)}"
+        )
     prefix = str(raw["key_prefix"])
     if not prefix or any(c in prefix for c in "{} "):
         raise ConfigError(env_name("key_prefix"), "must be non-empty, without braces or spaces")
@@ -241,7 +242,8 @@ def _validate(raw: dict[str, Any]) -> Settings:
         redis_wait_replicas=_as_int(env_name("redis_wait_replicas"), raw["redis_wait_replicas"], 0, 16),
         redis_wait_timeout=_as_float(env_name("redis_wait_timeout"), raw["redis_wait_timeout"], 0.001, 30),
         rate_limit_window_seconds=_as_int(
-            env_name("rate_limit_window_seconds"), raw["rate_limit_window_seconds"], 1, 86400),
+            env_name("rate_limit_window_seconds"), raw["rate_limit_window_seconds"], 1, 86400
+        ),
         rate_limit_client=_as_int(env_name("rate_limit_client"), raw["rate_limit_client"], 0, 10**9),
         rate_limit_customer=_as_int(env_name("rate_limit_customer"), raw["rate_limit_customer"], 0, 10**9),
         rate_limit_caller=_as_int(env_name("rate_limit_caller"), raw["rate_limit_caller"], 0, 10**9),
@@ -250,11 +252,14 @@ def _validate(raw: dict[str, Any]) -> Settings:
         twilio_auth_token=token,
         callback_voice=str(raw["callback_voice"]).strip(),
         callback_confirm_above=_as_int(
-            env_name("callback_confirm_above"), raw["callback_confirm_above"], 0, 99_999_999_999),
+            env_name("callback_confirm_above"), raw["callback_confirm_above"], 0, 99_999_999_999
+        ),
         callback_refuse_failed_attestation=_as_bool(
-            env_name("callback_refuse_failed_attestation"), raw["callback_refuse_failed_attestation"]),
+            env_name("callback_refuse_failed_attestation"), raw["callback_refuse_failed_attestation"]
+        ),
         call_retention_seconds=_as_int(
-            env_name("call_retention_seconds"), raw["call_retention_seconds"], 86400, 400 * 86400),
+            env_name("call_retention_seconds"), raw["call_retention_seconds"], 86400, 400 * 86400
+        ),
     )
     if settings.redis_wait_replicas and settings.redis_wait_timeout >= settings.redis_timeout:
         raise ConfigError("AUTHGW_REDIS_WAIT_TIMEOUT", "must be shorter than AUTHGW_REDIS_TIMEOUT")

@@ -72,8 +72,9 @@ def connect(url: str, timeout: float, pool_size: int) -> Any:
         return _connect_sentinel(url, pool_size, common)
     if scheme == "redis+cluster":
         return _connect_cluster(url, pool_size, common)
-    raise ConfigError("AUTHGW_REDIS_URL", f"scheme {scheme!r} is not one of redis, rediss, "
-                      "redis+sentinel, redis+cluster")
+    raise ConfigError(
+        "AUTHGW_REDIS_URL", f"scheme {scheme!r} is not one of redis, rediss, redis+sentinel, redis+cluster"
+    )
 
 
 def _hosts(netloc: str) -> tuple[str | None, list[tuple[str, int]]]:
@@ -101,8 +102,10 @@ def _connect_sentinel(url: str, pool_size: int, common: dict[str, Any]) -> Any:
     db = int(path[1]) if len(path) > 1 and path[1].isdigit() else 0
     sentinel = Sentinel(
         hosts,
-        sentinel_kwargs={"socket_timeout": common["socket_timeout"],
-                         "socket_connect_timeout": common["socket_connect_timeout"]},
+        sentinel_kwargs={
+            "socket_timeout": common["socket_timeout"],
+            "socket_connect_timeout": common["socket_connect_timeout"],
+        },
         password=password,
         db=db,
         max_connections=pool_size,
@@ -155,8 +158,7 @@ class Store:
     fewer confirm in time the request fails closed (``StoreNotDurable``, 503).
     """
 
-    def __init__(self, client: Any, prefix: str, wait_replicas: int = 0,
-                 wait_timeout_ms: int = 0) -> None:
+    def __init__(self, client: Any, prefix: str, wait_replicas: int = 0, wait_timeout_ms: int = 0) -> None:
         self.client = client
         self.keys = Keys(prefix)
         self.wait_replicas = wait_replicas
@@ -164,8 +166,7 @@ class Store:
         self._scripts = {name: client.register_script(src) for name, src in load_scripts().items()}
         self._loaded: set[str] = set()  # scripts this process has loaded (_load_once)
         # Counters held for the current request (a thread's or a greenlet's own context).
-        self._deferred: ContextVar[Deferred | None] = ContextVar(f"authgw-deferred-{id(self)}",
-                                                                  default=None)
+        self._deferred: ContextVar[Deferred | None] = ContextVar(f"authgw-deferred-{id(self)}", default=None)
         # Called with (script name, answer) after each script that answered (e.g. metrics).
         self.observers: list[Callable[[str, Any], None]] = []
 
@@ -212,8 +213,12 @@ class Store:
 
     # -- deferred counters: sent with the request's first read ----------------------------
 
-    def defer(self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
-              judge: Callable[[list[Any]], None]) -> None:
+    def defer(
+        self,
+        name: str,
+        calls: Sequence[tuple[Sequence[str], Sequence[Any]]],
+        judge: Callable[[list[Any]], None],
+    ) -> None:
         """Hold independent runs of script ``name`` (rate-limit counters) until this request's
         next store call. ``read`` and ``read_command`` send them in the same pipeline as the
         read, one round trip for both; any other call sends them first, on their own, so
@@ -240,8 +245,9 @@ class Store:
         """One read command of the client (``hmget``, ``smembers``...), with the held counters."""
         return self._read_with(Step(command, [], list(args), script=False))
 
-    def run_and_read(self, name: str, keys: Sequence[str], args: Sequence[Any], command: str,
-                     *command_args: Any) -> tuple[Any, Any]:
+    def run_and_read(
+        self, name: str, keys: Sequence[str], args: Sequence[Any], command: str, *command_args: Any
+    ) -> tuple[Any, Any]:
         """Run a script and, in the same pipeline, one read command that does not depend on
         it (a hint the next step re-checks): one round trip for both, each atomic alone."""
         self.flush_deferred()
@@ -249,8 +255,9 @@ class Store:
             result = self.run(name, keys, args)
             with self.boundary():
                 return result, getattr(self.client, command)(*command_args)
-        result, value = self._pipeline([Step(name, list(keys), list(args)),
-                                        Step(command, [], list(command_args), script=False)])
+        result, value = self._pipeline(
+            [Step(name, list(keys), list(args)), Step(command, [], list(command_args), script=False)]
+        )
         return result, value
 
     def _read_with(self, step: Step) -> Any:
@@ -277,8 +284,9 @@ class Store:
                 if step.script:
                     # By name, not pipe.evalsha: redis-py's cluster pipeline refuses that
                     # method, but routes the command itself by its keys.
-                    pipe.execute_command("EVALSHA", self._scripts[step.name].sha, len(step.keys),
-                                         *step.keys, *step.args)
+                    pipe.execute_command(
+                        "EVALSHA", self._scripts[step.name].sha, len(step.keys), *step.keys, *step.args
+                    )
                 else:
                     getattr(pipe, step.name)(*step.args)
             results = pipe.execute(raise_on_error=False)

@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     # The very code `authgw serve` runs, so both are served alike.
-    run_gunicorn(gunicorn_options(args.host, args.port, args.workers, args.worker_class, args.threads),
-                 create_app)
+    run_gunicorn(
+        gunicorn_options(args.host, args.port, args.workers, args.worker_class, args.threads), create_app
+    )
     return 0
 
 

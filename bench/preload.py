@@ -28,14 +28,26 @@ from authgw.store import load_scripts
 BATCH = 2000
 CLIENT = "corebank"
 
-PAYEE = {"bank_code": "0168", "branch_code": "001", "account_type": "ordinary",
-         "account_number": "1234567", "name": "ﾔﾏﾀﾞ ﾀﾛｳ"}
+PAYEE = {
+    "bank_code": "0168",
+    "branch_code": "001",
+    "account_type": "ordinary",
+    "account_number": "1234567",
+    "name": "ﾔﾏﾀﾞ ﾀﾛｳ",
+}
 
 
-def transfer_body(customer_id: str, methods: list[str] | None = None, ttl: int = 300,
-                  amount: int = 150000) -> dict[str, Any]:
-    body: dict[str, Any] = {"customer_id": customer_id, "kind": "transfer", "amount": amount,
-                            "currency": "JPY", "payee": PAYEE, "ttl_seconds": ttl}
+def transfer_body(
+    customer_id: str, methods: list[str] | None = None, ttl: int = 300, amount: int = 150000
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "customer_id": customer_id,
+        "kind": "transfer",
+        "amount": amount,
+        "currency": "JPY",
+        "payee": PAYEE,
+        "ttl_seconds": ttl,
+    }
     if methods is not None:
         body["methods"] = methods
     return body
@@ -123,7 +135,7 @@ class Loader:
 
     def _batches(self, items: Sequence[Any]) -> Iterator[Sequence[Any]]:
         for start in range(0, len(items), BATCH):
-            yield items[start:start + BATCH]
+            yield items[start : start + BATCH]
 
     def step(self) -> int:
         return int(time.time()) // self.settings.totp_period
@@ -136,7 +148,7 @@ class Loader:
         now = self.step()
         taken = {self.code(actor, s) for s in range(now - 2, now + 4)}
         while True:
-            candidate = f"{secrets.randbelow(10 ** self.settings.totp_digits):0{self.settings.totp_digits}d}"
+            candidate = f"{secrets.randbelow(10**self.settings.totp_digits):0{self.settings.totp_digits}d}"
             if candidate not in taken:
                 return candidate
 
@@ -156,8 +168,14 @@ class Loader:
             for a in batch:
                 # As Customers.put: the phone hint first, then the customer.
                 calls.append(("SADD", self.keys.phone_index(a.phone), a.customer_id))
-                calls.append(("script", "put_customer", [self.keys.for_customer(a.customer_id).customer],
-                              [a.customer_id, json.dumps([a.phone]), "JP", now_iso]))
+                calls.append(
+                    (
+                        "script",
+                        "put_customer",
+                        [self.keys.for_customer(a.customer_id).customer],
+                        [a.customer_id, json.dumps([a.phone]), "JP", now_iso],
+                    )
+                )
             _check(self._raw(calls)[1::2])
             if not totp:
                 continue
@@ -169,16 +187,21 @@ class Loader:
                 a.sealed = self.box.seal(a.secret, f"totp:{a.customer_id}")
                 self._run(pipe, "totp_enrol", [keys.customer], [a.sealed])
                 # As Customers.confirm_totp with the code of the current step.
-                self._run(pipe, "totp_confirm", [keys.customer, keys.events],
-                          [now_iso, s.events_max_per_customer, s.lockout_threshold, a.sealed, str(step)])
+                self._run(
+                    pipe,
+                    "totp_confirm",
+                    [keys.customer, keys.events],
+                    [now_iso, s.events_max_per_customer, s.lockout_threshold, a.sealed, str(step)],
+                )
                 a.last_step = step
             _check(pipe.execute())
         return actors
 
     # -- challenges -----------------------------------------------------------------------
 
-    def challenges(self, actors: Sequence[Actor], methods: list[str] | None, ttl: int = 300,
-                   per_actor: int = 1) -> list[Challenge]:
+    def challenges(
+        self, actors: Sequence[Actor], methods: list[str] | None, ttl: int = 300, per_actor: int = 1
+    ) -> list[Challenge]:
         """New pending challenges, ``per_actor`` for each actor, as ``Challenges.create`` makes them."""
         s = self.settings
         body = transfer_body("template", methods, ttl)
@@ -194,8 +217,9 @@ class Loader:
             expires_ms = now_ms + request.ttl_seconds * 1000
             expires_iso = rfc3339(expires_ms)
             # The document as Challenges.create writes it; only the digest differs per customer.
-            doc = document(request, payee, "\x00", now_iso, expires_iso, s.challenge_attempts,
-                           s.callback_mode)
+            doc = document(
+                request, payee, "\x00", now_iso, expires_iso, s.challenge_attempts, s.callback_mode
+            )
             doc_head, doc_tail = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).split("\\u0000")
             calls: list[tuple[Any, ...]] = []
             current = []
@@ -207,12 +231,32 @@ class Loader:
                 code = ""
                 if s.callback_mode == "code":
                     code = "".join(secrets.choice("0123456789") for _ in range(s.callback_code_digits))
-                calls.append(("script", "create_challenge",
-                              [keys.customer, keys.open, keys.events, keys.lines, keys.challenge(cid)],
-                              [now_ms, now_iso, s.events_max_per_customer,
-                               expires_ms - now_ms + retention_ms, cid, CLIENT, a.customer_id, doc_json,
-                               methods_json, s.challenge_attempts, expires_ms, expires_iso, "", pool, "",
-                               code, retention_ms]))
+                calls.append(
+                    (
+                        "script",
+                        "create_challenge",
+                        [keys.customer, keys.open, keys.events, keys.lines, keys.challenge(cid)],
+                        [
+                            now_ms,
+                            now_iso,
+                            s.events_max_per_customer,
+                            expires_ms - now_ms + retention_ms,
+                            cid,
+                            CLIENT,
+                            a.customer_id,
+                            doc_json,
+                            methods_json,
+                            s.challenge_attempts,
+                            expires_ms,
+                            expires_iso,
+                            "",
+                            pool,
+                            "",
+                            code,
+                            retention_ms,
+                        ],
+                    )
+                )
                 current.append(Challenge(cid, a, digest))
             for ch, result in zip(current, self._raw(calls), strict=True):
                 if not isinstance(result, list) or result[0] != "ok":
@@ -233,10 +277,22 @@ class Loader:
                 a = ch.customer
                 keys = self.keys.for_customer(a.customer_id)
                 step = a.last_step + 1
-                self._run(pipe, "verify_totp",
-                          [keys.challenge(ch.id), keys.customer, keys.open, keys.events, keys.lines],
-                          [now_ms, now_iso, s.events_max_per_customer, retention_ms, CLIENT,
-                           s.lockout_threshold, a.sealed, str(step), ch.id])
+                self._run(
+                    pipe,
+                    "verify_totp",
+                    [keys.challenge(ch.id), keys.customer, keys.open, keys.events, keys.lines],
+                    [
+                        now_ms,
+                        now_iso,
+                        s.events_max_per_customer,
+                        retention_ms,
+                        CLIENT,
+                        s.lockout_threshold,
+                        a.sealed,
+                        str(step),
+                        ch.id,
+                    ],
+                )
                 a.last_step = step
             for ch, result in zip(batch, pipe.execute(), strict=True):
                 if isinstance(result, list) and result and result[0] == "ok":
@@ -249,8 +305,9 @@ def _digest_template(kind: str, amount: int, currency: str, payee: dict[str, Any
     customer id (checked once against the real function)."""
     import hashlib
 
-    head, tail = models.canonical_json({"amount": amount, "currency": currency, "customer_id": "\x00",
-                                        "kind": kind, "payee": payee}).split(b'"\\u0000"')
+    head, tail = models.canonical_json(
+        {"amount": amount, "currency": currency, "customer_id": "\x00", "kind": kind, "payee": payee}
+    ).split(b'"\\u0000"')
 
     def digest(customer_id: str) -> str:
         quoted = json.dumps(customer_id, ensure_ascii=False).encode()
@@ -324,12 +381,25 @@ def _background_part(job: tuple[str, Settings, str, int, int, int]) -> int:
             now_ms, now_iso = loader._now()
             expires_ms = now_ms + ttl * 1000
             expires_iso = rfc3339(expires_ms)
-            doc = document(request, payee, "\x00", now_iso, expires_iso, s.challenge_attempts,
-                           s.callback_mode)
+            doc = document(
+                request, payee, "\x00", now_iso, expires_iso, s.challenge_attempts, s.callback_mode
+            )
             head, tail = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).split("\\u0000")
-            args: list[Any] = [s.key_prefix, now_ms, now_iso, s.events_max_per_customer,
-                               ttl * 1000 + retention_ms, CLIENT, head, tail, s.challenge_attempts,
-                               expires_ms, expires_iso, pool, retention_ms]
+            args: list[Any] = [
+                s.key_prefix,
+                now_ms,
+                now_iso,
+                s.events_max_per_customer,
+                ttl * 1000 + retention_ms,
+                CLIENT,
+                head,
+                tail,
+                s.challenge_attempts,
+                expires_ms,
+                expires_iso,
+                pool,
+                retention_ms,
+            ]
             ids = []
             for n in range(first, min(first + 1000, start + count)):
                 customer_id = f"bench-{label}-{n}"
@@ -348,14 +418,24 @@ def _background_part(job: tuple[str, Settings, str, int, int, int]) -> int:
     return count
 
 
-def background(url: str, settings: Settings, label: str, start: int, count: int,
-               ttl: int = 900, processes: int = 2, chunk: int = 20_000) -> None:
+def background(
+    url: str,
+    settings: Settings,
+    label: str,
+    start: int,
+    count: int,
+    ttl: int = 900,
+    processes: int = 2,
+    chunk: int = 20_000,
+) -> None:
     """``count`` customers with one phone, each with one pending challenge, numbered from
     ``start`` (see ``BULK_LOOP``), by a few processes so that Python works while Redis runs."""
     import multiprocessing
 
-    jobs = [(url, settings, label, s, min(chunk, start + count - s), ttl)
-            for s in range(start, start + count, chunk)]
+    jobs = [
+        (url, settings, label, s, min(chunk, start + count - s), ttl)
+        for s in range(start, start + count, chunk)
+    ]
     if len(jobs) == 1:
         _background_part(jobs[0])
         return

@@ -52,7 +52,7 @@ def parse_commandstats(text: str) -> dict[str, int]:
         if not name.startswith("cmdstat_"):
             continue
         fields = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
-        calls[name[len("cmdstat_"):]] = int(fields.get("calls", "0"))
+        calls[name[len("cmdstat_") :]] = int(fields.get("calls", "0"))
     return calls
 
 

@@ -104,8 +104,7 @@ def send(port: int, req: Req) -> tuple[int, bytes]:
     """One request over a new connection (probes and MONITOR samples, not load)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        conn.request(req.method, req.path, body=req.body.encode() if req.body else None,
-                     headers=req.headers)
+        conn.request(req.method, req.path, body=req.body.encode() if req.body else None, headers=req.headers)
         response = conn.getresponse()
         return response.status, response.read()
     finally:
@@ -132,8 +131,9 @@ class Server:
                 self.process.wait(5)
 
 
-def wait_http(port: int, path: str, seconds: float = 30.0,
-              process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_http(
+    port: int, path: str, seconds: float = 30.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + seconds
     while True:
         try:
@@ -188,18 +188,35 @@ class Stack:
         port = free_port()
         log = self.workdir / f"gateway-{port}.log"
         process = subprocess.Popen(
-            [str(VENV_BIN / "authgw"), "serve", "--host", "127.0.0.1", "--port", str(port),
-             *self.server_args()],
-            env=self.gateway_env(port), stdout=log.open("wb"), stderr=subprocess.STDOUT,
-            cwd=self.workdir)
+            [
+                str(VENV_BIN / "authgw"),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *self.server_args(),
+            ],
+            env=self.gateway_env(port),
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+        )
         self.gateway = Server("gateway", port, process, log)
         cport = free_port()
         clog = self.workdir / f"ceiling-{cport}.log"
-        env = dict(os.environ, BENCH_REDIS_URL=self.redis_url,
-                   PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        env = dict(
+            os.environ,
+            BENCH_REDIS_URL=self.redis_url,
+            PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        )
         cprocess = subprocess.Popen(
             [sys.executable, "-m", "bench.ceiling", "--port", str(cport), *self.server_args()],
-            env=env, stdout=clog.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
+            env=env,
+            stdout=clog.open("wb"),
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
         self.ceiling = Server("ceiling", cport, cprocess, clog)
         wait_http(port, "/readyz", process=process)
         wait_http(cport, "/", process=cprocess)
@@ -217,8 +234,9 @@ class Stack:
             self.stop_redis = None
 
     def worker_pids(self, server: Server) -> list[int]:
-        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(server.process.pid)],
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(server.process.pid)], capture_output=True, text=True
+        ).stdout
         return [int(p) for p in out.split()]
 
 
@@ -230,24 +248,40 @@ def wrk_available() -> bool:
         return True
     if os.geteuid() == 0 and shutil.which("apt-get"):
         say("wrk is missing: installing it with apt-get (Debian package 'wrk')")
-        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False, stdout=subprocess.DEVNULL)
     return shutil.which("wrk") is not None
 
 
-def run_wrk(port: int, requests_file: str, mode: str, rate: float, duration: float,
-            connections: int, threads: int) -> dict[str, Any]:
+def run_wrk(
+    port: int, requests_file: str, mode: str, rate: float, duration: float, connections: int, threads: int
+) -> dict[str, Any]:
     """One wrk run; returns wrk.lua's summary with rps and milliseconds added."""
     threads = max(1, min(threads, connections))
-    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(duration))}s",
-           "--timeout", "10s", "-s", str(BENCH / "wrk.lua"), f"http://127.0.0.1:{port}",
-           "--", requests_file, mode, f"{rate:.3f}", str(threads)]
+    cmd = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{max(1, round(duration))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(BENCH / "wrk.lua"),
+        f"http://127.0.0.1:{port}",
+        "--",
+        requests_file,
+        mode,
+        f"{rate:.3f}",
+        str(threads),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     # Let the requests still in flight when wrk stopped finish before anything is counted.
     time.sleep(0.5)
     for line in done.stdout.splitlines():
         if line.startswith("BENCH_JSON "):
-            out: dict[str, Any] = json.loads(line[len("BENCH_JSON "):])
+            out: dict[str, Any] = json.loads(line[len("BENCH_JSON ") :])
             break
     else:
         raise RuntimeError(f"wrk gave no summary: {done.stdout[-500:]} {done.stderr[-500:]}")
@@ -294,7 +328,7 @@ def children_cpu() -> float:
 def commandstats(client: Any) -> dict[str, int]:
     text = client.execute_command("INFO", "commandstats")
     if isinstance(text, dict):  # redis-py may parse INFO itself
-        return {k[len("cmdstat_"):]: int(v["calls"]) for k, v in text.items() if k.startswith("cmdstat_")}
+        return {k[len("cmdstat_") :]: int(v["calls"]) for k, v in text.items() if k.startswith("cmdstat_")}
     return stats.parse_commandstats(text)
 
 
@@ -352,8 +386,8 @@ def round_trips(url: str, port: int, sample: Sequence[Req]) -> dict[str, Any]:
     the rest is split in two: MONITOR over one half names the commands a client sent (pipelined
     ones each count there), and Redis's ``total_reads_processed`` over the other half counts the
     socket reads it served, one per round trip (a pipeline arrives in one read)."""
-    warm, rest = sample[: len(sample) // 5], sample[len(sample) // 5:]
-    watched, counted = rest[: len(rest) // 2], rest[len(rest) // 2:]
+    warm, rest = sample[: len(sample) // 5], sample[len(sample) // 5 :]
+    watched, counted = rest[: len(rest) // 2], rest[len(rest) // 2 :]
     for req in warm:
         send(port, req)
     with Monitor(url) as monitor:
@@ -422,9 +456,14 @@ class Paths:
         actors = self.loader.customers(n, "verify", totp=True)
         challenges = self.loader.challenges(actors, ["totp"])
         # The step after the one each customer confirmed with: accepted for the next 30-60 s.
-        return [api_req("POST", f"/v1/challenges/{ch.id}/totp",
-                        {"code": self.loader.code(ch.customer, ch.customer.last_step + 1)})
-                for ch in challenges]
+        return [
+            api_req(
+                "POST",
+                f"/v1/challenges/{ch.id}/totp",
+                {"code": self.loader.code(ch.customer, ch.customer.last_step + 1)},
+            )
+            for ch in challenges
+        ]
 
     def verify_wrong(self, n: int) -> list[Req]:
         per_customer = WRONG_PER_CHALLENGE * WRONG_CHALLENGES_PER_CUSTOMER
@@ -433,15 +472,20 @@ class Paths:
         reqs = []
         for _ in range(WRONG_PER_CHALLENGE):
             for ch in challenges:
-                reqs.append(api_req("POST", f"/v1/challenges/{ch.id}/totp",
-                                    {"code": self.loader.wrong_code(ch.customer)}))
+                reqs.append(
+                    api_req(
+                        "POST", f"/v1/challenges/{ch.id}/totp", {"code": self.loader.wrong_code(ch.customer)}
+                    )
+                )
         return reqs[:n]
 
     def consume(self, n: int) -> list[Req]:
         actors = self.loader.customers(n, "consume", totp=True)
         verified = self.loader.verify(self.loader.challenges(actors, ["totp"]))
-        return [api_req("POST", f"/v1/challenges/{ch.id}/consume", {"transaction_digest": ch.digest})
-                for ch in verified]
+        return [
+            api_req("POST", f"/v1/challenges/{ch.id}/consume", {"transaction_digest": ch.digest})
+            for ch in verified
+        ]
 
     def voice(self, n: int) -> list[Req]:
         from twilio.request_validator import RequestValidator
@@ -451,14 +495,24 @@ class Paths:
         reqs = []
         for ch in self.loader.challenges(actors, ["callback"]):
             self._sid += 1
-            params = {"AccountSid": "AC" + "0" * 32, "CallSid": f"CA{self._sid:032x}",
-                      "From": ch.customer.phone, "To": ch.line, "CallStatus": "ringing",
-                      "Direction": "inbound", "ApiVersion": "2010-04-01"}
+            params = {
+                "AccountSid": "AC" + "0" * 32,
+                "CallSid": f"CA{self._sid:032x}",
+                "From": ch.customer.phone,
+                "To": ch.line,
+                "CallStatus": "ringing",
+                "Direction": "inbound",
+                "ApiVersion": "2010-04-01",
+            }
             signature = validator.compute_signature(self.public_url + VOICE_PATH, params)
-            reqs.append(Req("POST", VOICE_PATH,
-                            {"Content-Type": "application/x-www-form-urlencoded",
-                             "X-Twilio-Signature": signature},
-                            urllib.parse.urlencode(params)))
+            reqs.append(
+                Req(
+                    "POST",
+                    VOICE_PATH,
+                    {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature},
+                    urllib.parse.urlencode(params),
+                )
+            )
         return reqs
 
     def probe_voice(self) -> bool:
@@ -514,8 +568,15 @@ def write_requests(workdir: Path, name: str, reqs: Sequence[Req]) -> str:
     return str(path)
 
 
-def measure(stack: Stack, paths: Paths, path: Path_, plan: Plan, admin: Any, ceiling_rps: float | None,
-            with_round_trips: bool) -> dict[str, Any]:
+def measure(
+    stack: Stack,
+    paths: Paths,
+    path: Path_,
+    plan: Plan,
+    admin: Any,
+    ceiling_rps: float | None,
+    with_round_trips: bool,
+) -> dict[str, Any]:
     server = stack.ceiling if path.server == "ceiling" else stack.gateway
     assert server is not None
     slug = "".join(c if c.isalnum() else "-" for c in path.name.lower()).strip("-")
@@ -549,22 +610,31 @@ def measure(stack: Stack, paths: Paths, path: Path_, plan: Plan, admin: Any, cei
     moved = stats.delta(before, after)
     moved.pop("info", None)
     answered = sat["answered"]
-    row.update({
-        "rps": sat["rps"], "sat_p50_ms": sat["p50_ms"], "sat_p99_ms": sat["p99_ms"],
-        "sat_requests": answered, "sat_statuses": sat["statuses"], "sat_errors": sat["errors"],
-        "supplied": supplied or None,
-        "supply_used_up": bool(supplied) and path.mode == "once" and sat["sent"] >= supplied - 1,
-        "redis_commands_per_request": (sum(moved.values()) / answered) if answered else None,
-        "redis_commands_by_name_per_request": stats.per_request(moved, answered),
-        # total_commands_processed also moves for the INFO calls bracketing the run (2).
-        "total_commands_processed_per_request":
-            ((total_after - total_before - 2) / answered) if answered else None,
-    })
+    row.update(
+        {
+            "rps": sat["rps"],
+            "sat_p50_ms": sat["p50_ms"],
+            "sat_p99_ms": sat["p99_ms"],
+            "sat_requests": answered,
+            "sat_statuses": sat["statuses"],
+            "sat_errors": sat["errors"],
+            "supplied": supplied or None,
+            "supply_used_up": bool(supplied) and path.mode == "once" and sat["sent"] >= supplied - 1,
+            "redis_commands_per_request": (sum(moved.values()) / answered) if answered else None,
+            "redis_commands_by_name_per_request": stats.per_request(moved, answered),
+            # total_commands_processed also moves for the INFO calls bracketing the run (2).
+            "total_commands_processed_per_request": ((total_after - total_before - 2) / answered)
+            if answered
+            else None,
+        }
+    )
     if answered:
         row["cpu_ms_per_request"] = {
             name: (b - a) * 1000 / answered
-            for name, a, b in zip(("server (master + workers)", "redis-server", "wrk"), cpu_before, cpu_after,
-                                  strict=True)}
+            for name, a, b in zip(
+                ("server (master + workers)", "redis-server", "wrk"), cpu_before, cpu_after, strict=True
+            )
+        }
     ok = sum(v for k, v in sat["statuses"].items() if int(k) in path.expected)
     row["sat_expected_fraction"] = ok / answered if answered else None
 
@@ -572,15 +642,28 @@ def measure(stack: Stack, paths: Paths, path: Path_, plan: Plan, admin: Any, cei
     half_rate = (sat["rps"] or 0) / 2
     if half_rate > 0:
         file, supplied = supply(plan.half_seconds, half_rate)
-        half = run_wrk(server.port, file, path.mode, half_rate, plan.half_seconds,
-                       plan.half_connections, plan.wrk_threads)
+        half = run_wrk(
+            server.port,
+            file,
+            path.mode,
+            half_rate,
+            plan.half_seconds,
+            plan.half_connections,
+            plan.wrk_threads,
+        )
         ok = sum(v for k, v in half["statuses"].items() if int(k) in path.expected)
-        row.update({
-            "half_target_rps": half_rate, "half_achieved_rps": half["rps"],
-            "p50_ms": half["p50_ms"], "p99_ms": half["p99_ms"], "p999_ms": half["p999_ms"],
-            "half_requests": half["answered"], "half_statuses": half["statuses"],
-            "half_expected_fraction": ok / half["answered"] if half["answered"] else None,
-        })
+        row.update(
+            {
+                "half_target_rps": half_rate,
+                "half_achieved_rps": half["rps"],
+                "p50_ms": half["p50_ms"],
+                "p99_ms": half["p99_ms"],
+                "p999_ms": half["p999_ms"],
+                "half_requests": half["answered"],
+                "half_statuses": half["statuses"],
+                "half_expected_fraction": ok / half["answered"] if half["answered"] else None,
+            }
+        )
     return row
 
 
@@ -598,8 +681,9 @@ def memory_usage(admin: Any, key: str) -> int:
 BACKGROUND_START = 50_000_000  # serials of background customers (phones +8190 6xxx xxxx and up)
 
 
-def preload_pending(stack: Stack, loader: Loader, admin: Any, already: int, count: int,
-                    measure_memory: bool) -> dict[str, Any]:
+def preload_pending(
+    stack: Stack, loader: Loader, admin: Any, already: int, count: int, measure_memory: bool
+) -> dict[str, Any]:
     """``count`` more pending challenges, one per new customer (a phone, no TOTP), TTL 15 min,
     written through the gateway's scripts by several processes."""
     out: dict[str, Any] = {"added": count}
@@ -640,24 +724,30 @@ def preload_pending(stack: Stack, loader: Loader, admin: Any, already: int, coun
             "memory_usage_customer_keys": customer_keys,
             "used_memory_delta_per_further_challenge": (mem4 - mem3) / len(actors),
             "further_challenges_measured": len(actors),
-            "variants": {label: memory_variant(loader, admin, config, min(2000, count))
-                         for label, config in MEMORY_VARIANTS},
+            "variants": {
+                label: memory_variant(loader, admin, config, min(2000, count))
+                for label, config in MEMORY_VARIANTS
+            },
         }
         m = out["memory"]
         m["used_memory_delta_per_customer"] = m["variants"]["redis defaults"]["per_customer"]
-        m["used_memory_delta_per_challenge"] = (m["used_memory_delta_per_customer_and_challenge"]
-                                                - m["used_memory_delta_per_customer"])
+        m["used_memory_delta_per_challenge"] = (
+            m["used_memory_delta_per_customer_and_challenge"] - m["used_memory_delta_per_customer"]
+        )
         other = loader.keys.for_customer(further[0].customer.customer_id).challenge(further[0].id)
         m["bulk_fields_match_loader"] = sorted(admin.hkeys(keys.challenge(sample_id))) == sorted(
-            admin.hkeys(other))
+            admin.hkeys(other)
+        )
     return out
 
 
 MEMORY_VARIANTS: tuple[tuple[str, dict[str, str]], ...] = (
     ("redis defaults", {}),
     ("hash-max-listpack-value 1024", {"hash-max-listpack-value": "1024"}),
-    ("hash-max-listpack-value 1024, stream-node-max-bytes 512",
-     {"hash-max-listpack-value": "1024", "stream-node-max-bytes": "512"}),
+    (
+        "hash-max-listpack-value 1024, stream-node-max-bytes 512",
+        {"hash-max-listpack-value": "1024", "stream-node-max-bytes": "512"},
+    ),
 )
 
 
@@ -678,7 +768,8 @@ def memory_variant(loader: Loader, admin: Any, config: dict[str, str], n: int) -
         sample = made[len(made) // 2]
         keys = loader.keys.for_customer(sample.customer.customer_id)
         return {
-            "config": config, "customers": n,
+            "config": config,
+            "customers": n,
             "per_customer": (m1 - m0) / n,
             "first_challenge_of_a_customer": (m2 - m1) / n,
             "further_challenge_of_a_customer": (m3 - m2) / n,
@@ -707,8 +798,13 @@ def layout_check(loader: Loader, admin: Any, port: int) -> dict[str, Any]:
     def shape(customer_id: str, cid: str) -> dict[str, Any]:
         keys = loader.keys.for_customer(customer_id)
         out = {}
-        for label, key in (("challenge", keys.challenge(cid)), ("open", keys.open), ("lines", keys.lines),
-                           ("events", keys.events), ("customer", keys.customer)):
+        for label, key in (
+            ("challenge", keys.challenge(cid)),
+            ("open", keys.open),
+            ("lines", keys.lines),
+            ("events", keys.events),
+            ("customer", keys.customer),
+        ):
             kind = admin.type(key)
             fields = sorted(admin.hkeys(key)) if kind == "hash" else None
             out[label] = {"type": kind, "fields": fields, "has_ttl": admin.pttl(key) > 0}
@@ -726,8 +822,10 @@ PROFILE_BUCKETS = (
     ("redis-py (send, parse, pool)", ("redis/", "socket.py")),
     ("validation (pydantic)", ("pydantic",)),
     ("json", ("json/",)),
-    ("totp + secret decrypt", ("pyotp", "hmac.py", "authgw/secretbox.py", "cryptography",
-                               "authgw/challenges/totp.py")),
+    (
+        "totp + secret decrypt",
+        ("pyotp", "hmac.py", "authgw/secretbox.py", "cryptography", "authgw/challenges/totp.py"),
+    ),
     ("phone numbers (libphonenumber)", ("phonenumbers",)),
     ("twilio signature", ("twilio",)),
     ("metrics (prometheus_client)", ("prometheus_client", "authgw/ops.py")),
@@ -769,10 +867,27 @@ def profile(stack: Stack, server: Server, path: Path_, plan: Plan, seconds: floa
     else:
         reqs = path.make(int(seconds * 2500)) if path.mode == "once" else path.make(2000)
         file = write_requests(stack.workdir, "profile", reqs)
-    spy = subprocess.Popen([pyspy, "record", "--pid", str(server.process.pid), "--subprocesses", "--gil",
-                            "--format", "raw", "--rate", "200", "--duration", str(int(seconds)),
-                            "--output", str(out_file), "--nonblocking"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    spy = subprocess.Popen(
+        [
+            pyspy,
+            "record",
+            "--pid",
+            str(server.process.pid),
+            "--subprocesses",
+            "--gil",
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--duration",
+            str(int(seconds)),
+            "--output",
+            str(out_file),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     time.sleep(1.0)
     pids = [server.process.pid, *stack.worker_pids(server)]
     cpu0 = process_cpu(pids)
@@ -790,14 +905,18 @@ def profile(stack: Stack, server: Server, path: Path_, plan: Plan, seconds: floa
     total = sum(buckets.values())
     shares = {k: v / total for k, v in sorted(buckets.items(), key=lambda kv: -kv[1])} if total else {}
     return {
-        "path": path.name, "server": path.server, "samples": total, "rps": run["rps"],
+        "path": path.name,
+        "server": path.server,
+        "samples": total,
+        "rps": run["rps"],
         "worker_cpu_ms_per_request": cpu_ms,
         "share_of_gil_samples": {k: round(v, 3) for k, v in shares.items()},
-        "cpu_ms_per_request_by_bucket":
-            {k: round(v * cpu_ms, 3) for k, v in shares.items()} if cpu_ms else {},
+        "cpu_ms_per_request_by_bucket": {k: round(v * cpu_ms, 3) for k, v in shares.items()}
+        if cpu_ms
+        else {},
         "note": "py-spy --gil --subprocesses --nonblocking at 200 Hz over every worker: only the thread "
-                "holding the GIL is sampled, each sample goes to the bucket of its innermost recognised "
-                "frame; worker CPU per request (from /proc) is split by those shares",
+        "holding the GIL is sampled, each sample goes to the bucket of its innermost recognised "
+        "frame; worker CPU per request (from /proc) is split by those shares",
     }
 
 
@@ -816,17 +935,24 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    wrk_version = " ".join(subprocess.run(["wrk", "--version"], capture_output=True, text=True)
-                           .stdout.split()[:2])
+    wrk_version = " ".join(
+        subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split()[:2]
+    )
     import flask
     import gunicorn
     import redis as redis_py
 
     return {
-        "cores": os.cpu_count(), "cpu_model": model, "memory_gib": round(mem_kib / 1024 / 1024, 1),
-        "os": platform.platform(), "python": platform.python_version(),
-        "gunicorn": gunicorn.__version__, "flask": flask.__version__, "redis_py": redis_py.__version__,
-        "wrk": wrk_version.strip(), "loadavg_at_start": os.getloadavg(),
+        "cores": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "gunicorn": gunicorn.__version__,
+        "flask": flask.__version__,
+        "redis_py": redis_py.__version__,
+        "wrk": wrk_version.strip(),
+        "loadavg_at_start": os.getloadavg(),
     }
 
 
@@ -839,16 +965,20 @@ def git_commit() -> str:
 def print_phase(phase: dict[str, Any]) -> None:
     rows = phase["rows"]
     print(f"\n== {phase['pending']:,} pending challenges in Redis ==")
-    head = (f"{'path':32} {'req/s':>8} {'×ceil':>6} {'p50 ms':>7} {'p99 ms':>7} {'×ceil p99':>9} "
-            f"{'cmds/req':>8} {'rt/req':>6} {'ok':>5}")
+    head = (
+        f"{'path':32} {'req/s':>8} {'×ceil':>6} {'p50 ms':>7} {'p99 ms':>7} {'×ceil p99':>9} "
+        f"{'cmds/req':>8} {'rt/req':>6} {'ok':>5}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         rt = (r.get("round_trips") or {}).get("round_trips_per_request")
-        print(f"{r['path'][:32]:32} {stats.fmt(r.get('rps'), 0):>8} {stats.fmt(r.get('rps_ratio')):>6} "
-              f"{stats.fmt(r.get('p50_ms')):>7} {stats.fmt(r.get('p99_ms')):>7} "
-              f"{stats.fmt(r.get('p99_ratio')):>9} {stats.fmt(r.get('redis_commands_per_request'), 1):>8} "
-              f"{stats.fmt(rt, 1):>6} {stats.fmt(r.get('sat_expected_fraction')):>5}")
+        print(
+            f"{r['path'][:32]:32} {stats.fmt(r.get('rps'), 0):>8} {stats.fmt(r.get('rps_ratio')):>6} "
+            f"{stats.fmt(r.get('p50_ms')):>7} {stats.fmt(r.get('p99_ms')):>7} "
+            f"{stats.fmt(r.get('p99_ratio')):>9} {stats.fmt(r.get('redis_commands_per_request'), 1):>8} "
+            f"{stats.fmt(rt, 1):>6} {stats.fmt(r.get('sat_expected_fraction')):>5}"
+        )
 
 
 def judge(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -858,21 +988,41 @@ def judge(result: dict[str, Any]) -> list[dict[str, Any]]:
     first = {r["path"]: r for r in phases[0]["rows"]}
     for name, row in first.items():
         if row.get("target_rps_ratio"):
-            found = [next((r.get("rps_ratio") for r in p["rows"] if r["path"] == name), None)
-                     for p in phases]
+            found = [next((r.get("rps_ratio") for r in p["rows"] if r["path"] == name), None) for p in phases]
             ratios = [x for x in found if x is not None]
             met = bool(ratios) and min(ratios) >= row["target_rps_ratio"]
-            verdicts.append({"target": f"{name}: req/s ≥ {row['target_rps_ratio']} × ceiling",
-                             "measured": ratios, "met": met})
-    worst = max(((r.get("p99_ms") or 0), r["path"], p["pending"]) for p in phases for r in p["rows"]
-                if r["server"] == "gateway")
-    verdicts.append({"target": "p99 at half the saturation rate < 10 ms (every path, every phase)",
-                     "measured": {"worst_p99_ms": worst[0], "path": worst[1], "pending": worst[2]},
-                     "met": worst[0] < 10})
-    rts = {r["path"]: (r.get("round_trips") or {}).get("round_trips_per_request") for r in phases[0]["rows"]
-           if r["server"] == "gateway"}
-    verdicts.append({"target": "one Redis round trip per transition and per read",
-                     "measured": rts, "met": all(v is not None and v <= 1.0 for v in rts.values())})
+            verdicts.append(
+                {
+                    "target": f"{name}: req/s ≥ {row['target_rps_ratio']} × ceiling",
+                    "measured": ratios,
+                    "met": met,
+                }
+            )
+    worst = max(
+        ((r.get("p99_ms") or 0), r["path"], p["pending"])
+        for p in phases
+        for r in p["rows"]
+        if r["server"] == "gateway"
+    )
+    verdicts.append(
+        {
+            "target": "p99 at half the saturation rate < 10 ms (every path, every phase)",
+            "measured": {"worst_p99_ms": worst[0], "path": worst[1], "pending": worst[2]},
+            "met": worst[0] < 10,
+        }
+    )
+    rts = {
+        r["path"]: (r.get("round_trips") or {}).get("round_trips_per_request")
+        for r in phases[0]["rows"]
+        if r["server"] == "gateway"
+    }
+    verdicts.append(
+        {
+            "target": "one Redis round trip per transition and per read",
+            "measured": rts,
+            "met": all(v is not None and v <= 1.0 for v in rts.values()),
+        }
+    )
     if len(phases) > 1:
         growth = {}
         for name in first:
@@ -881,21 +1031,33 @@ def judge(result: dict[str, Any]) -> list[dict[str, Any]]:
             if a and b and a.get("p50_ms") and b.get("p50_ms"):
                 ra = (a.get("cpu_ms_per_request") or {}).get("redis-server")
                 rb = (b.get("cpu_ms_per_request") or {}).get("redis-server")
-                growth[name] = {"p50_ratio": b["p50_ms"] / a["p50_ms"],
-                                "p99_ratio": b["p99_ms"] / a["p99_ms"],
-                                "redis_cpu_per_request_ratio": stats.ratio(rb, ra)}
+                growth[name] = {
+                    "p50_ratio": b["p50_ms"] / a["p50_ms"],
+                    "p99_ratio": b["p99_ms"] / a["p99_ms"],
+                    "redis_cpu_per_request_ratio": stats.ratio(rb, ra),
+                }
         flat = all(g["p50_ratio"] < 1.25 for g in growth.values())
-        verdicts.append({"target": f"flat latency from 0 to {phases[-1]['pending']:,} pending "
-                                   "(p50 at the last phase within 1.25× of the first)",
-                         "measured": growth, "met": flat})
+        verdicts.append(
+            {
+                "target": f"flat latency from 0 to {phases[-1]['pending']:,} pending "
+                "(p50 at the last phase within 1.25× of the first)",
+                "measured": growth,
+                "met": flat,
+            }
+        )
     mem = result.get("memory") or {}
     if mem:
         per = mem["used_memory_delta_per_challenge"]
-        verdicts.append({"target": "≤ 1 KiB of Redis memory per pending challenge, indexes included",
-                         "measured": {"per_challenge_one_per_customer": per,
-                                      "per_further_challenge":
-                                          mem["used_memory_delta_per_further_challenge"]},
-                         "met": per <= 1024})
+        verdicts.append(
+            {
+                "target": "≤ 1 KiB of Redis memory per pending challenge, indexes included",
+                "measured": {
+                    "per_challenge_one_per_customer": per,
+                    "per_further_challenge": mem["used_memory_delta_per_further_challenge"],
+                },
+                "met": per <= 1024,
+            }
+        )
     return verdicts
 
 
@@ -913,15 +1075,21 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=None, help="seconds per wrk run")
     p.add_argument("--profile", action="store_true", help="also profile the workers with py-spy")
     p.add_argument("--compare", action="store_true", help="also compare worker classes and counts")
-    p.add_argument("--gateway-env", action="append", default=[], metavar="NAME=VALUE",
-                   help="extra gateway setting for this run, e.g. AUTHGW_RATE_LIMIT_CUSTOMER=0 (repeatable)")
+    p.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra gateway setting for this run, e.g. AUTHGW_RATE_LIMIT_CUSTOMER=0 (repeatable)",
+    )
     p.add_argument("--note", default="", help="what else the machine was doing, for the record")
     p.add_argument("--out", default=None, help="JSON file (default bench/results/<time>.json)")
     return p.parse_args(list(argv))
 
 
-def run_phase(stack: Stack, paths: Paths, plan: Plan, admin: Any, pending: int,
-              with_round_trips: bool) -> dict[str, Any]:
+def run_phase(
+    stack: Stack, paths: Paths, plan: Plan, admin: Any, pending: int, with_round_trips: bool
+) -> dict[str, Any]:
     rows = []
     all_paths = paths.all()
     ceiling_path = all_paths[0]
@@ -942,8 +1110,9 @@ def run_phase(stack: Stack, paths: Paths, plan: Plan, admin: Any, pending: int,
     return {"pending": pending, "loadavg": os.getloadavg(), "rows": rows}
 
 
-def compare_servers(workdir: Path, plan: Plan, settings_list: Sequence[tuple[str, int, int | None]],
-                    loader_settings: Any) -> list[dict[str, Any]]:
+def compare_servers(
+    workdir: Path, plan: Plan, settings_list: Sequence[tuple[str, int, int | None]], loader_settings: Any
+) -> list[dict[str, Any]]:
     out = []
     for worker_class, workers, threads in settings_list:
         label = f"{worker_class} ×{workers}" + (f" ×{threads} threads" if threads else "")
@@ -966,14 +1135,20 @@ def compare_servers(workdir: Path, plan: Plan, settings_list: Sequence[tuple[str
             run_wrk(stack.ceiling.port if stack.ceiling else 0, "-", "cycle", 0, 1, plan.connections, 1)
             ceiling = measure(stack, paths, all_paths[CEILING], plan, admin, None, False)
             server_cpu = "server (master + workers)"
-            row: dict[str, Any] = {"server": label, "ceiling_rps": ceiling["rps"],
-                                   "ceiling_p99_ms": ceiling["p99_ms"],
-                                   "ceiling_cpu_ms": ceiling.get("cpu_ms_per_request", {}).get(server_cpu)}
+            row: dict[str, Any] = {
+                "server": label,
+                "ceiling_rps": ceiling["rps"],
+                "ceiling_p99_ms": ceiling["p99_ms"],
+                "ceiling_cpu_ms": ceiling.get("cpu_ms_per_request", {}).get(server_cpu),
+            }
             for name in ("status read", "verify TOTP, right code"):
                 r = measure(stack, paths, all_paths[name], plan, admin, ceiling["rps"], False)
-                row[name] = {"rps": r["rps"], "ratio": stats.ratio(r["rps"], ceiling["rps"]),
-                             "p99_ms": r.get("p99_ms"),
-                             "cpu_ms": r.get("cpu_ms_per_request", {}).get(server_cpu)}
+                row[name] = {
+                    "rps": r["rps"],
+                    "ratio": stats.ratio(r["rps"], ceiling["rps"]),
+                    "p99_ms": r.get("p99_ms"),
+                    "cpu_ms": r.get("cpu_ms_per_request", {}).get(server_cpu),
+                }
             out.append(row)
             admin.close()
         finally:
@@ -986,8 +1161,11 @@ def production_server(args: Any) -> dict[str, Any]:
     from authgw.cli import gunicorn_options
 
     options = gunicorn_options("127.0.0.1", 0, args.workers, args.worker_class, args.threads)
-    out = {"workers": args.workers, "worker_class": options["worker_class"],
-           "reuse_port": options.get("reuse_port", False)}
+    out = {
+        "workers": args.workers,
+        "worker_class": options["worker_class"],
+        "reuse_port": options.get("reuse_port", False),
+    }
     if options["worker_class"] == "gthread":
         out["threads"] = options.get("threads")
     else:
@@ -1003,8 +1181,9 @@ def main(argv: Sequence[str]) -> int:
     if args.quick:
         plan = Plan(args.seconds or 2, args.seconds or 2, args.connections, 8, 1, (0, 2_000, 10_000), 10)
     else:
-        plan = Plan(args.seconds or 6, args.seconds or 6, args.connections, 16, 1,
-                    (0, 100_000, 1_000_000), 30)
+        plan = Plan(
+            args.seconds or 6, args.seconds or 6, args.connections, 16, 1, (0, 100_000, 1_000_000), 30
+        )
     if args.phases:
         plan.phases = tuple(int(x) for x in args.phases.split(","))
 
@@ -1014,22 +1193,25 @@ def main(argv: Sequence[str]) -> int:
     stack = Stack(workdir, args.workers, args.worker_class, args.threads)
     started = datetime.now(UTC)
     result: dict[str, Any] = {
-        "started_at": started.isoformat(timespec="seconds"), "commit": git_commit(),
-        "mode": "quick" if args.quick else "full", "note": args.note, "machine": machine(),
+        "started_at": started.isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "mode": "quick" if args.quick else "full",
+        "note": args.note,
+        "machine": machine(),
         "gateway_env": {k: v for k, v in GATEWAY_ENV.items() if "KEY" not in k and "TOKEN" not in k},
         "server": production_server(args),
         "method": {
             "load_generator": "wrk 4 with bench/wrk.lua, over loopback, from its own process",
             "saturation": f"{plan.connections} connections, {plan.sat_seconds:g} s, unpaced",
             "half_rate": f"{plan.half_connections} connections, {plan.half_seconds:g} s, paced by "
-                         "wrk.lua at half the saturation rate (constant-rate schedule per thread; latency "
-                         "from the actual send, no coordinated-omission correction)",
+            "wrk.lua at half the saturation rate (constant-rate schedule per thread; latency "
+            "from the actual send, no coordinated-omission correction)",
             "req_per_s": "answers / (last answer - first send) as timed inside wrk.lua",
             "redis_commands": "INFO commandstats delta over the saturation run / answers (commands run "
-                              "inside Lua scripts included)",
+            "inside Lua scripts included)",
             "round_trips": f"{plan.sample} sequential requests: INFO total_reads_processed delta / "
-                           f"requests (a pipeline is one read); MONITOR over {plan.sample} more names the "
-                           "commands sent",
+            f"requests (a pipeline is one read); MONITOR over {plan.sample} more names the "
+            "commands sent",
         },
         "phases": [],
     }
@@ -1053,15 +1235,23 @@ def main(argv: Sequence[str]) -> int:
         say(f"voice webhook: {'measured' if paths.voice_available else paths.voice_note}")
         # Warm both servers (scripts loaded, pools filled) before anything is timed.
         run_wrk(stack.ceiling.port, "-", "cycle", 0, 1, plan.connections, 1)
-        run_wrk(stack.gateway.port, write_requests(workdir, "warm", paths.status_read(2000)), "cycle", 0, 1,
-                plan.connections, 1)
+        run_wrk(
+            stack.gateway.port,
+            write_requests(workdir, "warm", paths.status_read(2000)),
+            "cycle",
+            0,
+            1,
+            plan.connections,
+            1,
+        )
 
         pending = 0
         for i, target in enumerate(plan.phases):
             if target > pending:
                 say(f"preloading {target - pending:,} pending challenges")
-                load = preload_pending(stack, loader, admin, pending, target - pending,
-                                       "memory" not in result)
+                load = preload_pending(
+                    stack, loader, admin, pending, target - pending, "memory" not in result
+                )
                 if "memory" in load:
                     result["memory"] = load.pop("memory")
                 result.setdefault("preloads", []).append(load)
@@ -1075,23 +1265,37 @@ def main(argv: Sequence[str]) -> int:
         if args.profile:
             say("profiling the workers (py-spy)")
             seconds = 8 if not args.quick else 4
-            result["profile"] = [profile(stack, stack.ceiling if p.server == "ceiling" else stack.gateway,
-                                         p, plan, seconds) for p in paths.all()]
+            result["profile"] = [
+                profile(stack, stack.ceiling if p.server == "ceiling" else stack.gateway, p, plan, seconds)
+                for p in paths.all()
+            ]
         admin.close()
     finally:
         stack.stop()
 
     if args.compare:
-        combos: list[tuple[str, int, int | None]] = [("gthread", 2, 4), ("gthread", 4, 2), ("gthread", 2, 1),
-                                                     ("sync", 2, None), ("sync", 4, None)]
+        combos: list[tuple[str, int, int | None]] = [
+            ("gthread", 2, 4),
+            ("gthread", 4, 2),
+            ("gthread", 2, 1),
+            ("sync", 2, None),
+            ("sync", 4, None),
+        ]
         try:
             import gevent  # noqa: F401
 
             combos += [("gevent", 2, None)]
         except ImportError:
             result["compare_note"] = "gevent is not installed in .venv: pip install gevent to include it"
-        cplan = Plan(min(plan.sat_seconds, 5), min(plan.half_seconds, 5), plan.connections,
-                     plan.half_connections, 1, (0,), plan.sample)
+        cplan = Plan(
+            min(plan.sat_seconds, 5),
+            min(plan.half_seconds, 5),
+            plan.connections,
+            plan.half_connections,
+            1,
+            (0,),
+            plan.sample,
+        )
         result["compare"] = compare_servers(workdir, cplan, combos, settings)
 
     result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -1106,10 +1310,12 @@ def main(argv: Sequence[str]) -> int:
         print(f"  [{'met' if v['met'] else 'MISSED'}] {v['target']}")
     if result.get("memory"):
         m = result["memory"]
-        print(f"\nMemory per pending challenge: {m['used_memory_delta_per_challenge']:.0f} B "
-              "(one per customer, "
-              f"its open/lines/events keys included); {m['used_memory_delta_per_further_challenge']:.0f} B "
-              "for a further challenge of the same customer")
+        print(
+            f"\nMemory per pending challenge: {m['used_memory_delta_per_challenge']:.0f} B "
+            "(one per customer, "
+            f"its open/lines/events keys included); {m['used_memory_delta_per_further_challenge']:.0f} B "
+            "for a further challenge of the same customer"
+        )
     print(f"\nJSON: {out}")
     shutil.rmtree(workdir, ignore_errors=True)
     return 0

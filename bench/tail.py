@@ -63,8 +63,10 @@ def server_durations(lines: Iterable[str]) -> list[float]:
 def summary(values: Sequence[float]) -> str:
     if not values:
         return "none"
-    return (f"p50 {percentile(values, 50):.2f} p99 {percentile(values, 99):.2f} "
-            f"p99.9 {percentile(values, 99.9):.2f} max {max(values):.2f}")
+    return (
+        f"p50 {percentile(values, 50):.2f} p99 {percentile(values, 99):.2f} "
+        f"p99.9 {percentile(values, 99.9):.2f} max {max(values):.2f}"
+    )
 
 
 def main(argv: Sequence[str]) -> int:
@@ -112,14 +114,20 @@ def main(argv: Sequence[str]) -> int:
                 fh.seek(log_from)
                 durations = server_durations(fh.read().decode("utf-8", "replace").splitlines())
             slow = admin.slowlog_get(100)
-            print(f"round {n}: wrk p50 {run['p50_ms']:.2f} p99 {run['p99_ms']:.2f} "
-                  f"p99.9 {run['p999_ms']:.2f} | gateway's own ({len(durations)}) {summary(durations)}")
+            print(
+                f"round {n}: wrk p50 {run['p50_ms']:.2f} p99 {run['p99_ms']:.2f} "
+                f"p99.9 {run['p999_ms']:.2f} | gateway's own ({len(durations)}) {summary(durations)}"
+            )
             for name in pids:
                 on_cpu, waiting, slices = (a - b for a, b in zip(after[name], before[name], strict=True))
-                print(f"    {name}: {on_cpu / 1e6:,.0f} ms on a core, {waiting / 1e6:,.0f} ms waiting "
-                      f"for one, {slices:,} slices")
-            print(f"    redis commands over 1 ms: {len(slow)}"
-                  + (f", longest {max(e['duration'] for e in slow) / 1000:.1f} ms" if slow else ""))
+                print(
+                    f"    {name}: {on_cpu / 1e6:,.0f} ms on a core, {waiting / 1e6:,.0f} ms waiting "
+                    f"for one, {slices:,} slices"
+                )
+            print(
+                f"    redis commands over 1 ms: {len(slow)}"
+                + (f", longest {max(e['duration'] for e in slow) / 1000:.1f} ms" if slow else "")
+            )
         admin.close()
     finally:
         stack.stop()

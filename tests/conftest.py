@@ -48,9 +48,11 @@ class Clock:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "cluster: runs against a 3-primary Redis Cluster the suite starts itself")
+        "markers", "cluster: runs against a 3-primary Redis Cluster the suite starts itself"
+    )
     config.addinivalue_line(
-        "markers", "topology: starts its own Redis topology or gateway processes (slower)")
+        "markers", "topology: starts its own Redis topology or gateway processes (slower)"
+    )
 
 
 def redis_binary(needed_by: str, *, with_cli: bool = False) -> str:
@@ -104,8 +106,13 @@ def cluster_client(url: str) -> Any:
     return connect(url, timeout=2.0, pool_size=16)
 
 
-@pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.real_redis),
-                        pytest.param("cluster", marks=[pytest.mark.real_redis, pytest.mark.cluster])])
+@pytest.fixture(
+    params=[
+        "fake",
+        pytest.param("real", marks=pytest.mark.real_redis),
+        pytest.param("cluster", marks=[pytest.mark.real_redis, pytest.mark.cluster]),
+    ]
+)
 def store(request: pytest.FixtureRequest) -> Iterator[Any]:
     """A Redis client, empty: fakeredis, the suite's own redis-server, or its own Cluster."""
     if request.param == "fake":
@@ -183,12 +190,10 @@ class Api:
         return self.client.delete(path, headers=self.headers(kw.pop("headers", None)), **kw)
 
     def post(self, path: str, json: Any = None, **kw: Any) -> Any:
-        return self.client.post(path, json=json, headers=self.headers(kw.pop("headers", None)),
-                                **kw)
+        return self.client.post(path, json=json, headers=self.headers(kw.pop("headers", None)), **kw)
 
     def put(self, path: str, json: Any = None, **kw: Any) -> Any:
-        return self.client.put(path, json=json, headers=self.headers(kw.pop("headers", None)),
-                               **kw)
+        return self.client.put(path, json=json, headers=self.headers(kw.pop("headers", None)), **kw)
 
 
 @pytest.fixture
@@ -201,13 +206,23 @@ def other_api(app: Any) -> Api:
     return Api(app.test_client(), OTHER_KEY)
 
 
-TRANSFER_PAYEE = {"bank_code": "0168", "branch_code": "001", "account_type": "ordinary",
-                  "account_number": "1234567", "name": "ﾔﾏﾀﾞ ﾀﾛｳ"}
+TRANSFER_PAYEE = {
+    "bank_code": "0168",
+    "branch_code": "001",
+    "account_type": "ordinary",
+    "account_number": "1234567",
+    "name": "ﾔﾏﾀﾞ ﾀﾛｳ",
+}
 
 
 def transfer(customer_id: str = "cust-001", **overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"customer_id": customer_id, "kind": "transfer", "amount": 150000,
-                            "currency": "JPY", "payee": dict(TRANSFER_PAYEE)}
+    body: dict[str, Any] = {
+        "customer_id": customer_id,
+        "kind": "transfer",
+        "amount": 150000,
+        "currency": "JPY",
+        "payee": dict(TRANSFER_PAYEE),
+    }
     body.update(overrides)
     return body
 

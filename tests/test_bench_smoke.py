@@ -67,8 +67,9 @@ def test_monitor_lines_split_client_round_trips_from_script_commands():
 
 def test_phase_rows_get_ratios_to_the_ceiling():
     ceiling = {"path": "ceiling", "rps": 2000.0, "p50_ms": 1.0, "p99_ms": 4.0}
-    rows = stats.summarise_phase([ceiling, {"path": "read", "rps": 1700.0, "p50_ms": 1.5, "p99_ms": 6.0}],
-                                 ceiling)
+    rows = stats.summarise_phase(
+        [ceiling, {"path": "read", "rps": 1700.0, "p50_ms": 1.5, "p99_ms": 6.0}], ceiling
+    )
     assert rows[0]["rps_ratio"] == 1.0
     assert rows[1]["rps_ratio"] == pytest.approx(0.85)
     assert rows[1]["p99_ratio"] == pytest.approx(1.5)
@@ -82,8 +83,10 @@ def test_requests_file_lines_refuse_tabs():
 
 
 def test_profile_stacks_go_to_the_innermost_known_bucket():
-    stack = ("run (gunicorn/workers/gthread.py:1);wsgi_app (flask/app.py:2);"
-             "verify_totp (authgw/challenges/lifecycle.py:3);read_response (redis/connection.py:4)")
+    stack = (
+        "run (gunicorn/workers/gthread.py:1);wsgi_app (flask/app.py:2);"
+        "verify_totp (authgw/challenges/lifecycle.py:3);read_response (redis/connection.py:4)"
+    )
     assert classify_stack(stack) == "redis-py (send, parse, pool)"
     assert classify_stack("x (flask/app.py:1);validate (pydantic/main.py:9)") == "validation (pydantic)"
     assert classify_stack("x (somewhere.py:1)") == "other (interpreter, threads)"
@@ -91,11 +94,21 @@ def test_profile_stacks_go_to_the_innermost_known_bucket():
 
 def test_targets_are_judged_from_the_rows():
     def row(path, rps, p99, target=None, rt=1.0, server="gateway"):
-        return {"path": path, "server": server, "rps": rps, "rps_ratio": rps / 1000, "p50_ms": 1.0,
-                "p99_ms": p99, "target_rps_ratio": target, "round_trips": {"round_trips_per_request": rt}}
+        return {
+            "path": path,
+            "server": server,
+            "rps": rps,
+            "rps_ratio": rps / 1000,
+            "p50_ms": 1.0,
+            "p99_ms": p99,
+            "target_rps_ratio": target,
+            "round_trips": {"round_trips_per_request": rt},
+        }
 
-    phase = {"pending": 0, "rows": [row("ceiling", 1000, 2.0, server="ceiling"),
-                                    row("verify", 900, 4.0, 0.85, rt=2.0)]}
+    phase = {
+        "pending": 0,
+        "rows": [row("ceiling", 1000, 2.0, server="ceiling"), row("verify", 900, 4.0, 0.85, rt=2.0)],
+    }
     verdicts = {v["target"].split(":")[0]: v["met"] for v in judge({"phases": [phase]})}
     assert verdicts["verify"] is True
     assert verdicts["p99 at half the saturation rate < 10 ms (every path, every phase)"] is True

@@ -35,9 +35,23 @@ from tests.conftest import (
 RETENTION_MS = 24 * 3600 * 1000
 # Redis counts TTLs in real time: allow for a slow machine between writing and reading one.
 SLACK_MS = 60_000
-CHALLENGE_FIELDS = {"id", "status", "customer_id", "kind", "amount", "currency", "payee", "methods",
-                    "callback", "transaction_digest", "attempts_left", "created_at", "expires_at",
-                    "verified_by", "verified_at"}
+CHALLENGE_FIELDS = {
+    "id",
+    "status",
+    "customer_id",
+    "kind",
+    "amount",
+    "currency",
+    "payee",
+    "methods",
+    "callback",
+    "transaction_digest",
+    "attempts_left",
+    "created_at",
+    "expires_at",
+    "verified_by",
+    "verified_at",
+}
 
 
 def at(text):
@@ -55,8 +69,9 @@ def events(api, customer_id="cust-001"):
 
 
 def challenge_key(app, challenge):
-    return app.extensions["authgw"].store.keys.for_customer(challenge["customer_id"]).challenge(
-        challenge["id"])
+    return (
+        app.extensions["authgw"].store.keys.for_customer(challenge["customer_id"]).challenge(challenge["id"])
+    )
 
 
 @pytest.fixture
@@ -71,8 +86,10 @@ def verify(api, challenge, code):
 
 
 def consume(api, challenge, digest=None):
-    return api.post(f"/v1/challenges/{challenge['id']}/consume",
-                    {"transaction_digest": digest or challenge["transaction_digest"]})
+    return api.post(
+        f"/v1/challenges/{challenge['id']}/consume",
+        {"transaction_digest": digest or challenge["transaction_digest"]},
+    )
 
 
 # -- create -----------------------------------------------------------------------------------
@@ -114,20 +131,27 @@ def test_ttl_defaults_to_300_seconds_and_currency_to_jpy(api, customer):
 
 
 def test_payeasy_challenge_binds_its_payee(api, customer):
-    payee = {"biller_number": "12345", "customer_number": "1234567890",
-             "confirmation_number": "123456", "name": "東京都税"}
+    payee = {
+        "biller_number": "12345",
+        "customer_number": "1234567890",
+        "confirmation_number": "123456",
+        "name": "東京都税",
+    }
     rv = api.post("/v1/challenges", transfer(kind="payeasy", payee=payee, amount=52000))
     assert rv.status_code == 201, rv.get_data(as_text=True)
     assert rv.get_json()["kind"] == "payeasy"
     assert rv.get_json()["payee"] == payee
 
 
-@pytest.mark.parametrize("requested, expected", [
-    (None, ["callback", "totp"]),
-    (["totp"], ["totp"]),
-    (["callback"], ["callback"]),
-    (["totp", "callback"], ["totp", "callback"]),
-])
+@pytest.mark.parametrize(
+    "requested, expected",
+    [
+        (None, ["callback", "totp"]),
+        (["totp"], ["totp"]),
+        (["callback"], ["callback"]),
+        (["totp", "callback"], ["totp", "callback"]),
+    ],
+)
 def test_methods_default_to_every_usable_way_or_are_as_asked(api, customer, requested, expected):
     challenge = new_challenge(api) if requested is None else new_challenge(api, methods=requested)
     assert challenge["methods"] == expected
@@ -159,8 +183,7 @@ def test_a_pending_enrolment_does_not_make_totp_usable(api):
 def test_without_designated_numbers_callback_is_unavailable(api, settings):
     register(api)
     assert_problem(api.post("/v1/challenges", transfer()), 422, "method_unavailable")
-    assert_problem(api.post("/v1/challenges", transfer(methods=["callback"])), 422,
-                   "method_unavailable")
+    assert_problem(api.post("/v1/challenges", transfer(methods=["callback"])), 422, "method_unavailable")
 
 
 def test_create_for_an_unknown_customer_is_404(api):
@@ -210,8 +233,9 @@ def test_same_key_and_same_body_returns_the_first_response(api, customer):
 
 
 def test_the_replay_is_the_first_response_even_after_the_challenge_moved_on(api, customer, clock):
-    first = api.post("/v1/challenges", transfer(methods=["totp"]),
-                     headers={"Idempotency-Key": "order-2"}).get_json()
+    first = api.post(
+        "/v1/challenges", transfer(methods=["totp"]), headers={"Idempotency-Key": "order-2"}
+    ).get_json()
     assert verify(api, first, totp_code(customer, clock())).status_code == 200
     again = api.post("/v1/challenges", transfer(methods=["totp"]), headers={"Idempotency-Key": "order-2"})
     assert again.status_code == 201
@@ -266,21 +290,26 @@ def test_get_returns_the_challenge(api, customer):
 def test_another_clients_challenge_is_not_found(api, other_api, customer, clock):
     challenge = new_challenge(api)
     assert_problem(other_api.get(f"/v1/challenges/{challenge['id']}"), 404, "challenge_not_found")
-    assert_problem(verify(other_api, challenge, totp_code(customer, clock())), 404,
-                   "challenge_not_found")
+    assert_problem(verify(other_api, challenge, totp_code(customer, clock())), 404, "challenge_not_found")
     assert_problem(consume(other_api, challenge), 404, "challenge_not_found")
-    assert_problem(other_api.post(f"/v1/challenges/{challenge['id']}/cancel"), 404,
-                   "challenge_not_found")
+    assert_problem(other_api.post(f"/v1/challenges/{challenge['id']}/cancel"), 404, "challenge_not_found")
     # And none of that touched it.
     assert status_of(api, challenge["id"]) == "pending"
     assert api.get(f"/v1/challenges/{challenge['id']}").get_json()["attempts_left"] == 3
 
 
 @pytest.mark.parametrize("store", ["fake"], indirect=True)  # refused before the store
-@pytest.mark.parametrize("challenge_id", [
-    "garbage", "ch_", "ch_0123456789abcdefaaaaaaaaaaaaaaaaaaaaaaaaaa", "ch_" + "z" * 42,
-    "%00", "ch_0123456789ABCDEFaaaaaaaaaaaaaaaaaaaaaaaaaa",
-])
+@pytest.mark.parametrize(
+    "challenge_id",
+    [
+        "garbage",
+        "ch_",
+        "ch_0123456789abcdefaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "ch_" + "z" * 42,
+        "%00",
+        "ch_0123456789ABCDEFaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    ],
+)
 @pytest.mark.parametrize("call", ["get", "totp", "consume", "cancel"])
 def test_an_unknown_or_garbage_id_is_not_found(api, customer, challenge_id, call):
     path = f"/v1/challenges/{challenge_id}"
@@ -309,7 +338,10 @@ def test_the_right_code_verifies_the_challenge(api, customer, clock):
     assert api.get(f"/v1/challenges/{challenge['id']}").get_json() == body
     newest = events(api)[0]
     assert (newest["type"], newest["challenge_id"], newest["method"]) == (
-        "challenge.verified", challenge["id"], "totp")
+        "challenge.verified",
+        challenge["id"],
+        "totp",
+    )
 
 
 def test_a_wrong_code_is_invalid_and_reports_attempts_left(api, customer, clock):
@@ -322,8 +354,7 @@ def test_a_wrong_code_is_invalid_and_reports_attempts_left(api, customer, clock)
     assert api.get("/v1/customers/cust-001").get_json()["failed_attempts"] == 2
 
 
-@pytest.mark.parametrize("code", ["12345", "1234567", "abcdef", "12 345", "１２３４５６", "²²²²²²",
-                                  "١٢٣٤٥٦"])
+@pytest.mark.parametrize("code", ["12345", "1234567", "abcdef", "12 345", "１２３４５６", "²²²²²²", "١٢٣٤٥٦"])
 def test_a_malformed_code_is_just_a_wrong_code(api, customer, code):
     challenge = new_challenge(api)
     body = assert_problem(verify(api, challenge, code), 422, "invalid_code")
@@ -422,8 +453,12 @@ def test_wrong_confirmations_and_wrong_verifications_add_up_to_one_count(api, cu
     for _ in range(3):
         api.post("/v1/customers/cust-001/totp/confirm", {"code": wrong_code(pending, clock())})
     assert api.get("/v1/customers/cust-001").get_json() | {"phones": None} == {
-        "customer_id": "cust-001", "phones": None, "totp": "active", "locked": False,
-        "failed_attempts": 5}
+        "customer_id": "cust-001",
+        "phones": None,
+        "totp": "active",
+        "locked": False,
+        "failed_attempts": 5,
+    }
     # The sixth wrong code, on the challenge, locks.
     assert_problem(verify(api, challenge, wrong_code(customer, clock())), 422, "invalid_code")
     assert api.get("/v1/customers/cust-001").get_json()["locked"] is True
@@ -453,8 +488,12 @@ def test_five_failures_do_not_lock(api, customer, clock):
 def test_the_threshold_and_attempts_follow_the_settings(api, customer, clock, settings):
     challenge = new_challenge(api, methods=["totp"])
     assert challenge["attempts_left"] == 5
-    assert assert_problem(verify(api, challenge, wrong_code(customer, clock())), 422,
-                          "invalid_code")["attempts_left"] == 4
+    assert (
+        assert_problem(verify(api, challenge, wrong_code(customer, clock())), 422, "invalid_code")[
+            "attempts_left"
+        ]
+        == 4
+    )
     verify(api, challenge, wrong_code(customer, clock()))
     assert api.get("/v1/customers/cust-001").get_json()["locked"] is True
 
@@ -490,8 +529,7 @@ def test_consume_with_another_digest_is_a_mismatch(api, customer, clock, digest)
 
 def test_consume_with_the_uppercase_digest_is_a_mismatch(api, customer, clock):
     challenge = verified(api, customer, clock)
-    assert_problem(consume(api, challenge, challenge["transaction_digest"].upper()), 409,
-                   "digest_mismatch")
+    assert_problem(consume(api, challenge, challenge["transaction_digest"].upper()), 409, "digest_mismatch")
 
 
 def test_consume_of_a_pending_challenge_is_not_verified(api, customer):
@@ -556,8 +594,9 @@ def test_cancel_frees_the_designated_number(api, customer):
 
 def test_cancel_takes_no_fields(api, customer):
     challenge = new_challenge(api)
-    assert_problem(api.post(f"/v1/challenges/{challenge['id']}/cancel", {"reason": "x"}), 422,
-                   "validation_error")
+    assert_problem(
+        api.post(f"/v1/challenges/{challenge['id']}/cancel", {"reason": "x"}), 422, "validation_error"
+    )
     assert status_of(api, challenge["id"]) == "pending"
 
 
@@ -637,21 +676,40 @@ def test_transaction_digest_is_sha256_of_the_canonical_json(api, customer):
     body = transfer()
     challenge = new_challenge(api)
     # Keys sorted at every level, no spaces, the katakana as raw UTF-8.
-    canonical = ('{"amount":150000,"currency":"JPY","customer_id":"cust-001","kind":"transfer",'
-                 '"payee":{"account_number":"1234567","account_type":"ordinary","bank_code":"0168",'
-                 '"branch_code":"001","name":"ﾔﾏﾀﾞ ﾀﾛｳ"}}')
+    canonical = (
+        '{"amount":150000,"currency":"JPY","customer_id":"cust-001","kind":"transfer",'
+        '"payee":{"account_number":"1234567","account_type":"ordinary","bank_code":"0168",'
+        '"branch_code":"001","name":"ﾔﾏﾀﾞ ﾀﾛｳ"}}'
+    )
     assert challenge["transaction_digest"] == hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     assert challenge["transaction_digest"] == independent_digest(body)
 
 
-@pytest.mark.parametrize("overrides", [
-    {"amount": 1},
-    {"amount": 99_999_999_999},
-    {"kind": "payeasy", "payee": {"name": "ｺｸｾｲ ﾁｮｳ \"税\" \\ /", "biller_number": "00001",
-                                  "confirmation_number": "1", "customer_number": "9"}},
-    {"payee": {"name": "山田 太郎 😀", "account_number": "7", "branch_code": "999",
-               "bank_code": "9900", "account_type": "current"}},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"amount": 1},
+        {"amount": 99_999_999_999},
+        {
+            "kind": "payeasy",
+            "payee": {
+                "name": 'ｺｸｾｲ ﾁｮｳ "税" \\ /',
+                "biller_number": "00001",
+                "confirmation_number": "1",
+                "customer_number": "9",
+            },
+        },
+        {
+            "payee": {
+                "name": "山田 太郎 😀",
+                "account_number": "7",
+                "branch_code": "999",
+                "bank_code": "9900",
+                "account_type": "current",
+            }
+        },
+    ],
+)
 def test_transaction_digest_matches_an_independent_computation(api, customer, overrides):
     body = transfer(**overrides)
     challenge = new_challenge(api, **overrides)
@@ -694,8 +752,7 @@ class Model:
         return ch["attempts"]
 
 
-@pytest.mark.parametrize("store", ["fake", pytest.param("real", marks=pytest.mark.real_redis)],
-                         indirect=True)
+@pytest.mark.parametrize("store", ["fake", pytest.param("real", marks=pytest.mark.real_redis)], indirect=True)
 def test_the_lifecycle_follows_the_contract_in_any_order(app, store, clock):
     """Random sequences of create, verify, consume, cancel, unlock and time passing."""
 
@@ -723,8 +780,11 @@ def test_the_lifecycle_follows_the_contract_in_any_order(app, store, clock):
                 return
             assert rv.status_code == 201, rv.get_data(as_text=True)
             body = rv.get_json()
-            self.model.challenges[body["id"]] = {"status": "pending", "attempts": 3,
-                                                 "expires": self.model.now + ttl}
+            self.model.challenges[body["id"]] = {
+                "status": "pending",
+                "attempts": 3,
+                "expires": self.model.now + ttl,
+            }
             self.digests[body["id"]] = body["transaction_digest"]
 
         @rule(seconds=st.sampled_from([1, 29, 30, 31, 61, 300]))
@@ -793,25 +853,28 @@ def test_the_lifecycle_follows_the_contract_in_any_order(app, store, clock):
         @invariant()
         def the_gateway_agrees_with_the_model(self) -> None:
             customer = self.api.get(f"/v1/customers/{self.cid}").get_json()
-            assert (customer["failed_attempts"], customer["locked"]) == (self.model.failed,
-                                                                         self.model.locked)
+            assert (customer["failed_attempts"], customer["locked"]) == (self.model.failed, self.model.locked)
             for cid in self.model.challenges:
                 body = self.api.get(f"/v1/challenges/{cid}").get_json()
                 assert body["status"] == self.model.status(cid), cid
                 assert body["attempts_left"] == max(self.model.challenges[cid]["attempts"], 0)
 
-    run_state_machine_as_test(Lifecycle, settings=hsettings(max_examples=15, stateful_step_count=20,
-                                                            deadline=None))
+    run_state_machine_as_test(
+        Lifecycle, settings=hsettings(max_examples=15, stateful_step_count=20, deadline=None)
+    )
 
 
-@pytest.mark.parametrize("start", [
-    0.0,                      # 1970-01-01
-    951_782_340.123,          # 2000-02-28T23:59:00.123Z, into a leap day of a 400-year
-    1_709_164_799.999,        # 2024-02-28T23:59:59.999Z, into a leap day
-    4_107_542_340.5,          # 2100-02-28T23:59:00.5Z: no leap day in 2100
-    1_767_225_599.0,          # 2025-12-31T23:59:59Z, into a new year
-    20_000_000_000.0,         # 2603-10-11, the RFC 6238 vector's time
-])
+@pytest.mark.parametrize(
+    "start",
+    [
+        0.0,  # 1970-01-01
+        951_782_340.123,  # 2000-02-28T23:59:00.123Z, into a leap day of a 400-year
+        1_709_164_799.999,  # 2024-02-28T23:59:59.999Z, into a leap day
+        4_107_542_340.5,  # 2100-02-28T23:59:00.5Z: no leap day in 2100
+        1_767_225_599.0,  # 2025-12-31T23:59:59Z, into a new year
+        20_000_000_000.0,  # 2603-10-11, the RFC 6238 vector's time
+    ],
+)
 def test_the_expiry_event_is_dated_in_rfc3339_utc_at_any_date(api, customer, clock, start):
     from authgw.challenges.domain import rfc3339
 

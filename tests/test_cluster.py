@@ -55,8 +55,18 @@ def test_keys_of_one_customer_share_a_slot(redis_cluster: Any) -> None:
         for customer_id in ("cust-001", "cust-002", "山田"):
             ck = keys.for_customer(customer_id)
             ch = ck.challenge(new_challenge_id(customer_id))
-            slots = {client.keyslot(k) for k in (ck.customer, ck.events, ck.open, ck.lines, ch,
-                                                ck.idempotency("corebank", "ab" * 16), ck.call("CA1"))}
+            slots = {
+                client.keyslot(k)
+                for k in (
+                    ck.customer,
+                    ck.events,
+                    ck.open,
+                    ck.lines,
+                    ch,
+                    ck.idempotency("corebank", "ab" * 16),
+                    ck.call("CA1"),
+                )
+            }
             assert len(slots) == 1
     finally:
         client.close()
@@ -86,11 +96,15 @@ def test_whole_lifecycle_on_every_shard(cluster_app: Any, clock: Any) -> None:
             assert wrong.get_json()["code"] == "invalid_code"
         rv = api.post(f"/v1/challenges/{challenge['id']}/totp", {"code": totp.at(clock())})
         assert rv.status_code == 200 and rv.get_json()["verified_by"] == "totp"
-        rv = api.post(f"/v1/challenges/{challenge['id']}/consume",
-                      {"transaction_digest": challenge["transaction_digest"]})
+        rv = api.post(
+            f"/v1/challenges/{challenge['id']}/consume",
+            {"transaction_digest": challenge["transaction_digest"]},
+        )
         assert rv.status_code == 200 and rv.get_json()["status"] == "consumed"
-        again = api.post(f"/v1/challenges/{challenge['id']}/consume",
-                         {"transaction_digest": challenge["transaction_digest"]})
+        again = api.post(
+            f"/v1/challenges/{challenge['id']}/consume",
+            {"transaction_digest": challenge["transaction_digest"]},
+        )
         assert again.status_code == 409 and again.get_json()["code"] == "already_consumed"
         types = [e["type"] for e in api.get(f"/v1/customers/{cid}/events").get_json()["events"]]
         assert types[:2] == ["challenge.consumed", "challenge.verified"]
@@ -118,13 +132,20 @@ def test_readyz_answers_on_a_cluster(cluster_app: Any) -> None:
 def test_wait_for_replicas_goes_to_the_node_of_the_slot(redis_cluster: Any, clock: Any) -> None:
     """With ``redis_wait_replicas`` the script and its WAIT go to the primary of the customer's
     slot; these primaries have no replicas, so the change is made but not acknowledged."""
-    app = open_app({**settings_for_tests(redis_url=redis_cluster.url, redis_wait_replicas=1,
-                                         redis_timeout=2, redis_wait_timeout=0.05), "clock": clock})
+    app = open_app(
+        {
+            **settings_for_tests(
+                redis_url=redis_cluster.url, redis_wait_replicas=1, redis_timeout=2, redis_wait_timeout=0.05
+            ),
+            "clock": clock,
+        }
+    )
     store = app.extensions["authgw"].store
     store.client.flushall()
     api = Api(app.test_client(), API_KEY)
-    nodes = {store.client.get_node_from_key(store.keys.for_customer(f"cust-{i}").customer).name
-             for i in range(12)}
+    nodes = {
+        store.client.get_node_from_key(store.keys.for_customer(f"cust-{i}").customer).name for i in range(12)
+    }
     assert len(nodes) == 3
     for i in range(12):
         rv = api.put(f"/v1/customers/cust-{i}", {"phones": ["090-1234-5678"]})

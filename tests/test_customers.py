@@ -41,14 +41,24 @@ def test_put_registers_a_customer_with_phones_in_e164(api):
     rv = api.put("/v1/customers/cust-001", {"phones": ["090-1234-5678", "03-1234-5678"]})
     assert rv.status_code == 200
     assert rv.mimetype == "application/json"
-    assert rv.get_json() == {"customer_id": "cust-001", "phones": ["+819012345678", "+81312345678"],
-                             "totp": "none", "locked": False, "failed_attempts": 0}
+    assert rv.get_json() == {
+        "customer_id": "cust-001",
+        "phones": ["+819012345678", "+81312345678"],
+        "totp": "none",
+        "locked": False,
+        "failed_attempts": 0,
+    }
 
 
 def test_get_returns_the_customer_as_registered(api):
     register(api, phones=("090-1234-5678",))
-    assert customer_of(api) == {"customer_id": "cust-001", "phones": ["+819012345678"],
-                                "totp": "none", "locked": False, "failed_attempts": 0}
+    assert customer_of(api) == {
+        "customer_id": "cust-001",
+        "phones": ["+819012345678"],
+        "totp": "none",
+        "locked": False,
+        "failed_attempts": 0,
+    }
 
 
 def test_put_again_replaces_the_phones_and_keeps_the_rest(api, clock):
@@ -71,8 +81,9 @@ def test_the_same_phone_in_two_spellings_is_registered_once(api):
     assert rv.get_json()["phones"] == ["+819012345678"]
 
 
-@pytest.mark.parametrize("path", ["/v1/customers/nobody", "/v1/customers/no%20such%20id",
-                                  "/v1/customers/" + "x" * 65])
+@pytest.mark.parametrize(
+    "path", ["/v1/customers/nobody", "/v1/customers/no%20such%20id", "/v1/customers/" + "x" * 65]
+)
 def test_get_of_an_unknown_customer_is_404(api, path):
     assert_problem(api.get(path), 404, "customer_not_found")
 
@@ -94,8 +105,9 @@ def test_delete_cancels_the_customers_pending_challenges(api, clock):
     secret = enrol_totp(api, clock)
     pending = [new_challenge(api)["id"] for _ in range(2)]
     verified = new_challenge(api, methods=["totp"])["id"]
-    assert api.post(f"/v1/challenges/{verified}/totp",
-                    {"code": totp_code(secret, clock())}).status_code == 200
+    assert (
+        api.post(f"/v1/challenges/{verified}/totp", {"code": totp_code(secret, clock())}).status_code == 200
+    )
     assert api.delete("/v1/customers/cust-001").status_code == 204
     for challenge_id in [*pending, verified]:
         rv = api.get(f"/v1/challenges/{challenge_id}")
@@ -156,10 +168,12 @@ def test_enrol_returns_secret_uri_and_qr_code_and_leaves_it_pending(api):
 def test_the_secret_is_never_returned_again(api, clock):
     register(api)
     secret = api.post("/v1/customers/cust-001/totp").get_json()["secret"]
-    responses = [api.get("/v1/customers/cust-001"),
-                 api.post("/v1/customers/cust-001/totp/confirm", {"code": totp_code(secret, clock())}),
-                 api.get("/v1/customers/cust-001/events"),
-                 api.post("/v1/challenges", transfer())]
+    responses = [
+        api.get("/v1/customers/cust-001"),
+        api.post("/v1/customers/cust-001/totp/confirm", {"code": totp_code(secret, clock())}),
+        api.get("/v1/customers/cust-001/events"),
+        api.post("/v1/challenges", transfer()),
+    ]
     for rv in responses:
         assert rv.status_code < 300
         assert secret not in rv.get_data(as_text=True)
@@ -171,8 +185,7 @@ def test_enrol_for_an_unknown_customer_is_404(api):
 
 def test_enrol_takes_no_fields(api):
     register(api)
-    assert_problem(api.post("/v1/customers/cust-001/totp", {"secret": "A" * 32}), 422,
-                   "validation_error")
+    assert_problem(api.post("/v1/customers/cust-001/totp", {"secret": "A" * 32}), 422, "validation_error")
 
 
 def test_confirm_with_the_right_code_activates_totp(api, clock):
@@ -180,8 +193,13 @@ def test_confirm_with_the_right_code_activates_totp(api, clock):
     secret = api.post("/v1/customers/cust-001/totp").get_json()["secret"]
     rv = api.post("/v1/customers/cust-001/totp/confirm", {"code": totp_code(secret, clock())})
     assert rv.status_code == 200
-    assert rv.get_json() == {"customer_id": "cust-001", "phones": ["+819012345678"],
-                             "totp": "active", "locked": False, "failed_attempts": 0}
+    assert rv.get_json() == {
+        "customer_id": "cust-001",
+        "phones": ["+819012345678"],
+        "totp": "active",
+        "locked": False,
+        "failed_attempts": 0,
+    }
     assert "totp.enrolled" in event_types(api)
 
 
@@ -189,8 +207,7 @@ def test_confirm_with_a_wrong_code_is_invalid_and_counts_as_a_failure(api, clock
     register(api)
     secret = api.post("/v1/customers/cust-001/totp").get_json()["secret"]
     wrong = wrong_code(secret, clock())
-    assert_problem(api.post("/v1/customers/cust-001/totp/confirm", {"code": wrong}), 422,
-                   "invalid_code")
+    assert_problem(api.post("/v1/customers/cust-001/totp/confirm", {"code": wrong}), 422, "invalid_code")
     customer = customer_of(api)
     assert customer["failed_attempts"] == 1
     assert customer["totp"] == "pending"
@@ -198,17 +215,20 @@ def test_confirm_with_a_wrong_code_is_invalid_and_counts_as_a_failure(api, clock
 
 def test_confirm_without_a_pending_enrolment_is_409(api, clock):
     register(api)
-    assert_problem(api.post("/v1/customers/cust-001/totp/confirm", {"code": "123456"}), 409,
-                   "no_pending_enrolment")
+    assert_problem(
+        api.post("/v1/customers/cust-001/totp/confirm", {"code": "123456"}), 409, "no_pending_enrolment"
+    )
     enrol_totp(api, clock)
     # Once confirmed, nothing is pending any more.
-    assert_problem(api.post("/v1/customers/cust-001/totp/confirm", {"code": "123456"}), 409,
-                   "no_pending_enrolment")
+    assert_problem(
+        api.post("/v1/customers/cust-001/totp/confirm", {"code": "123456"}), 409, "no_pending_enrolment"
+    )
 
 
 def test_confirm_for_an_unknown_customer_is_404(api):
-    assert_problem(api.post("/v1/customers/nobody/totp/confirm", {"code": "123456"}), 404,
-                   "customer_not_found")
+    assert_problem(
+        api.post("/v1/customers/nobody/totp/confirm", {"code": "123456"}), 404, "customer_not_found"
+    )
 
 
 def test_a_new_enrolment_replaces_a_pending_one(api, clock):
@@ -216,8 +236,11 @@ def test_a_new_enrolment_replaces_a_pending_one(api, clock):
     first = api.post("/v1/customers/cust-001/totp").get_json()["secret"]
     second = api.post("/v1/customers/cust-001/totp").get_json()["secret"]
     assert first != second
-    assert_problem(api.post("/v1/customers/cust-001/totp/confirm",
-                            {"code": totp_code(first, clock())}), 422, "invalid_code")
+    assert_problem(
+        api.post("/v1/customers/cust-001/totp/confirm", {"code": totp_code(first, clock())}),
+        422,
+        "invalid_code",
+    )
     rv = api.post("/v1/customers/cust-001/totp/confirm", {"code": totp_code(second, clock())})
     assert rv.status_code == 200
     assert rv.get_json()["totp"] == "active"
@@ -241,13 +264,19 @@ def test_wrong_confirmation_codes_lock_the_customer_at_the_threshold(api, clock)
     register(api)
     secret = api.post("/v1/customers/cust-001/totp").get_json()["secret"]
     for _ in range(5):
-        assert_problem(api.post("/v1/customers/cust-001/totp/confirm",
-                                {"code": wrong_code(secret, clock())}), 422, "invalid_code")
+        assert_problem(
+            api.post("/v1/customers/cust-001/totp/confirm", {"code": wrong_code(secret, clock())}),
+            422,
+            "invalid_code",
+        )
     assert customer_of(api)["locked"] is False
     # Re-enrolling in between does not help.
     secret = api.post("/v1/customers/cust-001/totp").get_json()["secret"]
-    assert_problem(api.post("/v1/customers/cust-001/totp/confirm",
-                            {"code": wrong_code(secret, clock())}), 422, "invalid_code")
+    assert_problem(
+        api.post("/v1/customers/cust-001/totp/confirm", {"code": wrong_code(secret, clock())}),
+        422,
+        "invalid_code",
+    )
     customer = customer_of(api)
     assert customer["locked"] is True
     assert customer["failed_attempts"] == 6
@@ -279,8 +308,9 @@ def test_delete_totp_erases_a_pending_enrolment_too(api):
     api.post("/v1/customers/cust-001/totp")
     assert api.delete("/v1/customers/cust-001/totp").status_code == 204
     assert customer_of(api)["totp"] == "none"
-    assert_problem(api.post("/v1/customers/cust-001/totp/confirm", {"code": "123456"}), 409,
-                   "no_pending_enrolment")
+    assert_problem(
+        api.post("/v1/customers/cust-001/totp/confirm", {"code": "123456"}), 409, "no_pending_enrolment"
+    )
 
 
 def test_delete_totp_of_an_unknown_customer_is_404(api):
@@ -303,8 +333,13 @@ def test_unlock_clears_the_lock_and_the_failure_count(api, clock):
     assert_problem(api.post("/v1/challenges", transfer()), 423, "customer_locked")
     rv = api.post("/v1/customers/cust-001/unlock")
     assert rv.status_code == 200
-    assert rv.get_json() == {"customer_id": "cust-001", "phones": ["+819012345678"], "totp": "pending",
-                             "locked": False, "failed_attempts": 0}
+    assert rv.get_json() == {
+        "customer_id": "cust-001",
+        "phones": ["+819012345678"],
+        "totp": "pending",
+        "locked": False,
+        "failed_attempts": 0,
+    }
     assert api.post("/v1/challenges", transfer()).status_code == 201
 
 
@@ -386,13 +421,19 @@ def test_the_trail_of_a_whole_flow(api, clock):
     challenge = new_challenge(api, methods=["totp"])
     api.post(f"/v1/challenges/{challenge['id']}/totp", {"code": wrong_code(secret, clock())})
     api.post(f"/v1/challenges/{challenge['id']}/totp", {"code": totp_code(secret, clock())})
-    api.post(f"/v1/challenges/{challenge['id']}/consume",
-             {"transaction_digest": challenge["transaction_digest"]})
+    api.post(
+        f"/v1/challenges/{challenge['id']}/consume", {"transaction_digest": challenge["transaction_digest"]}
+    )
     api.delete("/v1/customers/cust-001/totp")
     events = api.get("/v1/customers/cust-001/events").get_json()["events"]
-    assert [e["type"] for e in events] == ["totp.removed", "challenge.consumed", "challenge.verified",
-                                           "challenge.failed_attempt", "challenge.created",
-                                           "totp.enrolled"]
+    assert [e["type"] for e in events] == [
+        "totp.removed",
+        "challenge.consumed",
+        "challenge.verified",
+        "challenge.failed_attempt",
+        "challenge.created",
+        "totp.enrolled",
+    ]
     for event in events[1:5]:
         assert event["challenge_id"] == challenge["id"]
     assert events[2]["method"] == events[3]["method"] == "totp"

@@ -71,14 +71,18 @@ def test_store_killed_and_restarted_under_load(durable_server: Topology) -> None
         wait_until("traffic", lambda: all(t.successes() >= 10 for t in traffic))
         node.kill()
         marks = [len(t.statuses) for t in traffic]
-        wait_until("503s while the store is down",
-                   lambda: all(len(t.statuses) > m + 5 for t, m in zip(traffic, marks, strict=True)))
+        wait_until(
+            "503s while the store is down",
+            lambda: all(len(t.statuses) > m + 5 for t, m in zip(traffic, marks, strict=True)),
+        )
         assert app.test_client().get("/readyz").status_code == 503
         node.start()
         node.wait_up()
         marks = [t.successes() for t in traffic]
-        wait_until("successes after the restart",
-                   lambda: all(t.successes() >= m + 10 for t, m in zip(traffic, marks, strict=True)))
+        wait_until(
+            "successes after the restart",
+            lambda: all(t.successes() >= m + 10 for t, m in zip(traffic, marks, strict=True)),
+        )
     finally:
         for t in traffic:
             t.stop.set()
@@ -119,9 +123,14 @@ def test_slow_store_fails_closed_within_the_timeout(server: Topology, clock: Any
 
 def test_too_few_replicas_fail_closed(server: Topology, clock: Any) -> None:
     """With ``redis_wait_replicas`` set and no replica to confirm, nothing is acknowledged."""
-    app = open_app({**settings_for_tests(redis_url=server.url, redis_timeout=2,
-                                           redis_wait_replicas=1, redis_wait_timeout=0.05),
-                      "clock": clock})
+    app = open_app(
+        {
+            **settings_for_tests(
+                redis_url=server.url, redis_timeout=2, redis_wait_replicas=1, redis_wait_timeout=0.05
+            ),
+            "clock": clock,
+        }
+    )
     api = Api(app.test_client(), API_KEY)
     rv = api.put("/v1/customers/cust-001", {"phones": ["090-1234-5678"]})
     assert rv.status_code == 503 and rv.get_json()["code"] == "store_unavailable"
@@ -130,8 +139,12 @@ def test_too_few_replicas_fail_closed(server: Topology, clock: Any) -> None:
 
 def _call(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={
-        "Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as rv:
             text = rv.read()
@@ -150,12 +163,23 @@ def _serve_env(server: Topology, **extra: str) -> dict[str, str]:
 def test_worker_killed_mid_request_leaves_no_half_written_state(server: Topology) -> None:
     gateway = start_gateway(_serve_env(server, AUTHGW_REDIS_TIMEOUT="5"), workers=1)
     try:
-        assert _call("PUT", gateway.url + "/v1/customers/cust-001",
-                     {"phones": ["090-1234-5678"]})[0] == 200
-        status, challenge = _call("POST", gateway.url + "/v1/challenges", {
-            "customer_id": "cust-001", "kind": "transfer", "amount": 150000,
-            "payee": {"bank_code": "0168", "branch_code": "001", "account_type": "ordinary",
-                      "account_number": "1234567", "name": "ﾔﾏﾀﾞ ﾀﾛｳ"}})
+        assert _call("PUT", gateway.url + "/v1/customers/cust-001", {"phones": ["090-1234-5678"]})[0] == 200
+        status, challenge = _call(
+            "POST",
+            gateway.url + "/v1/challenges",
+            {
+                "customer_id": "cust-001",
+                "kind": "transfer",
+                "amount": 150000,
+                "payee": {
+                    "bank_code": "0168",
+                    "branch_code": "001",
+                    "account_type": "ordinary",
+                    "account_number": "1234567",
+                    "name": "ﾔﾏﾀﾞ ﾀﾛｳ",
+                },
+            },
+        )
         assert status == 201
         (worker,) = gateway.worker_pids()
         outcome: list[Any] = []
@@ -174,8 +198,7 @@ def test_worker_killed_mid_request_leaves_no_half_written_state(server: Topology
         os.kill(worker, signal.SIGKILL)
         thread.join(15)
         assert outcome and not (isinstance(outcome[0], tuple) and outcome[0][0] == 200)
-        wait_until("gunicorn starting a new worker",
-                   lambda: any(p != worker for p in gateway.worker_pids()))
+        wait_until("gunicorn starting a new worker", lambda: any(p != worker for p in gateway.worker_pids()))
         wait_until("the store answering", lambda: _call("GET", gateway.url + "/readyz")[0] == 200)
 
         status, after = _call("GET", gateway.url + f"/v1/challenges/{challenge['id']}")
@@ -193,14 +216,18 @@ def test_worker_killed_mid_request_leaves_no_half_written_state(server: Topology
 def test_sigterm_lets_in_flight_requests_finish(server: Topology) -> None:
     gateway = start_gateway(_serve_env(server, AUTHGW_REDIS_TIMEOUT="5"), workers=1)
     try:
-        assert _call("PUT", gateway.url + "/v1/customers/cust-001",
-                     {"phones": ["090-1234-5678"]})[0] == 200
+        assert _call("PUT", gateway.url + "/v1/customers/cust-001", {"phones": ["090-1234-5678"]})[0] == 200
         outcome: list[Any] = []
 
         def slow_put() -> None:
             try:
-                outcome.append(_call("PUT", gateway.url + "/v1/customers/cust-001",
-                                     {"phones": ["090-1234-5678", "080-1234-5678"]}))
+                outcome.append(
+                    _call(
+                        "PUT",
+                        gateway.url + "/v1/customers/cust-001",
+                        {"phones": ["090-1234-5678", "080-1234-5678"]},
+                    )
+                )
             except OSError as exc:
                 outcome.append(exc)
 
@@ -244,8 +271,10 @@ def test_cluster_shard_killed_and_restarted_fails_closed_then_recovers(clock: An
         assert all(answers[cid].get_json()["code"] == "store_unavailable" for cid in on_dead)
         dead.start()
         dead.wait_up()
-        wait_until("every customer readable again", lambda: all(
-            api.get(f"/v1/customers/{cid}").status_code == 200 for cid in on_dead + elsewhere))
+        wait_until(
+            "every customer readable again",
+            lambda: all(api.get(f"/v1/customers/{cid}").status_code == 200 for cid in on_dead + elsewhere),
+        )
         assert api.post("/v1/challenges", transfer(on_dead[0])).status_code == 201
     finally:
         cluster.stop()

@@ -29,8 +29,12 @@ from tests.topology import Gateway, Topology, start_gateway, start_server
 pytestmark = [pytest.mark.real_redis, pytest.mark.topology]
 
 EXAMPLES = int(os.environ.get("AUTHGW_FUZZ_EXAMPLES", "8"))
-CHECKS = [st_checks.not_a_server_error, oa_checks.status_code_conformance,
-          oa_checks.content_type_conformance, oa_checks.response_schema_conformance]
+CHECKS = [
+    st_checks.not_a_server_error,
+    oa_checks.status_code_conformance,
+    oa_checks.content_type_conformance,
+    oa_checks.response_schema_conformance,
+]
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +55,22 @@ MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
 
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: op.label)
-def test_no_server_error_and_no_undocumented_answer(live: tuple[Topology, Gateway], operation: Any,
-                                                    mode: Any) -> None:
+def test_no_server_error_and_no_undocumented_answer(
+    live: tuple[Topology, Gateway], operation: Any, mode: Any
+) -> None:
     _server, gateway = live
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def one(case: Any) -> None:
-        case.call_and_validate(base_url=gateway.url, checks=CHECKS, timeout=10,
-                               headers={"Authorization": f"Bearer {API_KEY}"})
+        case.call_and_validate(
+            base_url=gateway.url, checks=CHECKS, timeout=10, headers={"Authorization": f"Bearer {API_KEY}"}
+        )
 
     one()

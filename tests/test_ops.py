@@ -51,8 +51,7 @@ def test_healthz_and_readyz(app: Any) -> None:
 def test_readyz_is_503_when_the_store_is_gone() -> None:
     from authgw.embedded import free_port
 
-    app = open_app(settings_for_tests(redis_url=f"redis://127.0.0.1:{free_port()}/0",
-                                        redis_timeout=0.2))
+    app = open_app(settings_for_tests(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout=0.2))
     client = app.test_client()
     assert client.get("/healthz").status_code == 200
     rv = client.get("/readyz")
@@ -67,10 +66,17 @@ def test_metrics_count_requests_transitions_and_lockouts(api: Any, app: Any, clo
     register(api)
     secret = enrol_totp(api, clock)
     challenge = new_challenge(api)
-    assert api.post(f"/v1/challenges/{challenge['id']}/totp",
-                    {"code": totp_code(secret, clock())}).status_code == 200
-    assert api.post(f"/v1/challenges/{challenge['id']}/consume",
-                    {"transaction_digest": challenge["transaction_digest"]}).status_code == 200
+    assert (
+        api.post(f"/v1/challenges/{challenge['id']}/totp", {"code": totp_code(secret, clock())}).status_code
+        == 200
+    )
+    assert (
+        api.post(
+            f"/v1/challenges/{challenge['id']}/consume",
+            {"transaction_digest": challenge["transaction_digest"]},
+        ).status_code
+        == 200
+    )
     for _ in range(2):  # 3 attempts per challenge, 6 failures lock the customer
         ch = new_challenge(api)
         for _ in range(3):
@@ -123,8 +129,9 @@ def test_a_missing_or_odd_request_id_is_replaced(app: Any, given: str | None) ->
 
 def test_log_lines_are_json_with_the_request_id_and_no_secret(api: Any, caplog: Any) -> None:
     caplog.set_level(logging.INFO, logger="authgw")
-    rv = api.put("/v1/customers/cust-001", {"phones": ["090-1234-5678"]},
-                 headers={"X-Request-Id": "trace-42"})
+    rv = api.put(
+        "/v1/customers/cust-001", {"phones": ["090-1234-5678"]}, headers={"X-Request-Id": "trace-42"}
+    )
     assert rv.status_code == 200
     lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records]
     access = [line for line in lines if line["logger"] == "authgw.access"]
@@ -145,8 +152,15 @@ def test_log_messages_are_scrubbed() -> None:
 
 
 def test_an_error_line_is_json_without_leaking() -> None:
-    record = logging.LogRecord("authgw.app", logging.ERROR, __file__, 1,
-                               "failed for %s with Bearer %s", ("+819012345678", API_KEY), None)
+    record = logging.LogRecord(
+        "authgw.app",
+        logging.ERROR,
+        __file__,
+        1,
+        "failed for %s with Bearer %s",
+        ("+819012345678", API_KEY),
+        None,
+    )
     line = json.loads(JsonFormatter().format(record))
     assert line["level"] == "error" and "+819012345678" not in line["message"]
     assert API_KEY not in line["message"]
@@ -168,8 +182,12 @@ def test_metrics_add_up_across_gunicorn_workers_under_serve() -> None:
                 assert rv.status == 200
         with urllib.request.urlopen(gateway.url + "/metrics", timeout=5) as rv:
             text = rv.read().decode()
-        total = sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                    if s.name == "authgw_requests_total" and s.labels.get("route") == "/healthz")
+        total = sum(
+            s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == "authgw_requests_total" and s.labels.get("route") == "/healthz"
+        )
         assert total >= 20
     finally:
         gateway.stop()

@@ -69,8 +69,10 @@ def test_fifty_consumers_of_one_verified_challenge_yield_exactly_one_success(rea
     register(api)
     secret = enrol_totp(api, clock)
     challenge = new_challenge(api, methods=["totp"])
-    assert api.post(f"/v1/challenges/{challenge['id']}/totp",
-                    {"code": totp_code(secret, clock())}).status_code == 200
+    assert (
+        api.post(f"/v1/challenges/{challenge['id']}/totp", {"code": totp_code(secret, clock())}).status_code
+        == 200
+    )
     body = {"transaction_digest": challenge["transaction_digest"]}
 
     results = race(real_app, [lambda a: a.post(f"/v1/challenges/{challenge['id']}/consume", body)] * 50)
@@ -86,8 +88,11 @@ def test_racing_wrong_codes_never_lose_a_failure_count(real_app, api, clock, set
     secret = enrol_totp(api, clock)
     challenges = [new_challenge(api, methods=["totp"]) for _ in range(3)]
     bad = wrong_code(secret, clock())
-    calls = [lambda a, c=c: a.post(f"/v1/challenges/{c['id']}/totp", {"code": bad})
-             for c in challenges for _ in range(12)]
+    calls = [
+        lambda a, c=c: a.post(f"/v1/challenges/{c['id']}/totp", {"code": bad})
+        for c in challenges
+        for _ in range(12)
+    ]
 
     results = race(real_app, calls)
 
@@ -96,11 +101,14 @@ def test_racing_wrong_codes_never_lose_a_failure_count(real_app, api, clock, set
     # Every attempt a challenge had was spent exactly once: 10 each, no more, none lost.
     assert len(refused) == 30
     assert Counter(outcome(rv) for rv in results if rv.status_code != 422) == {
-        (409, "challenge_not_pending"): 6}
+        (409, "challenge_not_pending"): 6
+    }
     for challenge in challenges:
-        lefts = sorted(rv.get_json()["attempts_left"] for rv, call_for in
-                       zip(results, [c for c in challenges for _ in range(12)], strict=True)
-                       if call_for is challenge and rv.status_code == 422)
+        lefts = sorted(
+            rv.get_json()["attempts_left"]
+            for rv, call_for in zip(results, [c for c in challenges for _ in range(12)], strict=True)
+            if call_for is challenge and rv.status_code == 422
+        )
         assert lefts == list(range(10)), "each attempt counted once, in turn"
         assert api.get(f"/v1/challenges/{challenge['id']}").get_json()["status"] == "failed"
     customer = api.get("/v1/customers/cust-001").get_json()
@@ -114,8 +122,11 @@ def test_racing_wrong_codes_lock_at_the_threshold_exactly(real_app, api, clock):
     secret = enrol_totp(api, clock)
     challenges = [new_challenge(api, methods=["totp"]) for _ in range(3)]
     bad = wrong_code(secret, clock())
-    calls = [lambda a, c=c: a.post(f"/v1/challenges/{c['id']}/totp", {"code": bad})
-             for c in challenges for _ in range(10)]
+    calls = [
+        lambda a, c=c: a.post(f"/v1/challenges/{c['id']}/totp", {"code": bad})
+        for c in challenges
+        for _ in range(10)
+    ]
 
     results = race(real_app, calls)
 
@@ -137,8 +148,11 @@ def test_one_totp_code_raced_on_several_challenges_verifies_one(real_app, api, c
     secret = enrol_totp(api, clock)
     challenges = [new_challenge(api, methods=["totp"]) for _ in range(3)]
     code = totp_code(secret, clock())
-    calls = [lambda a, c=c: a.post(f"/v1/challenges/{c['id']}/totp", {"code": code})
-             for c in challenges for _ in range(4)]
+    calls = [
+        lambda a, c=c: a.post(f"/v1/challenges/{c['id']}/totp", {"code": code})
+        for c in challenges
+        for _ in range(4)
+    ]
 
     results = race(real_app, calls)
 
@@ -156,10 +170,13 @@ def test_verify_and_cancel_racing_on_one_challenge_settle_it_once(real_app, api,
         clock.advance(30)
         challenge = new_challenge(api, methods=["totp"])
         code = totp_code(secret, clock())
-        results = race(real_app, [
-            lambda a: a.post(f"/v1/challenges/{challenge['id']}/totp", {"code": code}),  # noqa: B023
-            lambda a: a.post(f"/v1/challenges/{challenge['id']}/cancel"),  # noqa: B023
-        ])
+        results = race(
+            real_app,
+            [
+                lambda a: a.post(f"/v1/challenges/{challenge['id']}/totp", {"code": code}),  # noqa: B023
+                lambda a: a.post(f"/v1/challenges/{challenge['id']}/cancel"),  # noqa: B023
+            ],
+        )
         verified, cancelled = (rv.status_code == 200 for rv in results)
         assert verified != cancelled, [rv.get_json() for rv in results]
         final = api.get(f"/v1/challenges/{challenge['id']}").get_json()["status"]
@@ -168,8 +185,10 @@ def test_verify_and_cancel_racing_on_one_challenge_settle_it_once(real_app, api,
 
 def test_concurrent_creations_with_one_idempotency_key_create_one_challenge(real_app, api):
     register(api)
-    results = race(real_app, [
-        lambda a: a.post("/v1/challenges", transfer(), headers={"Idempotency-Key": "order-77"})] * 20)
+    results = race(
+        real_app,
+        [lambda a: a.post("/v1/challenges", transfer(), headers={"Idempotency-Key": "order-77"})] * 20,
+    )
     assert {rv.status_code for rv in results} == {201}
     assert len({rv.get_json()["id"] for rv in results}) == 1
     assert [e["type"] for e in events(api)].count("challenge.created") == 1
@@ -177,9 +196,12 @@ def test_concurrent_creations_with_one_idempotency_key_create_one_challenge(real
 
 def test_one_idempotency_key_raced_with_different_bodies_creates_one_challenge(real_app, api):
     register(api)
-    calls = [lambda a, amount=amount: a.post("/v1/challenges", transfer(amount=amount),
-                                             headers={"Idempotency-Key": "order-88"})
-             for amount in range(1000, 1010)]
+    calls = [
+        lambda a, amount=amount: a.post(
+            "/v1/challenges", transfer(amount=amount), headers={"Idempotency-Key": "order-88"}
+        )
+        for amount in range(1000, 1010)
+    ]
     results = race(real_app, calls)
     tally = Counter(outcome(rv) for rv in results)
     assert tally == {(201, "pending"): 1, (409, "idempotency_conflict"): 9}
@@ -192,8 +214,9 @@ def test_a_burst_of_creations_on_a_full_number_pool_all_succeed(real_app, api):
     register(api)
     results = race(real_app, [lambda a: a.post("/v1/challenges", transfer())] * 24)
     assert [outcome(rv) for rv in results] == [(201, "pending")] * 24
-    statuses = Counter(api.get(f"/v1/challenges/{rv.get_json()['id']}").get_json()["status"]
-                       for rv in results)
+    statuses = Counter(
+        api.get(f"/v1/challenges/{rv.get_json()['id']}").get_json()["status"] for rv in results
+    )
     assert statuses == {"pending": 3, "cancelled": 21}
     superseded = [e for e in events(api) if e["type"] == "challenge.cancelled"]
     assert len(superseded) == 21

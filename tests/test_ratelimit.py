@@ -90,8 +90,9 @@ def test_calls_refused_before_any_store_call_are_not_counted_and_leave_nothing_h
     register(api, "cust-001")  # 1
     challenge = new_challenge(api, "cust-001")  # 2
     for _ in range(10):  # refused by validation: they cost the store nothing and are not counted
-        assert_problem(api.post(f"/v1/challenges/{challenge['id']}/totp", {"pin": "123456"}),
-                       422, "validation_error")
+        assert_problem(
+            api.post(f"/v1/challenges/{challenge['id']}/totp", {"pin": "123456"}), 422, "validation_error"
+        )
     assert api.get(f"/v1/challenges/{challenge['id']}").status_code == 200  # 3
     assert api.get("/v1/customers/cust-001").status_code == 200  # 4
     assert_problem(api.get(f"/v1/challenges/{challenge['id']}"), 429, "rate_limited")

@@ -25,10 +25,10 @@ class CountingConnection(redis.Connection):
 
 
 def gateway(url: str, clock: Any, **settings: Any) -> tuple[Api, Callable[[Callable[[], Any]], int]]:
-    pool = redis.ConnectionPool.from_url(url, decode_responses=True,
-                                         connection_class=CountingConnection)
-    app = create_app({**settings_for_tests(**settings), "redis_client": redis.Redis(connection_pool=pool),
-                      "clock": clock})
+    pool = redis.ConnectionPool.from_url(url, decode_responses=True, connection_class=CountingConnection)
+    app = create_app(
+        {**settings_for_tests(**settings), "redis_client": redis.Redis(connection_pool=pool), "clock": clock}
+    )
     api = Api(app.test_client())
 
     def cost(action: Callable[[], Any]) -> int:
@@ -49,21 +49,30 @@ def walk(api: Api, cost: Callable[[Callable[[], Any]], int], clock: Any) -> dict
         api.post("/v1/challenges", transfer(), headers={"Idempotency-Key": "warm"})
         api.get(f"/v1/challenges/{created['id']}")
         api.post(f"/v1/challenges/{created['id']}/totp", {"code": totp_code(secret, clock())})
-        api.post(f"/v1/challenges/{created['id']}/consume",
-                 {"transaction_digest": created["transaction_digest"]})
+        api.post(
+            f"/v1/challenges/{created['id']}/consume", {"transaction_digest": created["transaction_digest"]}
+        )
         api.post(f"/v1/challenges/{api.post('/v1/challenges', transfer()).get_json()['id']}/cancel")
         api.get("/v1/customers/cust-001")
     clock.advance(30)
     ids: dict[str, Any] = {}
     costs = {
         "create": cost(lambda: ids.update(a=api.post("/v1/challenges", transfer()).get_json())),
-        "create with Idempotency-Key": cost(lambda: ids.update(
-            b=api.post("/v1/challenges", transfer(), headers={"Idempotency-Key": "k-1"}).get_json())),
+        "create with Idempotency-Key": cost(
+            lambda: ids.update(
+                b=api.post("/v1/challenges", transfer(), headers={"Idempotency-Key": "k-1"}).get_json()
+            )
+        ),
         "read": cost(lambda: api.get(f"/v1/challenges/{ids['a']['id']}")),
-        "verify by TOTP": cost(lambda: api.post(f"/v1/challenges/{ids['a']['id']}/totp",
-                                                {"code": totp_code(secret, clock())})),
-        "consume": cost(lambda: api.post(f"/v1/challenges/{ids['a']['id']}/consume",
-                                         {"transaction_digest": ids["a"]["transaction_digest"]})),
+        "verify by TOTP": cost(
+            lambda: api.post(f"/v1/challenges/{ids['a']['id']}/totp", {"code": totp_code(secret, clock())})
+        ),
+        "consume": cost(
+            lambda: api.post(
+                f"/v1/challenges/{ids['a']['id']}/consume",
+                {"transaction_digest": ids["a"]["transaction_digest"]},
+            )
+        ),
         "cancel": cost(lambda: api.post(f"/v1/challenges/{ids['b']['id']}/cancel")),
         "read customer": cost(lambda: api.get("/v1/customers/cust-001")),
     }
@@ -71,8 +80,15 @@ def walk(api: Api, cost: Callable[[Callable[[], Any]], int], clock: Any) -> dict
     return costs
 
 
-WITHOUT_LIMITS = {"create": 1, "create with Idempotency-Key": 2, "read": 1, "verify by TOTP": 2,
-                  "consume": 1, "cancel": 1, "read customer": 1}
+WITHOUT_LIMITS = {
+    "create": 1,
+    "create with Idempotency-Key": 2,
+    "read": 1,
+    "verify by TOTP": 2,
+    "consume": 1,
+    "cancel": 1,
+    "read customer": 1,
+}
 
 
 @pytest.mark.real_redis
@@ -87,8 +103,9 @@ READS_FIRST = {"read", "verify by TOTP", "read customer"}
 
 @pytest.mark.real_redis
 def test_rate_limits_add_one_round_trip_for_both_counters_unless_the_call_reads_first(
-        redis_server, real_store, clock):
+    redis_server, real_store, clock
+):
     api, cost = gateway(redis_server.url, clock)
-    assert walk(api, cost, clock) == {name: n + (name not in READS_FIRST)
-                                      for name, n in WITHOUT_LIMITS.items()}
-
+    assert walk(api, cost, clock) == {
+        name: n + (name not in READS_FIRST) for name, n in WITHOUT_LIMITS.items()
+    }

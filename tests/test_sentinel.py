@@ -34,6 +34,7 @@ def _close_apps() -> Iterator[None]:
     yield
     close_apps()
 
+
 FAILOVER_SECONDS = 30.0
 
 
@@ -45,8 +46,9 @@ def sentinel_set() -> Iterator[Topology]:
 
 
 def sentinel_app(topology: Topology, clock: Any = None, **overrides: Any) -> Any:
-    settings = settings_for_tests(redis_url=topology.url, redis_timeout=2,
-                                  redis_wait_replicas=1, redis_wait_timeout=1)
+    settings = settings_for_tests(
+        redis_url=topology.url, redis_timeout=2, redis_wait_replicas=1, redis_wait_timeout=1
+    )
     settings.update(overrides)
     return open_app({**settings, "clock": clock} if clock is not None else settings)
 
@@ -71,11 +73,15 @@ def test_primary_killed_mid_traffic_fails_closed_then_recovers(sentinel_set: Top
         old_primary, *replicas = sentinel_set.nodes
         old_primary.kill()
         failed_at = len(traffic.statuses)
-        wait_until("a sentinel naming a replica as primary",
-                    lambda: current_primary_port(sentinel_set) in {r.port for r in replicas})
+        wait_until(
+            "a sentinel naming a replica as primary",
+            lambda: current_primary_port(sentinel_set) in {r.port for r in replicas},
+        )
         recovered_from = len(traffic.statuses)
-        wait_until("successes after the failover",
-                    lambda: sum(1 for _, s, _ in traffic.statuses[recovered_from:] if 200 <= s < 300) >= 20)
+        wait_until(
+            "successes after the failover",
+            lambda: sum(1 for _, s, _ in traffic.statuses[recovered_from:] if 200 <= s < 300) >= 20,
+        )
     finally:
         traffic.stop.set()
         thread.join(10)

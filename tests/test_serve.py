@@ -26,13 +26,15 @@ START_TIMEOUT = 60.0
 def base_env(**overrides: str) -> dict[str, str]:
     """The environment without any AUTHGW_ setting of the caller's, plus what the test sets."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGW_")}
-    env.update({
-        "AUTHGW_API_KEYS": f"corebank={API_KEY},ops={OTHER_KEY}",
-        "AUTHGW_SECRET_KEY": SECRET_KEY,
-        "AUTHGW_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
-        "AUTHGW_PUBLIC_URL": "https://gw.example.jp",
-        "AUTHGW_CALLBACK_NUMBERS": "050-3000-0001,050-3000-0002",
-    })
+    env.update(
+        {
+            "AUTHGW_API_KEYS": f"corebank={API_KEY},ops={OTHER_KEY}",
+            "AUTHGW_SECRET_KEY": SECRET_KEY,
+            "AUTHGW_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+            "AUTHGW_PUBLIC_URL": "https://gw.example.jp",
+            "AUTHGW_CALLBACK_NUMBERS": "050-3000-0001,050-3000-0002",
+        }
+    )
     env.update(overrides)
     return {k: v for k, v in env.items() if v is not None}
 
@@ -42,9 +44,12 @@ def serving(env: dict[str, str], *extra: str, workers: int = 1) -> Iterator[tupl
     """Start ``authgw serve``, wait until /readyz answers 200; yields (base URL, log so far)."""
     port = free_port()
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen([*SERVE, "--port", str(port), "--workers", str(workers), *extra],
-                                   env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [*SERVE, "--port", str(port), "--workers", str(workers), *extra],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         base = f"http://127.0.0.1:{port}"
 
         def output() -> str:
@@ -82,34 +87,56 @@ def walk_through(base: str) -> None:
     totp = pyotp.TOTP(enrolment["secret"])
     # The server keeps the real time here: confirm with this step's code and verify with the
     # next step's, which the drift window accepts whenever the step turns in between.
-    status, customer = http("POST", f"{base}/v1/customers/cust-001/totp/confirm",
-                            {"code": totp.at(time.time())})
+    status, customer = http(
+        "POST", f"{base}/v1/customers/cust-001/totp/confirm", {"code": totp.at(time.time())}
+    )
     assert (status, customer["totp"]) == (200, "active")
 
-    status, challenge = http("POST", f"{base}/v1/challenges",
-                             {"customer_id": "cust-001", "kind": "transfer", "amount": 150000,
-                              "payee": {"bank_code": "0168", "branch_code": "001",
-                                        "account_type": "ordinary", "account_number": "1234567",
-                                        "name": "ﾔﾏﾀﾞ ﾀﾛｳ"}})
+    status, challenge = http(
+        "POST",
+        f"{base}/v1/challenges",
+        {
+            "customer_id": "cust-001",
+            "kind": "transfer",
+            "amount": 150000,
+            "payee": {
+                "bank_code": "0168",
+                "branch_code": "001",
+                "account_type": "ordinary",
+                "account_number": "1234567",
+                "name": "ﾔﾏﾀﾞ ﾀﾛｳ",
+            },
+        },
+    )
     assert status == 201, challenge
     assert challenge["methods"] == ["callback", "totp"]
     assert challenge["callback"]["number"] == "+815030000001"
 
-    status, body = http("POST", f"{base}/v1/challenges/{challenge['id']}/totp",
-                        {"code": totp.at(time.time() + 30)})
+    status, body = http(
+        "POST", f"{base}/v1/challenges/{challenge['id']}/totp", {"code": totp.at(time.time() + 30)}
+    )
     assert (status, body["status"], body["verified_by"]) == (200, "verified", "totp"), body
 
-    status, body = http("POST", f"{base}/v1/challenges/{challenge['id']}/consume",
-                        {"transaction_digest": challenge["transaction_digest"]})
+    status, body = http(
+        "POST",
+        f"{base}/v1/challenges/{challenge['id']}/consume",
+        {"transaction_digest": challenge["transaction_digest"]},
+    )
     assert (status, body["status"]) == (200, "consumed")
-    status, body = http("POST", f"{base}/v1/challenges/{challenge['id']}/consume",
-                        {"transaction_digest": challenge["transaction_digest"]})
+    status, body = http(
+        "POST",
+        f"{base}/v1/challenges/{challenge['id']}/consume",
+        {"transaction_digest": challenge["transaction_digest"]},
+    )
     assert (status, body["code"]) == (409, "already_consumed")
 
     status, body = http("GET", f"{base}/v1/customers/cust-001/events")
     assert status == 200
-    assert [e["type"] for e in body["events"]][:3] == ["challenge.consumed", "challenge.verified",
-                                                       "challenge.created"]
+    assert [e["type"] for e in body["events"]][:3] == [
+        "challenge.consumed",
+        "challenge.verified",
+        "challenge.created",
+    ]
     # Another client cannot see it; no key at all is refused.
     assert http("GET", f"{base}/v1/challenges/{challenge['id']}", key=OTHER_KEY)[0] == 404
     assert http("GET", f"{base}/v1/challenges/{challenge['id']}", key=None)[0] == 401
@@ -157,25 +184,30 @@ def test_serve_dev_fills_missing_secrets_and_says_so(redis_server):
         from authgw.cli import DEV_API_KEYS
 
         dev_key = DEV_API_KEYS.split(",")[0].split("=", 1)[1]
-        assert http("PUT", f"{base}/v1/customers/cust-dev", {"phones": ["090-1234-5678"]},
-                    key=dev_key)[0] == 200
+        assert (
+            http("PUT", f"{base}/v1/customers/cust-dev", {"phones": ["090-1234-5678"]}, key=dev_key)[0] == 200
+        )
 
 
 def run_serve(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*SERVE, "--port", str(free_port()), *extra], env=env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [*SERVE, "--port", str(free_port()), *extra], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
-@pytest.mark.parametrize("name, value", [
-    ("AUTHGW_LOCKOUT_THRESHOLD", "abc"),
-    ("AUTHGW_LOCKOUT_THRESHOLD", "0"),
-    ("AUTHGW_CHALLENGE_ATTEMPTS", "1.5"),
-    ("AUTHGW_ALLOW_VOIP", "perhaps"),
-    ("AUTHGW_CALLBACK_MODE", "shout"),
-    ("AUTHGW_SECRET_KEY", "short"),
-    ("AUTHGW_API_KEYS", "corebank"),
-    ("AUTHGW_CALLBACK_NUMBERS", "not-a-number"),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("AUTHGW_LOCKOUT_THRESHOLD", "abc"),
+        ("AUTHGW_LOCKOUT_THRESHOLD", "0"),
+        ("AUTHGW_CHALLENGE_ATTEMPTS", "1.5"),
+        ("AUTHGW_ALLOW_VOIP", "perhaps"),
+        ("AUTHGW_CALLBACK_MODE", "shout"),
+        ("AUTHGW_SECRET_KEY", "short"),
+        ("AUTHGW_API_KEYS", "corebank"),
+        ("AUTHGW_CALLBACK_NUMBERS", "not-a-number"),
+    ],
+)
 def test_a_bad_setting_stops_start_up_naming_it(name, value):
     result = run_serve(base_env(**{name: value}))
     assert result.returncode != 0

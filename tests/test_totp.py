@@ -45,8 +45,7 @@ RFC6238 = [
     for i, algorithm in enumerate(("SHA1", "SHA256", "SHA512"))
 ]
 # RFC 4226 Appendix D: HOTP of the SHA1 seed for counters 0..9.
-RFC4226 = ["755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583", "399871",
-           "520489"]
+RFC4226 = ["755224", "287082", "359152", "969429", "338314", "254676", "287922", "162583", "399871", "520489"]
 HASHES = {"SHA1": hashlib.sha1, "SHA256": hashlib.sha256, "SHA512": hashlib.sha512}
 
 
@@ -54,8 +53,8 @@ def hotp(key: bytes, counter: int, digits: int = 6, algorithm: str = "SHA1") -> 
     """RFC 4226 by hand: HMAC of the 8-byte counter, dynamic truncation, modulo 10^digits."""
     mac = hmac.new(key, struct.pack(">Q", counter), HASHES[algorithm]).digest()
     offset = mac[-1] & 0x0F
-    (value,) = struct.unpack(">I", mac[offset:offset + 4])
-    return f"{(value & 0x7FFFFFFF) % 10 ** digits:0{digits}d}"
+    (value,) = struct.unpack(">I", mac[offset : offset + 4])
+    return f"{(value & 0x7FFFFFFF) % 10**digits:0{digits}d}"
 
 
 def hand_totp(secret_b32: str, at: float, digits: int = 6, algorithm: str = "SHA1") -> str:
@@ -102,8 +101,9 @@ def test_the_policy_matches_the_vectors_at_their_step(algorithm, t, code):
     assert policy.matching_steps(secret, code, t + 60) == []
 
 
-@pytest.mark.parametrize("code", ["", "1234567", "123456789", "abcdefgh", "1234 567", "１２３４５６７８",
-                                  "²²²²²²²²", "-1234567"])
+@pytest.mark.parametrize(
+    "code", ["", "1234567", "123456789", "abcdefgh", "1234 567", "１２３４５６７８", "²²²²²²²²", "-1234567"]
+)
 def test_the_policy_refuses_malformed_codes_without_raising(code):
     policy = TotpPolicy("authgw", digits=8)
     assert policy.matching_steps(base64.b32encode(SEEDS["SHA1"]).decode(), code, 59) == []
@@ -115,7 +115,8 @@ def test_the_policy_refuses_malformed_codes_without_raising(code):
 # The vectors test the arithmetic and the replay guard's script; fakeredis and one real server
 # are enough for that (the Cluster runs every other TOTP test).
 FAKE_AND_REAL = pytest.mark.parametrize(
-    "store", ["fake", pytest.param("real", marks=pytest.mark.real_redis)], indirect=True)
+    "store", ["fake", pytest.param("real", marks=pytest.mark.real_redis)], indirect=True
+)
 
 RFC6238_APPS = [
     pytest.param(rfc_settings(algorithm), algorithm, t, codes[i], id=f"{algorithm}-{t}")
@@ -126,8 +127,9 @@ RFC6238_APPS = [
 
 @FAKE_AND_REAL
 @pytest.mark.parametrize("settings, algorithm, t, code", RFC6238_APPS)
-def test_rfc6238_vectors_confirm_an_enrolment_and_verify_a_challenge(api, app, store, clock, algorithm,
-                                                                       t, code):
+def test_rfc6238_vectors_confirm_an_enrolment_and_verify_a_challenge(
+    api, app, store, clock, algorithm, t, code
+):
     clock.now = t
     register(api)
     assert api.post("/v1/customers/cust-001/totp").status_code == 201
@@ -281,8 +283,11 @@ def test_a_secret_sealed_for_another_customer_is_not_opened(api, app, store, clo
     enrol_totp(api, clock, "cust-001")
     enrol_totp(api, clock, "cust-002")
     keys = app.extensions["authgw"].store.keys
-    store.hset(keys.for_customer("cust-002").customer, "totp",
-               store.hget(keys.for_customer("cust-001").customer, "totp"))
+    store.hset(
+        keys.for_customer("cust-002").customer,
+        "totp",
+        store.hget(keys.for_customer("cust-001").customer, "totp"),
+    )
     challenge = new_challenge(api, "cust-002", methods=["totp"])
     rv = verify(api, challenge, "123456")
     assert_problem(rv, 503, "store_unavailable")

@@ -34,8 +34,12 @@ from tests.conftest import (
 FAKE_ONLY = pytest.mark.parametrize("store", ["fake"], indirect=True)
 
 TRANSFER_PAYEE = transfer()["payee"]
-PAYEASY_PAYEE = {"biller_number": "12345", "customer_number": "1234567890",
-                 "confirmation_number": "123456", "name": "ﾄｳｷｮｳﾄ"}
+PAYEASY_PAYEE = {
+    "biller_number": "12345",
+    "customer_number": "1234567890",
+    "confirmation_number": "123456",
+    "name": "ﾄｳｷｮｳﾄ",
+}
 
 
 def snapshot(client: Any) -> dict[str, Any]:
@@ -111,10 +115,16 @@ BAD_CHALLENGES = [
     ("payee name empty", {"payee": {**TRANSFER_PAYEE, "name": ""}}, "payee.name"),
     ("payee bank_code as a number", {"payee": {**TRANSFER_PAYEE, "bank_code": 168}}, "payee.bank_code"),
     ("payee bank_code too short", {"payee": {**TRANSFER_PAYEE, "bank_code": "168"}}, "payee.bank_code"),
-    ("payee account_type unknown", {"payee": {**TRANSFER_PAYEE, "account_type": "gold"}},
-     "payee.account_type"),
-    ("payee field missing", {"payee": {k: v for k, v in TRANSFER_PAYEE.items() if k != "bank_code"}},
-     "payee.bank_code"),
+    (
+        "payee account_type unknown",
+        {"payee": {**TRANSFER_PAYEE, "account_type": "gold"}},
+        "payee.account_type",
+    ),
+    (
+        "payee field missing",
+        {"payee": {k: v for k, v in TRANSFER_PAYEE.items() if k != "bank_code"}},
+        "payee.bank_code",
+    ),
     ("payee over 2 KiB", {"payee": {**TRANSFER_PAYEE, "name": "ﾔ" * 1000}}, "payee.name"),
     ("payee of the other kind", {"payee": PAYEASY_PAYEE}, "payee.bank_code"),
     ("payeasy with a transfer payee", {"kind": "payeasy"}, "payee.biller_number"),
@@ -190,8 +200,7 @@ def test_a_refused_body_under_an_idempotency_key_leaves_nothing_and_frees_the_ke
 
 
 def test_every_bad_field_is_listed(api, registered):
-    rv = api.post("/v1/challenges", bad_body({"amount": "1", "kind": "wire", "ttl_seconds": 5,
-                                              "extra": 1}))
+    rv = api.post("/v1/challenges", bad_body({"amount": "1", "kind": "wire", "ttl_seconds": 5, "extra": 1}))
     assert_problem(rv, 422, "validation_error")
     assert {"amount", "kind", "ttl_seconds", "extra"} <= set(field_errors(rv))
     registered()
@@ -224,8 +233,9 @@ def test_a_bad_customer_field_is_a_validation_error_naming_it(api, store, body, 
 
 
 @FAKE_ONLY
-@pytest.mark.parametrize("customer_id", ["cust%20001", "c" * 65, "%E9%A1%A7%E5%AE%A2", "cust%2B1",
-                                         "cust:1", "cust%7B1%7D"])
+@pytest.mark.parametrize(
+    "customer_id", ["cust%20001", "c" * 65, "%E9%A1%A7%E5%AE%A2", "cust%2B1", "cust:1", "cust%7B1%7D"]
+)
 def test_a_bad_customer_id_in_the_path_is_refused(api, store, customer_id):
     rv = api.put(f"/v1/customers/{customer_id}", {"phones": ["090-1234-5678"]})
     body = assert_problem(rv, 422, "validation_error")
@@ -273,9 +283,14 @@ def test_every_unusable_phone_is_listed(api):
 
 
 @FAKE_ONLY
-@pytest.mark.parametrize("phone, e164", [("070-1234-5678", "+817012345678"),
-                                         ("080-1234-5678", "+818012345678"),
-                                         ("06-1234-5678", "+81612345678")])
+@pytest.mark.parametrize(
+    "phone, e164",
+    [
+        ("070-1234-5678", "+817012345678"),
+        ("080-1234-5678", "+818012345678"),
+        ("06-1234-5678", "+81612345678"),
+    ],
+)
 def test_mobile_and_fixed_line_ranges_are_accepted(api, phone, e164):
     assert api.put("/v1/customers/cust-001", {"phones": [phone]}).get_json()["phones"] == [e164]
 
@@ -303,7 +318,8 @@ def test_phones_in_any_parseable_format_are_stored_in_e164(api, phone):
 @FAKE_ONLY
 def test_a_fixed_line_is_accepted(api):
     assert api.put("/v1/customers/cust-001", {"phones": ["03-1234-5678"]}).get_json()["phones"] == [
-        "+81312345678"]
+        "+81312345678"
+    ]
 
 
 @FAKE_ONLY
@@ -347,13 +363,16 @@ def test_a_bad_code_body_is_a_validation_error_and_costs_nothing(api, store, app
 
 
 @FAKE_ONLY
-@pytest.mark.parametrize("body, field", [
-    ({"transaction_digest": 5}, "transaction_digest"),
-    ({"transaction_digest": ""}, "transaction_digest"),
-    ({"transaction_digest": "a" * 129}, "transaction_digest"),
-    ({}, "transaction_digest"),
-    ({"transaction_digest": "a" * 64, "amount": 1}, "amount"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"transaction_digest": 5}, "transaction_digest"),
+        ({"transaction_digest": ""}, "transaction_digest"),
+        ({"transaction_digest": "a" * 129}, "transaction_digest"),
+        ({}, "transaction_digest"),
+        ({"transaction_digest": "a" * 64, "amount": 1}, "amount"),
+    ],
+)
 def test_a_bad_consume_body_is_a_validation_error(api, registered, body, field):
     challenge_id = api.post("/v1/challenges", transfer()).get_json()["id"]
     before_status = api.get(f"/v1/challenges/{challenge_id}").get_json()["status"]
@@ -393,8 +412,9 @@ JSON_ROUTES = [
 
 
 def post_raw(api, method, path, raw):
-    return getattr(api.client, method)(path, data=raw,
-                                       headers=api.headers({"Content-Type": "application/json"}))
+    return getattr(api.client, method)(
+        path, data=raw, headers=api.headers({"Content-Type": "application/json"})
+    )
 
 
 @FAKE_ONLY
@@ -421,8 +441,9 @@ def test_a_body_over_16_kib_is_413(api, store, method, path):
     challenge_id = api.post("/v1/challenges", transfer()).get_json()["id"]
     before = snapshot(store)
     raw = json.dumps({**transfer(), "pad": "x" * (16 * 1024)}).encode()
-    rv = getattr(api.client, method)(path.format(id=challenge_id), data=raw,
-                                     headers=api.headers({"Content-Type": "application/json"}))
+    rv = getattr(api.client, method)(
+        path.format(id=challenge_id), data=raw, headers=api.headers({"Content-Type": "application/json"})
+    )
     assert_problem(rv, 413, "payload_too_large")
     assert snapshot(store) == before
 
@@ -451,23 +472,37 @@ def test_a_json_body_without_a_content_type_is_read_as_json(api):
 
 
 @FAKE_ONLY
-@pytest.mark.parametrize("method, path", [
-    ("get", "/v1/nope"), ("get", "/nope"), ("post", "/v1/customers"), ("get", "/v1/customers/"),
-    ("get", "/v1/challenges/ch_x/events"), ("post", "/v1/challenges/ch_x/verify"),
-    ("get", "/v2/challenges"),
-])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("get", "/v1/nope"),
+        ("get", "/nope"),
+        ("post", "/v1/customers"),
+        ("get", "/v1/customers/"),
+        ("get", "/v1/challenges/ch_x/events"),
+        ("post", "/v1/challenges/ch_x/verify"),
+        ("get", "/v2/challenges"),
+    ],
+)
 def test_an_unknown_route_is_a_404_problem(api, method, path):
     rv = getattr(api, method)(path)
     assert_problem(rv, 404, "not_found")
 
 
 @FAKE_ONLY
-@pytest.mark.parametrize("method, path", [
-    ("get", "/v1/challenges"), ("put", "/v1/challenges"), ("delete", "/v1/challenges/ch_x"),
-    ("get", "/v1/challenges/ch_x/consume"), ("post", "/v1/customers/cust-001"),
-    ("put", "/v1/customers/cust-001/totp"), ("get", "/v1/customers/cust-001/unlock"),
-    ("patch", "/v1/customers/cust-001"),
-])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("get", "/v1/challenges"),
+        ("put", "/v1/challenges"),
+        ("delete", "/v1/challenges/ch_x"),
+        ("get", "/v1/challenges/ch_x/consume"),
+        ("post", "/v1/customers/cust-001"),
+        ("put", "/v1/customers/cust-001/totp"),
+        ("get", "/v1/customers/cust-001/unlock"),
+        ("patch", "/v1/customers/cust-001"),
+    ],
+)
 def test_a_wrong_method_is_a_405_problem_with_allow(api, method, path):
     rv = getattr(api.client, method)(path, headers=api.headers())
     assert_problem(rv, 405, "method_not_allowed")
@@ -527,8 +562,9 @@ def test_a_missing_or_wrong_api_key_is_401(api, with_challenge, auth):
 
 
 @pytest.mark.parametrize("method, path, body", V1_CALLS)
-def test_every_v1_call_needs_an_api_key_and_changes_nothing_without_one(api, with_challenge, method,
-                                                                        path, body):
+def test_every_v1_call_needs_an_api_key_and_changes_nothing_without_one(
+    api, with_challenge, method, path, body
+):
     challenge_id, unchanged = with_challenge
     for headers in ({}, {"Authorization": f"Bearer {API_KEY}x"}):
         assert_problem(call(api, method, path.format(id=challenge_id), body, headers), 401, "unauthorized")
@@ -552,9 +588,11 @@ def test_both_configured_keys_work_and_the_scheme_is_case_blind(api, other_api):
 @FAKE_ONLY
 def test_no_response_leaks_internals(api, store):
     register(api)
-    responses = [api.post("/v1/challenges", bad_body({"amount": "x"})),
-                 api.get("/v1/challenges/ch_0123456789abcdefaaaaaaaaaaaaaaaaaaaaaaaaaa"),
-                 api.client.get("/v1/customers/cust-001")]
+    responses = [
+        api.post("/v1/challenges", bad_body({"amount": "x"})),
+        api.get("/v1/challenges/ch_0123456789abcdefaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+        api.client.get("/v1/customers/cust-001"),
+    ]
     for rv in responses:
         text = rv.get_data(as_text=True)
         for secret in ("Traceback", "authgw:{", API_KEY, "redis", ".py"):
@@ -565,8 +603,9 @@ def test_no_response_leaks_internals(api, store):
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children,
-                                                                       max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=12,
 )
 FIELD_VALUES = {
@@ -574,8 +613,8 @@ FIELD_VALUES = {
     "kind": st.sampled_from(["transfer", "payeasy", "wire"]) | JSON_VALUES,
     "amount": st.integers(min_value=-2, max_value=10**12) | JSON_VALUES,
     "currency": st.sampled_from(["JPY", "USD", "jpy"]) | JSON_VALUES,
-    "payee": st.sampled_from([TRANSFER_PAYEE, PAYEASY_PAYEE]) | st.dictionaries(
-        st.sampled_from(list(TRANSFER_PAYEE) + list(PAYEASY_PAYEE) + ["x"]), JSON_VALUES),
+    "payee": st.sampled_from([TRANSFER_PAYEE, PAYEASY_PAYEE])
+    | st.dictionaries(st.sampled_from(list(TRANSFER_PAYEE) + list(PAYEASY_PAYEE) + ["x"]), JSON_VALUES),
     "methods": st.lists(st.sampled_from(["callback", "totp", "sms"]), max_size=3) | JSON_VALUES,
     "ttl_seconds": st.integers(min_value=0, max_value=1000) | JSON_VALUES,
     "extra": JSON_VALUES,
@@ -590,8 +629,13 @@ def fuzz_api():
     Without rate limits: hundreds of examples a second on one customer would otherwise be
     answered 429 before the code under test ever saw them.
     """
-    app = create_app({**settings_for_tests(rate_limit_client=0, rate_limit_customer=0),
-                      "redis_client": fakeredis.FakeRedis(decode_responses=True), "clock": Clock()})
+    app = create_app(
+        {
+            **settings_for_tests(rate_limit_client=0, rate_limit_customer=0),
+            "redis_client": fakeredis.FakeRedis(decode_responses=True),
+            "clock": Clock(),
+        }
+    )
     api = Api(app.test_client())
     register(api)
     return api
@@ -605,8 +649,10 @@ def assert_answer_is_sound(rv):
 
 
 @hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(body=CHALLENGE_BODIES,
-       key=st.none() | st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=8))
+@given(
+    body=CHALLENGE_BODIES,
+    key=st.none() | st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=8),
+)
 def test_no_json_body_makes_challenge_creation_fail_with_a_500(fuzz_api, body, key):
     headers = {} if key is None else {"Idempotency-Key": key.encode("utf-8").decode("latin-1")}
     assert_answer_is_sound(fuzz_api.post("/v1/challenges", body, headers=headers))
@@ -616,14 +662,21 @@ def test_no_json_body_makes_challenge_creation_fail_with_a_500(fuzz_api, body, k
 @given(raw=st.binary(max_size=300))
 def test_no_bytes_make_any_json_call_fail_with_a_500(fuzz_api, raw):
     for method, path in JSON_ROUTES:
-        rv = getattr(fuzz_api.client, method)(path.format(id="ch_0123456789abcdefaaaaaaaaaaaaaaaaaaaaaaaaaa"),
-                                              data=raw, headers=fuzz_api.headers())
+        rv = getattr(fuzz_api.client, method)(
+            path.format(id="ch_0123456789abcdefaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+            data=raw,
+            headers=fuzz_api.headers(),
+        )
         assert_answer_is_sound(rv)
 
 
 @hsettings(max_examples=150, deadline=None)
-@given(phones=JSON_VALUES | st.lists(st.text(max_size=20), max_size=6), region=JSON_VALUES,
-       code=JSON_VALUES, limit=st.text(max_size=6))
+@given(
+    phones=JSON_VALUES | st.lists(st.text(max_size=20), max_size=6),
+    region=JSON_VALUES,
+    code=JSON_VALUES,
+    limit=st.text(max_size=6),
+)
 def test_no_customer_input_fails_with_a_500(fuzz_api, phones, region, code, limit):
     assert_answer_is_sound(fuzz_api.put("/v1/customers/cust-fuzz", {"phones": phones, "region": region}))
     assert_answer_is_sound(fuzz_api.post("/v1/customers/cust-001/totp/confirm", {"code": code}))
@@ -636,11 +689,19 @@ def test_no_path_segment_fails_with_a_500(fuzz_api, segment, body):
     from urllib.parse import quote
 
     part = quote(segment, safe="")
-    for method, path in [("get", "/v1/challenges/{}"), ("post", "/v1/challenges/{}/totp"),
-                         ("post", "/v1/challenges/{}/consume"), ("post", "/v1/challenges/{}/cancel"),
-                         ("get", "/v1/customers/{}"), ("put", "/v1/customers/{}"),
-                         ("delete", "/v1/customers/{}"), ("post", "/v1/customers/{}/totp"),
-                         ("post", "/v1/customers/{}/totp/confirm"), ("delete", "/v1/customers/{}/totp"),
-                         ("post", "/v1/customers/{}/unlock"), ("get", "/v1/customers/{}/events")]:
+    for method, path in [
+        ("get", "/v1/challenges/{}"),
+        ("post", "/v1/challenges/{}/totp"),
+        ("post", "/v1/challenges/{}/consume"),
+        ("post", "/v1/challenges/{}/cancel"),
+        ("get", "/v1/customers/{}"),
+        ("put", "/v1/customers/{}"),
+        ("delete", "/v1/customers/{}"),
+        ("post", "/v1/customers/{}/totp"),
+        ("post", "/v1/customers/{}/totp/confirm"),
+        ("delete", "/v1/customers/{}/totp"),
+        ("post", "/v1/customers/{}/unlock"),
+        ("get", "/v1/customers/{}/events"),
+    ]:
         rv = getattr(fuzz_api, method)(path.format(part), json=body)
         assert_answer_is_sound(rv)

@@ -87,34 +87,50 @@ class Phone:
         if signature is None:
             signature = RequestValidator(self.token).compute_signature(url, params)
         if url.startswith(self.public_url):  # the proxy in front strips the public base
-            path = url[len(self.public_url):]
+            path = url[len(self.public_url) :]
         else:
             parts = urlsplit(url)
             path = parts.path + (f"?{parts.query}" if parts.query else "")
         return self.client.post(path, data=params, headers={"X-Twilio-Signature": signature})
 
-    def call(self, from_: str = PHONE, to: str = LINE_1, sid: str | None = None,
-             **extra: str) -> Any:
+    def call(self, from_: str = PHONE, to: str = LINE_1, sid: str | None = None, **extra: str) -> Any:
         sid = sid or new_sid()
         self.sids.append(sid)
-        params = {"CallSid": sid, "AccountSid": "AC" + "0" * 32, "From": from_, "To": to,
-                  "Caller": from_, "Called": to, "CallStatus": "ringing", "Direction": "inbound",
-                  "ApiVersion": "2010-04-01", **extra}
+        params = {
+            "CallSid": sid,
+            "AccountSid": "AC" + "0" * 32,
+            "From": from_,
+            "To": to,
+            "Caller": from_,
+            "Called": to,
+            "CallStatus": "ringing",
+            "Direction": "inbound",
+            "ApiVersion": "2010-04-01",
+            **extra,
+        }
         return self.post(f"{self.public_url}/webhooks/twilio/voice", params)
 
     def press(self, gather: ET.Element, digits: str, sid: str | None = None) -> Any:
         """Follow a <Gather> to its action with the keys pressed, as Twilio does."""
         sid = sid or self.sids[-1]
-        return self.post(gather.attrib["action"], {"CallSid": sid, "Digits": digits,
-                                                   "From": PHONE, "To": LINE_1})
+        return self.post(
+            gather.attrib["action"], {"CallSid": sid, "Digits": digits, "From": PHONE, "To": LINE_1}
+        )
 
     def status(self, sid: str, call_status: str = "completed", **extra: str) -> Any:
-        return self.post(f"{self.public_url}/webhooks/twilio/status",
-                         {"CallSid": sid, "CallStatus": call_status, **extra})
+        return self.post(
+            f"{self.public_url}/webhooks/twilio/status", {"CallSid": sid, "CallStatus": call_status, **extra}
+        )
 
 
-def approve(phone: Phone, mode: str, challenge: dict[str, Any], from_: str = PHONE,
-            to: str | None = None, sid: str | None = None) -> ET.Element:
+def approve(
+    phone: Phone,
+    mode: str,
+    challenge: dict[str, Any],
+    from_: str = PHONE,
+    to: str | None = None,
+    sid: str | None = None,
+) -> ET.Element:
     """Call the challenge's number and, in confirm and code modes, answer as the customer."""
     root = twiml(phone.call(from_, to or challenge["callback"]["number"], sid))
     if mode == "reject":
@@ -179,8 +195,9 @@ def test_registered_phone_calling_its_number_verifies_the_challenge(api, phone, 
     assert verified[0]["from"] == PHONE
     assert verified[0]["call_sid"] == phone.sids[0]
     assert verified[0]["challenge_id"] == challenge["id"]
-    rv = api.post(f"/v1/challenges/{challenge['id']}/consume",
-                  {"transaction_digest": challenge["transaction_digest"]})
+    rv = api.post(
+        f"/v1/challenges/{challenge['id']}/consume", {"transaction_digest": challenge["transaction_digest"]}
+    )
     assert rv.get_json()["status"] == "consumed"
 
 
@@ -193,11 +210,24 @@ def test_reject_mode_answers_with_reject_so_the_call_is_free(api, phone):
     assert types(api)[-3:] == ["challenge.created", "call.received", "challenge.verified"]
 
 
-@pytest.mark.parametrize("raw", [
-    "+819012345678", "09012345678", "090-1234-5678", "090 1234 5678", "(090) 1234-5678",
-    "090.1234.5678", "+81 90 1234 5678", "+81-90-1234-5678", "+81 (0)90 1234 5678",
-    "０９０－１２３４－５６７８", "＋８１９０１２３４５６７８", "tel:+81-90-1234-5678", "819012345678",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "+819012345678",
+        "09012345678",
+        "090-1234-5678",
+        "090 1234 5678",
+        "(090) 1234-5678",
+        "090.1234.5678",
+        "+81 90 1234 5678",
+        "+81-90-1234-5678",
+        "+81 (0)90 1234 5678",
+        "０９０－１２３４－５６７８",
+        "＋８１９０１２３４５６７８",
+        "tel:+81-90-1234-5678",
+        "819012345678",
+    ],
+)
 def test_caller_id_in_any_format_libphonenumber_accepts_is_matched(api, phone, raw):
     register(api)
     challenge = new_challenge(api)
@@ -205,8 +235,9 @@ def test_caller_id_in_any_format_libphonenumber_accepts_is_matched(api, phone, r
     assert status_of(api, challenge)["status"] == "verified"
 
 
-@pytest.mark.parametrize("to", ["050-3000-0001", "05030000001", "+81 50 3000 0001",
-                                "０５０－３０００－０００１", "+815030000001"])
+@pytest.mark.parametrize(
+    "to", ["050-3000-0001", "05030000001", "+81 50 3000 0001", "０５０－３０００－０００１", "+815030000001"]
+)
 def test_designated_number_in_any_format_is_matched(api, phone, to):
     register(api)
     challenge = new_challenge(api)
@@ -237,8 +268,15 @@ def test_stranger_call_is_an_event_on_the_gateways_call_stream(api, phone, store
     twiml(phone.call("+819087654321", LINE_1))
     twiml(phone.call("+819087654321", LINE_1, phone.sids[0]))  # delivered again: one event
     assert call_events(store, app) == [
-        {"at": call_events(store, app)[0]["at"], "type": "call.unmatched", "call_sid": phone.sids[0],
-         "from": "+819087654321", "to": LINE_1, "reason": "unknown_caller"}]
+        {
+            "at": call_events(store, app)[0]["at"],
+            "type": "call.unmatched",
+            "call_sid": phone.sids[0],
+            "from": "+819087654321",
+            "to": LINE_1,
+            "reason": "unknown_caller",
+        }
+    ]
 
 
 def test_registered_phone_calling_another_designated_number_is_unmatched(api, phone, mode):
@@ -290,10 +328,25 @@ def test_challenge_without_the_callback_method_is_not_verified_by_a_call(api, ph
     assert status_of(api, challenge)["status"] == "pending"
 
 
-@pytest.mark.parametrize("caller", [
-    "anonymous", "Anonymous", "+266696687", "+7378742833", "+86282452253", "+8656696", "+2562533",
-    "restricted", "Restricted", "unavailable", "Unavailable", "unknown", "", "not-a-number",
-])
+@pytest.mark.parametrize(
+    "caller",
+    [
+        "anonymous",
+        "Anonymous",
+        "+266696687",
+        "+7378742833",
+        "+86282452253",
+        "+8656696",
+        "+2562533",
+        "restricted",
+        "Restricted",
+        "unavailable",
+        "Unavailable",
+        "unknown",
+        "",
+        "not-a-number",
+    ],
+)
 def test_withheld_caller_id_is_asked_to_redial_with_186(api, phone, mode, store, app, caller):
     register(api)
     challenge = new_challenge(api)
@@ -378,8 +431,10 @@ def test_replayed_call_sid_never_approves_a_later_challenge(api, phone, mode, cl
     assert later["callback"]["number"] == LINE_1  # the number was freed by the verification
     twiml(phone.call(PHONE, LINE_1, sid))
     if mode != "reject":
-        rv = phone.post(f"{PUBLIC_URL}/webhooks/twilio/confirm?n=2",
-                        {"CallSid": sid, "Digits": "1" if mode == "confirm" else later["callback"]["code"]})
+        rv = phone.post(
+            f"{PUBLIC_URL}/webhooks/twilio/confirm?n=2",
+            {"CallSid": sid, "Digits": "1" if mode == "confirm" else later["callback"]["code"]},
+        )
         twiml(rv)
     assert status_of(api, later)["status"] == "pending"
 
@@ -454,10 +509,18 @@ def test_confirm_mode_reads_amount_kind_payee_and_account_in_japanese(api, phone
 
 
 @pytest.mark.parametrize("mode", ["confirm"])
-@pytest.mark.parametrize(("amount", "said"), [
-    (1, "1円"), (150000, "15万円"), (1234567, "123万4567円"), (10000, "1万円"),
-    (100000000, "1億円"), (99999999999, "999億9999万9999円"), (120005, "12万5円"),
-])
+@pytest.mark.parametrize(
+    ("amount", "said"),
+    [
+        (1, "1円"),
+        (150000, "15万円"),
+        (1234567, "123万4567円"),
+        (10000, "1万円"),
+        (100000000, "1億円"),
+        (99999999999, "999億9999万9999円"),
+        (120005, "12万5円"),
+    ],
+)
 def test_confirm_mode_says_the_amount_as_an_amount(api, phone, mode, amount, said):
     register(api)
     new_challenge(api, amount=amount)
@@ -468,9 +531,17 @@ def test_confirm_mode_says_the_amount_as_an_amount(api, phone, mode, amount, sai
 @pytest.mark.parametrize("mode", ["confirm"])
 def test_confirm_mode_names_a_payeasy_payment(api, phone, mode):
     register(api)
-    new_challenge(api, kind="payeasy", amount=32000,
-                  payee={"biller_number": "12345", "customer_number": "987654321012",
-                         "confirmation_number": "555555", "name": "ｺｸｾﾞｲﾁｮｳ"})
+    new_challenge(
+        api,
+        kind="payeasy",
+        amount=32000,
+        payee={
+            "biller_number": "12345",
+            "customer_number": "987654321012",
+            "confirmation_number": "555555",
+            "name": "ｺｸｾﾞｲﾁｮｳ",
+        },
+    )
     text = spoken(twiml(phone.call(PHONE, LINE_1)))
     assert "ペイジー" in text and "3万2000円" in text and "お支払い先は、コクゼイチョウ。" in text
     assert "1、0、1、2" in text
@@ -494,8 +565,9 @@ def test_confirm_mode_nine_denies_and_reports_fraud(api, phone, mode, store, app
     assert store.hget(keys.customer, "fraud_reports") == "1"
     # A denied challenge cannot be verified any more, by phone or otherwise.
     assert verbs(twiml(phone.call(PHONE, LINE_1))) == ["Reject"]
-    rv = api.post(f"/v1/challenges/{challenge['id']}/consume",
-                  {"transaction_digest": challenge["transaction_digest"]})
+    rv = api.post(
+        f"/v1/challenges/{challenge['id']}/consume", {"transaction_digest": challenge["transaction_digest"]}
+    )
     assert_problem(rv, 409, "challenge_not_verified")
 
 
@@ -673,8 +745,9 @@ def test_passed_attestation_is_recorded_on_the_call_event(api, phone):
 
 
 def test_attestation_policy_can_only_record(store, clock, settings):
-    app = create_app({**settings, "callback_refuse_failed_attestation": False,
-                      "redis_client": store, "clock": clock})
+    app = create_app(
+        {**settings, "callback_refuse_failed_attestation": False, "redis_client": store, "clock": clock}
+    )
     api, phone = Api(app.test_client()), Phone(app.test_client())
     register(api)
     challenge = new_challenge(api)
@@ -700,15 +773,18 @@ def test_status_callback_is_recorded_with_204(api, phone, store, app):
     assert status["call_sid"] == sid
 
 
-@pytest.mark.parametrize(("path", "params", "field"), [
-    ("/webhooks/twilio/voice", {"From": PHONE, "To": LINE_1}, "CallSid"),
-    ("/webhooks/twilio/voice", {"CallSid": "CA123", "From": PHONE, "To": LINE_1}, "CallSid"),
-    ("/webhooks/twilio/voice", {"CallSid": "CA" + "0" * 32, "From": "9" * 300, "To": LINE_1}, "From"),
-    ("/webhooks/twilio/status", {"CallSid": "CA" + "0" * 32, "CallStatus": "exploded"}, "CallStatus"),
-    ("/webhooks/twilio/confirm?n=1", {"CallSid": "CA" + "0" * 32, "Digits": "12a"}, "Digits"),
-    ("/webhooks/twilio/confirm?n=zero", {"CallSid": "CA" + "0" * 32, "Digits": "1"}, "n"),
-    ("/webhooks/twilio/confirm", {"CallSid": "CA" + "0" * 32, "Digits": "1"}, "n"),
-])
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/webhooks/twilio/voice", {"From": PHONE, "To": LINE_1}, "CallSid"),
+        ("/webhooks/twilio/voice", {"CallSid": "CA123", "From": PHONE, "To": LINE_1}, "CallSid"),
+        ("/webhooks/twilio/voice", {"CallSid": "CA" + "0" * 32, "From": "9" * 300, "To": LINE_1}, "From"),
+        ("/webhooks/twilio/status", {"CallSid": "CA" + "0" * 32, "CallStatus": "exploded"}, "CallStatus"),
+        ("/webhooks/twilio/confirm?n=1", {"CallSid": "CA" + "0" * 32, "Digits": "12a"}, "Digits"),
+        ("/webhooks/twilio/confirm?n=zero", {"CallSid": "CA" + "0" * 32, "Digits": "1"}, "n"),
+        ("/webhooks/twilio/confirm", {"CallSid": "CA" + "0" * 32, "Digits": "1"}, "n"),
+    ],
+)
 def test_signed_but_malformed_webhooks_are_validation_errors(phone, store, path, params, field):
     before = every_key(store)
     rv = phone.post(f"{PUBLIC_URL}{path}", params)
@@ -724,17 +800,19 @@ def unreachable_app(settings: dict[str, Any], clock: Any) -> Any:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2,
-                         decode_responses=True)
+    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2, decode_responses=True)
     return create_app({**settings, "redis_client": client, "clock": clock})
 
 
-@pytest.mark.parametrize(("path", "params"), [
-    ("/webhooks/twilio/voice", {"CallSid": "CA" + "1" * 32, "From": PHONE, "To": LINE_1}),
-    ("/webhooks/twilio/voice", {"CallSid": "CA" + "1" * 32, "From": "anonymous", "To": LINE_1}),
-    ("/webhooks/twilio/confirm?n=1", {"CallSid": "CA" + "1" * 32, "Digits": "1"}),
-    ("/webhooks/twilio/status", {"CallSid": "CA" + "1" * 32, "CallStatus": "completed"}),
-])
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/webhooks/twilio/voice", {"CallSid": "CA" + "1" * 32, "From": PHONE, "To": LINE_1}),
+        ("/webhooks/twilio/voice", {"CallSid": "CA" + "1" * 32, "From": "anonymous", "To": LINE_1}),
+        ("/webhooks/twilio/confirm?n=1", {"CallSid": "CA" + "1" * 32, "Digits": "1"}),
+        ("/webhooks/twilio/status", {"CallSid": "CA" + "1" * 32, "CallStatus": "completed"}),
+    ],
+)
 def test_store_down_fails_closed_with_503(settings, clock, path, params):
     phone = Phone(unreachable_app(settings, clock).test_client())
     rv = phone.post(f"{PUBLIC_URL}{path}", params)
@@ -799,7 +877,8 @@ def test_call_racing_a_totp_verification_exactly_one_wins(real_store, clock, set
         # two requests meet at every point of the call's path and each side wins sometimes.
         call, totp = together(
             partial(Phone(app.test_client()).call, PHONE, challenge["callback"]["number"]),
-            partial(totp_after_reads, Api(app.test_client()), challenge["id"], code, round_ % 6))
+            partial(totp_after_reads, Api(app.test_client()), challenge["id"], code, round_ % 6),
+        )
         answers = {"call": call, "totp": totp}
         assert verbs(twiml(answers["call"])) == ["Reject"]
         body = status_of(api, challenge)
@@ -809,8 +888,11 @@ def test_call_racing_a_totp_verification_exactly_one_wins(real_store, clock, set
         assert totp_won == (body["verified_by"] == "totp")
         if not totp_won:
             assert_problem(answers["totp"], 409, "challenge_not_pending")
-        verified = [e for e in events(api) if e["type"] == "challenge.verified"
-                    and e["challenge_id"] == challenge["id"]]
+        verified = [
+            e
+            for e in events(api)
+            if e["type"] == "challenge.verified" and e["challenge_id"] == challenge["id"]
+        ]
         assert len(verified) == 1
     assert sum(winners.values()) == 30, winners
 
@@ -823,14 +905,15 @@ def test_concurrent_deliveries_of_one_call_sid_verify_once(real_store, clock, se
     for _ in range(10):
         challenge = new_challenge(api)
         sid = new_sid()
-        answers = together(*(partial(Phone(app.test_client()).call, PHONE, LINE_1, sid)
-                             for _ in range(4)))
+        answers = together(*(partial(Phone(app.test_client()).call, PHONE, LINE_1, sid) for _ in range(4)))
         assert [verbs(twiml(rv)) for rv in answers] == [["Reject"]] * 4
         assert status_of(api, challenge)["status"] == "verified"
         received = [e for e in events(api) if e["type"] == "call.received" and e["call_sid"] == sid]
         assert len(received) == 1
-        api.post(f"/v1/challenges/{challenge['id']}/consume",
-                 {"transaction_digest": challenge["transaction_digest"]})
+        api.post(
+            f"/v1/challenges/{challenge['id']}/consume",
+            {"transaction_digest": challenge["transaction_digest"]},
+        )
 
 
 # -- round trips -----------------------------------------------------------------------------
@@ -839,16 +922,21 @@ def test_concurrent_deliveries_of_one_call_sid_verify_once(real_store, clock, se
 @pytest.mark.real_redis
 @pytest.mark.parametrize(("mode", "expected"), [("reject", 3), ("confirm", 4), ("code", 4)])
 @pytest.mark.parametrize("caller_limit", [0, 5])
-def test_a_webhook_costs_a_few_round_trips(redis_server, real_store, clock, mode, expected,
-                                           caller_limit):
+def test_a_webhook_costs_a_few_round_trips(redis_server, real_store, clock, mode, expected, caller_limit):
     # A matched call: the phone index (with the caller's counter when that limit is on); the
     # call record, with the first candidate's holder of the dialled number; the judgement; and
     # in confirm and code modes, binding the call to its challenge for the keys webhook.
-    pool = redis.ConnectionPool.from_url(redis_server.url, decode_responses=True,
-                                         connection_class=CountingConnection)
+    pool = redis.ConnectionPool.from_url(
+        redis_server.url, decode_responses=True, connection_class=CountingConnection
+    )
     client = redis.Redis(connection_pool=pool)
-    app = create_app({**settings_for_tests(callback_mode=mode, rate_limit_caller=caller_limit),
-                      "redis_client": client, "clock": clock})
+    app = create_app(
+        {
+            **settings_for_tests(callback_mode=mode, rate_limit_caller=caller_limit),
+            "redis_client": client,
+            "clock": clock,
+        }
+    )
     api, phone = Api(app.test_client()), Phone(app.test_client())
     register(api)
     # Each script is loaded (SCRIPT LOAD) before its first use: one of each first.
@@ -882,10 +970,24 @@ def test_confirm_mode_names_another_currency_by_its_code(api, phone, mode):
 
 
 def test_code_length_is_the_challenges_own_after_a_configuration_change(store, clock, settings):
-    before = create_app({**settings, "callback_mode": "code", "callback_code_digits": 4,
-                         "redis_client": store, "clock": clock})
-    after = create_app({**settings, "callback_mode": "code", "callback_code_digits": 6,
-                        "redis_client": store, "clock": clock})
+    before = create_app(
+        {
+            **settings,
+            "callback_mode": "code",
+            "callback_code_digits": 4,
+            "redis_client": store,
+            "clock": clock,
+        }
+    )
+    after = create_app(
+        {
+            **settings,
+            "callback_mode": "code",
+            "callback_code_digits": 6,
+            "redis_client": store,
+            "clock": clock,
+        }
+    )
     api, phone = Api(before.test_client()), Phone(after.test_client())
     register(api)
     challenge = new_challenge(api)

@@ -19,8 +19,13 @@ from tests.test_webhooks_calls import LINE_1, PHONE, Phone, every_key, new_sid, 
 
 VECTOR_TOKEN = "12345"
 VECTOR_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
-VECTOR_PARAMS = {"CallSid": "CA1234567890ABCDE", "Caller": "+14158675309", "Digits": "1234",
-                 "From": "+14158675309", "To": "+18005551212"}
+VECTOR_PARAMS = {
+    "CallSid": "CA1234567890ABCDE",
+    "Caller": "+14158675309",
+    "Digits": "1234",
+    "From": "+14158675309",
+    "To": "+18005551212",
+}
 VECTORS = [
     (VECTOR_URL, "RSOYDt4T1cUTdK1PDd93/VVr8B8="),
     ("https://mycompany.com:443/myapp.php?foo=1&bar=2", "kvajT1Ptam85bY51eRf/AJRuM3w="),
@@ -40,8 +45,9 @@ def test_published_vectors(url, signature):
 def test_published_vector_with_the_default_port_validates_against_the_url_without_it():
     validator = RequestValidator(VECTOR_TOKEN)
     assert validator.validate(VECTOR_URL, VECTOR_PARAMS, "kvajT1Ptam85bY51eRf/AJRuM3w=")
-    assert validator.validate("https://mycompany.com:443/myapp.php?foo=1&bar=2", VECTOR_PARAMS,
-                              "RSOYDt4T1cUTdK1PDd93/VVr8B8=")
+    assert validator.validate(
+        "https://mycompany.com:443/myapp.php?foo=1&bar=2", VECTOR_PARAMS, "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    )
 
 
 def test_published_vector_is_refused_for_another_token_url_or_parameters():
@@ -57,9 +63,15 @@ def test_published_vector_is_refused_for_another_token_url_or_parameters():
 
 
 def call_params(sid: str | None = None, **overrides: str) -> dict[str, str]:
-    params = {"CallSid": sid or new_sid(), "AccountSid": "AC" + "0" * 32, "From": PHONE,
-              "To": LINE_1, "CallStatus": "ringing", "Direction": "inbound",
-              "ApiVersion": "2010-04-01"}
+    params = {
+        "CallSid": sid or new_sid(),
+        "AccountSid": "AC" + "0" * 32,
+        "From": PHONE,
+        "To": LINE_1,
+        "CallStatus": "ringing",
+        "Direction": "inbound",
+        "ApiVersion": "2010-04-01",
+    }
     params.update(overrides)
     return params
 
@@ -87,54 +99,69 @@ def assert_refused_and_nothing_changed(api: Any, store: Any, pending: dict[str, 
 
 def test_a_correctly_signed_call_is_accepted(app, api, pending):
     params = call_params()
-    rv = app.test_client().post(VOICE, data=params,
-                                headers={"X-Twilio-Signature": sign(PUBLIC_URL + VOICE, params)})
+    rv = app.test_client().post(
+        VOICE, data=params, headers={"X-Twilio-Signature": sign(PUBLIC_URL + VOICE, params)}
+    )
     assert verbs(twiml(rv)) == ["Reject"]
     assert api.get(f"/v1/challenges/{pending['id']}").get_json()["status"] == "verified"
 
 
 def test_missing_signature_is_refused(app, api, store, pending):
     client = app.test_client()
-    assert_refused_and_nothing_changed(api, store, pending,
-                                       lambda: client.post(VOICE, data=call_params()))
+    assert_refused_and_nothing_changed(api, store, pending, lambda: client.post(VOICE, data=call_params()))
 
 
 def test_empty_signature_is_refused(app, api, store, pending):
     client = app.test_client()
     assert_refused_and_nothing_changed(
-        api, store, pending,
-        lambda: client.post(VOICE, data=call_params(), headers={"X-Twilio-Signature": ""}))
+        api,
+        store,
+        pending,
+        lambda: client.post(VOICE, data=call_params(), headers={"X-Twilio-Signature": ""}),
+    )
 
 
-@pytest.mark.parametrize("tamper", [
-    {"From": "+819011112222"}, {"To": "+815030000002"}, {"CallSid": "CA" + "f" * 32},
-    {"Digits": "1"}, {"StirVerstat": "TN-Validation-Passed-A"},
-])
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        {"From": "+819011112222"},
+        {"To": "+815030000002"},
+        {"CallSid": "CA" + "f" * 32},
+        {"Digits": "1"},
+        {"StirVerstat": "TN-Validation-Passed-A"},
+    ],
+)
 def test_tampered_parameters_are_refused(app, api, store, pending, tamper):
     signed_params = call_params(From="+819087654321")
     signature = sign(PUBLIC_URL + VOICE, signed_params)
     sent = {**signed_params, **tamper}
     client = app.test_client()
     assert_refused_and_nothing_changed(
-        api, store, pending,
-        lambda: client.post(VOICE, data=sent, headers={"X-Twilio-Signature": signature}))
+        api, store, pending, lambda: client.post(VOICE, data=sent, headers={"X-Twilio-Signature": signature})
+    )
 
 
-@pytest.mark.parametrize("signed_url", [
-    "http://localhost" + VOICE,  # what the Host header says: never trusted
-    "http://gw.example.jp" + VOICE,  # the scheme a TLS-terminating proxy leaves
-    "https://gw.example.org" + VOICE,
-    PUBLIC_URL + "/webhooks/twilio/status",
-    PUBLIC_URL + VOICE + "?n=1",
-    "https://gw.example.jp:8443" + VOICE,
-])
+@pytest.mark.parametrize(
+    "signed_url",
+    [
+        "http://localhost" + VOICE,  # what the Host header says: never trusted
+        "http://gw.example.jp" + VOICE,  # the scheme a TLS-terminating proxy leaves
+        "https://gw.example.org" + VOICE,
+        PUBLIC_URL + "/webhooks/twilio/status",
+        PUBLIC_URL + VOICE + "?n=1",
+        "https://gw.example.jp:8443" + VOICE,
+    ],
+)
 def test_signature_over_another_url_is_refused(app, api, store, pending, signed_url):
     params = call_params()
     signature = sign(signed_url, params)
     client = app.test_client()
     assert_refused_and_nothing_changed(
-        api, store, pending,
-        lambda: client.post(VOICE, data=params, headers={"X-Twilio-Signature": signature}))
+        api,
+        store,
+        pending,
+        lambda: client.post(VOICE, data=params, headers={"X-Twilio-Signature": signature}),
+    )
 
 
 def test_signature_with_another_token_is_refused(app, api, store, pending):
@@ -142,8 +169,11 @@ def test_signature_with_another_token_is_refused(app, api, store, pending):
     signature = sign(PUBLIC_URL + VOICE, params, token="another-accounts-token")
     client = app.test_client()
     assert_refused_and_nothing_changed(
-        api, store, pending,
-        lambda: client.post(VOICE, data=params, headers={"X-Twilio-Signature": signature}))
+        api,
+        store,
+        pending,
+        lambda: client.post(VOICE, data=params, headers={"X-Twilio-Signature": signature}),
+    )
 
 
 def test_signed_query_string_is_part_of_the_url(app, api, store, pending):
@@ -151,9 +181,13 @@ def test_signed_query_string_is_part_of_the_url(app, api, store, pending):
     signature = sign(PUBLIC_URL + "/webhooks/twilio/confirm?n=1", params)
     client = app.test_client()
     assert_refused_and_nothing_changed(
-        api, store, pending,
-        lambda: client.post("/webhooks/twilio/confirm?n=2", data=params,
-                            headers={"X-Twilio-Signature": signature}))
+        api,
+        store,
+        pending,
+        lambda: client.post(
+            "/webhooks/twilio/confirm?n=2", data=params, headers={"X-Twilio-Signature": signature}
+        ),
+    )
 
 
 def test_json_body_is_refused_even_with_a_signature(app, api, store, pending):
@@ -161,51 +195,68 @@ def test_json_body_is_refused_even_with_a_signature(app, api, store, pending):
     signature = sign(PUBLIC_URL + VOICE, {})
     client = app.test_client()
     assert_refused_and_nothing_changed(
-        api, store, pending,
-        lambda: client.post(VOICE, json=params, headers={"X-Twilio-Signature": signature}))
+        api,
+        store,
+        pending,
+        lambda: client.post(VOICE, json=params, headers={"X-Twilio-Signature": signature}),
+    )
 
 
-@pytest.mark.parametrize("path", ["/webhooks/twilio/voice", "/webhooks/twilio/confirm?n=1",
-                                  "/webhooks/twilio/status"])
+@pytest.mark.parametrize(
+    "path", ["/webhooks/twilio/voice", "/webhooks/twilio/confirm?n=1", "/webhooks/twilio/status"]
+)
 def test_every_webhook_checks_the_signature(app, api, store, pending, path):
     params = call_params(Digits="1", CallStatus="completed")
     signature = sign(PUBLIC_URL + path, params, token="wrong-token")
     client = app.test_client()
     assert_refused_and_nothing_changed(
-        api, store, pending,
-        lambda: client.post(path, data=params, headers={"X-Twilio-Signature": signature}))
+        api, store, pending, lambda: client.post(path, data=params, headers={"X-Twilio-Signature": signature})
+    )
 
 
 def test_host_and_forwarded_headers_do_not_change_the_url_checked(app, api, pending):
     params = call_params()
     rv = app.test_client().post(
-        VOICE, data=params, base_url="http://internal-lb:8080",
-        headers={"X-Twilio-Signature": sign(PUBLIC_URL + VOICE, params),
-                 "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "http"})
+        VOICE,
+        data=params,
+        base_url="http://internal-lb:8080",
+        headers={
+            "X-Twilio-Signature": sign(PUBLIC_URL + VOICE, params),
+            "X-Forwarded-Host": "evil.example",
+            "X-Forwarded-Proto": "http",
+        },
+    )
     assert verbs(twiml(rv)) == ["Reject"]
 
 
-@pytest.mark.parametrize(("public_url", "twilio_signed"), [
-    ("https://gw.example.jp", "https://gw.example.jp"),
-    ("https://gw.example.jp", "https://gw.example.jp:443"),
-    ("https://gw.example.jp:443", "https://gw.example.jp"),
-    ("https://gw.example.jp:443", "https://gw.example.jp:443"),
-    ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
-    ("https://gw.example.jp/authgw", "https://gw.example.jp/authgw"),
-])
+@pytest.mark.parametrize(
+    ("public_url", "twilio_signed"),
+    [
+        ("https://gw.example.jp", "https://gw.example.jp"),
+        ("https://gw.example.jp", "https://gw.example.jp:443"),
+        ("https://gw.example.jp:443", "https://gw.example.jp"),
+        ("https://gw.example.jp:443", "https://gw.example.jp:443"),
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ("https://gw.example.jp/authgw", "https://gw.example.jp/authgw"),
+    ],
+)
 def test_public_url_with_and_without_an_explicit_port(settings, store, clock, public_url, twilio_signed):
     app = create_app({**settings, "public_url": public_url, "redis_client": store, "clock": clock})
     phone = Phone(app.test_client(), public_url=twilio_signed)
     assert verbs(twiml(phone.call("+819087654321", LINE_1))) == ["Reject"]
 
 
-@pytest.mark.parametrize(("public_url", "twilio_signed"), [
-    ("https://gw.example.jp", "https://gw.example.jp:8443"),
-    ("https://gw.example.jp:443", "http://gw.example.jp:80"),
-    ("https://gw.example.jp/authgw", "https://gw.example.jp"),
-])
-def test_public_url_with_another_port_scheme_or_prefix_is_refused(settings, store, clock, public_url,
-                                                                 twilio_signed):
+@pytest.mark.parametrize(
+    ("public_url", "twilio_signed"),
+    [
+        ("https://gw.example.jp", "https://gw.example.jp:8443"),
+        ("https://gw.example.jp:443", "http://gw.example.jp:80"),
+        ("https://gw.example.jp/authgw", "https://gw.example.jp"),
+    ],
+)
+def test_public_url_with_another_port_scheme_or_prefix_is_refused(
+    settings, store, clock, public_url, twilio_signed
+):
     app = create_app({**settings, "public_url": public_url, "redis_client": store, "clock": clock})
     phone = Phone(app.test_client(), public_url=twilio_signed)
     assert_problem(phone.call("+819087654321", LINE_1), 403, "forbidden")

@@ -32,15 +32,17 @@ DATABASES = {"reject": 11, "confirm": 12, "code": 13}
 
 def gateway_env(mode: str, redis_url: str, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGW_")}
-    env.update({
-        "AUTHGW_REDIS_URL": redis_url,
-        "AUTHGW_API_KEYS": f"corebank={API_KEY}",
-        "AUTHGW_SECRET_KEY": SECRET_KEY,
-        "AUTHGW_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
-        "AUTHGW_PUBLIC_URL": PUBLIC,
-        "AUTHGW_CALLBACK_NUMBERS": NUMBERS,
-        "AUTHGW_CALLBACK_MODE": mode,
-    })
+    env.update(
+        {
+            "AUTHGW_REDIS_URL": redis_url,
+            "AUTHGW_API_KEYS": f"corebank={API_KEY}",
+            "AUTHGW_SECRET_KEY": SECRET_KEY,
+            "AUTHGW_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+            "AUTHGW_PUBLIC_URL": PUBLIC,
+            "AUTHGW_CALLBACK_NUMBERS": NUMBERS,
+            "AUTHGW_CALLBACK_MODE": mode,
+        }
+    )
     env.update(overrides)
     return env
 
@@ -52,15 +54,27 @@ class Gateway:
     def simulate(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "authgw.cli", "simulate-call", "--url", self.base, *args],
-            env={**self.env, **env}, capture_output=True, text=True, timeout=60, check=False)
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     def transfer(self, customer_id: str, amount: int = 150000) -> dict[str, Any]:
-        status, body = http("PUT", f"{self.base}/v1/customers/{customer_id}",
-                            {"phones": ["090-1234-5678"]})
+        status, body = http("PUT", f"{self.base}/v1/customers/{customer_id}", {"phones": ["090-1234-5678"]})
         assert status == 200, body
-        status, body = http("POST", f"{self.base}/v1/challenges",
-                            {"customer_id": customer_id, "kind": "transfer", "amount": amount,
-                             "currency": "JPY", "payee": TRANSFER_PAYEE})
+        status, body = http(
+            "POST",
+            f"{self.base}/v1/challenges",
+            {
+                "customer_id": customer_id,
+                "kind": "transfer",
+                "amount": amount,
+                "currency": "JPY",
+                "payee": TRANSFER_PAYEE,
+            },
+        )
         assert status == 201, body
         return body  # type: ignore[no-any-return]
 
@@ -79,8 +93,22 @@ def gateway(request: pytest.FixtureRequest, redis_server: EmbeddedStore) -> Iter
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "authgw.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "authgw.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.monotonic() + START_TIMEOUT
             while True:
@@ -117,15 +145,19 @@ def test_simulated_call_approves_a_transfer_created_over_http(gateway):
         assert "確認ができました" in done.stdout
     body = gateway.challenge(challenge["id"])
     assert body["status"] == "verified" and body["verified_by"] == "callback"
-    status, consumed = http("POST", f"{gateway.base}/v1/challenges/{challenge['id']}/consume",
-                            {"transaction_digest": challenge["transaction_digest"]})
+    status, consumed = http(
+        "POST",
+        f"{gateway.base}/v1/challenges/{challenge['id']}/consume",
+        {"transaction_digest": challenge["transaction_digest"]},
+    )
     assert status == 200 and consumed["status"] == "consumed"
 
 
 def test_simulated_stranger_approves_nothing(gateway):
     challenge = gateway.transfer(f"stranger-{gateway.mode}")
-    done = gateway.simulate("--from", "090-9999-8888", "--to", challenge["callback"]["number"],
-                            "--digits", "1")
+    done = gateway.simulate(
+        "--from", "090-9999-8888", "--to", challenge["callback"]["number"], "--digits", "1"
+    )
     assert done.returncode == 0, done.stderr
     assert "<Reject" in done.stdout
     assert "asked for no keys" in done.stderr
@@ -146,8 +178,13 @@ def test_same_call_sid_simulated_twice_verifies_once(gateway):
 
 def test_wrong_token_exits_non_zero_with_the_gateways_answer(gateway):
     challenge = gateway.transfer(f"token-{gateway.mode}")
-    done = gateway.simulate("--from", "090-1234-5678", "--to", challenge["callback"]["number"],
-                            AUTHGW_TWILIO_AUTH_TOKEN="not-the-token")
+    done = gateway.simulate(
+        "--from",
+        "090-1234-5678",
+        "--to",
+        challenge["callback"]["number"],
+        AUTHGW_TWILIO_AUTH_TOKEN="not-the-token",
+    )
     assert done.returncode == 1
     assert "HTTP 403" in done.stderr and "forbidden" in done.stderr
     assert gateway.challenge(challenge["id"])["status"] == "pending"
@@ -156,9 +193,24 @@ def test_wrong_token_exits_non_zero_with_the_gateways_answer(gateway):
 @pytest.mark.parametrize("gateway", ["reject"], indirect=True)
 def test_unreachable_gateway_exits_non_zero(gateway):
     done = subprocess.run(
-        [sys.executable, "-m", "authgw.cli", "simulate-call", "--url",
-         f"http://127.0.0.1:{free_port()}", "--from", "090-1234-5678", "--to", "050-3000-0001"],
-        env=gateway.env, capture_output=True, text=True, timeout=60, check=False)
+        [
+            sys.executable,
+            "-m",
+            "authgw.cli",
+            "simulate-call",
+            "--url",
+            f"http://127.0.0.1:{free_port()}",
+            "--from",
+            "090-1234-5678",
+            "--to",
+            "050-3000-0001",
+        ],
+        env=gateway.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 1
     assert "cannot reach" in done.stderr
 

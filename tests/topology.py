@@ -66,14 +66,18 @@ class Node:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.args, cwd=self.workdir,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            self.args, cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
     def client(self, **kw: object) -> redis.Redis:
-        options: dict[str, object] = {"socket_timeout": 2, "socket_connect_timeout": 2,
-                                      "decode_responses": True, **kw}
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password or None,
-                           **options)  # type: ignore[arg-type]
+        options: dict[str, object] = {
+            "socket_timeout": 2,
+            "socket_connect_timeout": 2,
+            "decode_responses": True,
+            **kw,
+        }
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password or None, **options)  # type: ignore[arg-type]
 
     def kill(self) -> None:
         """SIGKILL: the process dies with no chance to save or hand anything over."""
@@ -94,6 +98,7 @@ class Node:
         def answers() -> bool:
             with self.client() as c:
                 return bool(c.ping())
+
         _poll(f"redis-server on port {self.port} answering", answers)
 
 
@@ -113,11 +118,29 @@ class Topology:
 
 
 def _server_args(binary: str, port: int, workdir: Path, password: str, *extra: str) -> list[str]:
-    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
-            "--save", "", "--appendonly", "no", "--requirepass", password,
-            "--masterauth", password, "--protected-mode", "yes",
-            # A replica syncs at once instead of waiting for more to join one transfer.
-            "--repl-diskless-sync-delay", "0", *extra]
+    return [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(workdir),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--requirepass",
+        password,
+        "--masterauth",
+        password,
+        "--protected-mode",
+        "yes",
+        # A replica syncs at once instead of waiting for more to join one transfer.
+        "--repl-diskless-sync-delay",
+        "0",
+        *extra,
+    ]
 
 
 def start_cluster(binary: str, primaries: int = 3, *extra: str) -> Topology:
@@ -134,22 +157,51 @@ def start_cluster(binary: str, primaries: int = 3, *extra: str) -> Topology:
         port, bus = ports[2 * i], ports[2 * i + 1]
         workdir = root / str(port)
         workdir.mkdir()
-        args = _server_args(binary, port, workdir, password, "--cluster-enabled", "yes",
-                            "--cluster-port", str(bus), "--cluster-config-file", "nodes.conf",
-                            "--cluster-node-timeout", "2000", *extra)
+        args = _server_args(
+            binary,
+            port,
+            workdir,
+            password,
+            "--cluster-enabled",
+            "yes",
+            "--cluster-port",
+            str(bus),
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "2000",
+            *extra,
+        )
         nodes.append(Node(port, args, workdir, password))
     topology = Topology(
         url="redis+cluster://:{}@{}".format(password, ",".join(f"127.0.0.1:{n.port}" for n in nodes)),
-        password=password, nodes=nodes, workdir=root)
+        password=password,
+        nodes=nodes,
+        workdir=root,
+    )
     try:
         for node in nodes:
             node.start()
         for node in nodes:
             node.wait_up()
         subprocess.run(
-            [cli, "--no-auth-warning", "-a", password, "--cluster", "create",
-             *(f"127.0.0.1:{n.port}" for n in nodes), "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=BOOT_SECONDS)
+            [
+                cli,
+                "--no-auth-warning",
+                "-a",
+                password,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{n.port}" for n in nodes),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=BOOT_SECONDS,
+        )
 
         def cluster_ok() -> bool:
             for node in nodes:
@@ -167,13 +219,14 @@ def start_cluster(binary: str, primaries: int = 3, *extra: str) -> Topology:
     return topology
 
 
-def start_sentinel_set(binary: str, service: str = "authgw", replicas: int = 2,
-                       down_after_ms: int = 1000) -> Topology:
+def start_sentinel_set(
+    binary: str, service: str = "authgw", replicas: int = 2, down_after_ms: int = 1000
+) -> Topology:
     """A primary, ``replicas`` replicas and three sentinels (quorum 2) watching ``service``."""
     password = secrets.token_hex(16)
     root = Path(tempfile.mkdtemp(prefix="authgw-sentinel-"))
     ports = free_ports(4 + replicas)
-    primary_port, replica_ports, sentinel_ports = ports[0], ports[1:1 + replicas], ports[1 + replicas:]
+    primary_port, replica_ports, sentinel_ports = ports[0], ports[1 : 1 + replicas], ports[1 + replicas :]
     nodes = []
     replica_of = ("--replicaof", "127.0.0.1", str(primary_port))
     for port, extra in ((primary_port, ()), *((p, replica_of) for p in replica_ports)):
@@ -185,22 +238,32 @@ def start_sentinel_set(binary: str, service: str = "authgw", replicas: int = 2,
         workdir = root / str(port)
         workdir.mkdir()
         conf = workdir / "sentinel.conf"
-        conf.write_text("\n".join([
-            f"port {port}",
-            "bind 127.0.0.1",
-            f"dir {workdir}",
-            f"sentinel monitor {service} 127.0.0.1 {primary_port} 2",
-            *(f"sentinel known-replica {service} 127.0.0.1 {p}" for p in replica_ports),
-            f"sentinel auth-pass {service} {password}",
-            f"sentinel down-after-milliseconds {service} {down_after_ms}",
-            f"sentinel failover-timeout {service} 4000",
-            f"sentinel parallel-syncs {service} 1",
-            "",
-        ]))
+        conf.write_text(
+            "\n".join(
+                [
+                    f"port {port}",
+                    "bind 127.0.0.1",
+                    f"dir {workdir}",
+                    f"sentinel monitor {service} 127.0.0.1 {primary_port} 2",
+                    *(f"sentinel known-replica {service} 127.0.0.1 {p}" for p in replica_ports),
+                    f"sentinel auth-pass {service} {password}",
+                    f"sentinel down-after-milliseconds {service} {down_after_ms}",
+                    f"sentinel failover-timeout {service} 4000",
+                    f"sentinel parallel-syncs {service} 1",
+                    "",
+                ]
+            )
+        )
         sentinels.append(Node(port, [binary, str(conf), "--sentinel"], workdir, ""))
     hosts = ",".join(f"127.0.0.1:{p}" for p in sentinel_ports)
-    topology = Topology(url=f"redis+sentinel://:{password}@{hosts}/{service}", password=password,
-                        nodes=nodes, workdir=root, sentinels=sentinels, service=service)
+    topology = Topology(
+        url=f"redis+sentinel://:{password}@{hosts}/{service}",
+        password=password,
+        nodes=nodes,
+        workdir=root,
+        sentinels=sentinels,
+        service=service,
+    )
     try:
         for node in nodes:
             node.start()
@@ -255,8 +318,9 @@ def start_server(binary: str, *extra: str) -> Topology:
     (port,) = free_ports(1)
     args = _server_args(binary, port, root, password, *extra)
     node = Node(port, args, root, password)
-    topology = Topology(url=f"redis://:{password}@127.0.0.1:{port}/0", password=password,
-                        nodes=[node], workdir=root)
+    topology = Topology(
+        url=f"redis://:{password}@127.0.0.1:{port}/0", password=password, nodes=[node], workdir=root
+    )
     try:
         node.start()
         node.wait_up()
@@ -301,9 +365,24 @@ def start_gateway(env: dict[str, str], workers: int = 1, threads: int = 4) -> Ga
     full_env = {**os.environ, **env}
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "authgw.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", str(workers), "--threads", str(threads)],
-            env=full_env, stdout=out, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "authgw.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--threads",
+                str(threads),
+            ],
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     gateway = Gateway(f"http://127.0.0.1:{port}", process, log)
 
     def healthy() -> bool:
@@ -384,8 +463,10 @@ class Traffic:
         if not self.note("enrol", rv):
             return
         secret = rv.get_json()["secret"]
-        if not self.note("confirm", self.api.post(f"/v1/customers/{cid}/totp/confirm",
-                                                  {"code": totp_code(secret, self.clock())})):
+        if not self.note(
+            "confirm",
+            self.api.post(f"/v1/customers/{cid}/totp/confirm", {"code": totp_code(secret, self.clock())}),
+        ):
             return
         self.clock.advance(30)
         rv = self.api.post("/v1/challenges", transfer(cid, methods=["totp"]))
@@ -399,8 +480,9 @@ class Traffic:
             self.challenges[ch] = {"pending", "verified"}
             return
         self.challenges[ch] = {"verified"}
-        rv = self.api.post(f"/v1/challenges/{ch}/consume",
-                           {"transaction_digest": challenge["transaction_digest"]})
+        rv = self.api.post(
+            f"/v1/challenges/{ch}/consume", {"transaction_digest": challenge["transaction_digest"]}
+        )
         self.challenges[ch] = {"consumed"} if self.note("consume", rv) else {"verified", "consumed"}
 
     def successes(self) -> int:
@@ -417,8 +499,11 @@ class Traffic:
 
     def fail_closed_only(self) -> None:
         """Every answer was a success or 503 store_unavailable: no 500, no other refusal."""
-        bad = [(w, s, c) for w, s, c in self.statuses
-               if not (200 <= s < 300 or (s, c) == (503, "store_unavailable"))]
+        bad = [
+            (w, s, c)
+            for w, s, c in self.statuses
+            if not (200 <= s < 300 or (s, c) == (503, "store_unavailable"))
+        ]
         assert not bad, bad[:5]
 
 

@@ -27,8 +27,9 @@ def challenges() -> Challenges:
 
 @bp.before_request
 def require_client() -> None:
-    g.client = authenticate(request.headers.get("Authorization"),
-                            current_app.extensions["authgw"].settings.api_keys)
+    g.client = authenticate(
+        request.headers.get("Authorization"), current_app.extensions["authgw"].settings.api_keys
+    )
 
 
 def known_customer(customer_id: str) -> str:
@@ -89,8 +90,9 @@ def events(customer_id: str) -> Response:
     if raw is not None:
         # ASCII digits only: str.isdigit() admits "²", which int() refuses (a 500).
         if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= EVENTS_MAX:
-            raise ValidationFailed([{"field": "limit",
-                                     "message": f"must be a whole number from 1 to {EVENTS_MAX}"}])
+            raise ValidationFailed(
+                [{"field": "limit", "message": f"must be a whole number from 1 to {EVENTS_MAX}"}]
+            )
         limit = int(raw)
     return as_json({"events": customers().events(known_customer(customer_id), limit)})
 
@@ -100,8 +102,7 @@ def events(customer_id: str) -> Response:
 
 @bp.post("/challenges")
 def create_challenge() -> Response:
-    challenge, _new = challenges().create(g.client, json_body(),
-                                          request.headers.get("Idempotency-Key"))
+    challenge, _new = challenges().create(g.client, json_body(), request.headers.get("Idempotency-Key"))
     return as_json(challenge, 201)
 
 

@@ -37,8 +37,11 @@ def render(record: dict[str, str]) -> dict[str, Any]:
 
 
 def render_event(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
-    event: dict[str, Any] = {"at": fields.get("at"), "type": fields.get("type"),
-                             "customer_id": fields.get("customer_id")}
+    event: dict[str, Any] = {
+        "at": fields.get("at"),
+        "type": fields.get("type"),
+        "customer_id": fields.get("customer_id"),
+    }
     for name, value in fields.items():
         if name not in event:
             event[name] = int(value) if name == "amount" else value
@@ -61,8 +64,10 @@ class Customers:
     def put(self, customer_id: str, body: Any) -> tuple[dict[str, Any], bool]:
         """Register or update; returns the customer and whether it was created."""
         if not isinstance(customer_id, str) or not models.CUSTOMER_ID_RE.fullmatch(customer_id):
-            raise ApiError("validation_error", errors=[
-                {"field": "customer_id", "message": "must be 1-64 of A-Z a-z 0-9 . _ -"}])
+            raise ApiError(
+                "validation_error",
+                errors=[{"field": "customer_id", "message": "must be 1-64 of A-Z a-z 0-9 . _ -"}],
+            )
         request = models.parse(models.CustomerPut, body)
         phones: list[str] = []
         problems = []
@@ -87,9 +92,11 @@ class Customers:
             for phone in phones:
                 pipe.sadd(self.keys.phone_index(phone), customer_id)
             pipe.execute()
-        payload = expect_ok(store.run("put_customer", [keys.customer],
-                                      [customer_id, json.dumps(phones), request.region,
-                                       now.iso]))
+        payload = expect_ok(
+            store.run(
+                "put_customer", [keys.customer], [customer_id, json.dumps(phones), request.region, now.iso]
+            )
+        )
         created, previous = payload[0] == 1, json.loads(payload[1])
         self._drop_hints(customer_id, [p for p in previous if p not in phones])
         return render(pairs(payload[2:])), created
@@ -118,8 +125,7 @@ class Customers:
             now = self.d.now()
             result = store.run(
                 "delete_customer",
-                [keys.customer, keys.open, keys.events, keys.lines,
-                 *(keys.challenge(i) for i in open_ids)],
+                [keys.customer, keys.open, keys.events, keys.lines, *(keys.challenge(i) for i in open_ids)],
                 [now.ms, now.iso, self.d.maxlen, self.d.retention_ms, *open_ids],
             )
             if status_of(result) != "retry":
@@ -144,8 +150,10 @@ class Customers:
             now = self.d.now()
             steps = self._steps(sealed, customer_id, code, now.seconds)
             result = self.d.store.run(
-                "totp_confirm", [keys.customer, keys.events],
-                [now.iso, self.d.maxlen, self.d.settings.lockout_threshold, sealed, steps])
+                "totp_confirm",
+                [keys.customer, keys.events],
+                [now.iso, self.d.maxlen, self.d.settings.lockout_threshold, sealed, steps],
+            )
             if status_of(result) != "stale":
                 return render(pairs(expect_ok(result)))
         raise StoreUnavailable("the TOTP enrolment kept changing")
@@ -163,13 +171,15 @@ class Customers:
 
     def remove_totp(self, customer_id: str) -> None:
         keys = self._keys(customer_id)
-        expect_ok(self.d.store.run("totp_remove", [keys.customer, keys.events],
-                                   [self.d.now().iso, self.d.maxlen]))
+        expect_ok(
+            self.d.store.run("totp_remove", [keys.customer, keys.events], [self.d.now().iso, self.d.maxlen])
+        )
 
     def unlock(self, customer_id: str, client: str) -> dict[str, Any]:
         keys = self._keys(customer_id)
-        result = self.d.store.run("unlock", [keys.customer, keys.events],
-                                  [self.d.now().iso, self.d.maxlen, client])
+        result = self.d.store.run(
+            "unlock", [keys.customer, keys.events], [self.d.now().iso, self.d.maxlen, client]
+        )
         return render(pairs(expect_ok(result)))
 
     def events(self, customer_id: str, limit: int) -> list[dict[str, Any]]:
@@ -187,10 +197,13 @@ class Customers:
         if due:
             # Challenges whose time is up but that nobody touched since: settle them so the
             # trail shows their expiry, then read it again.
-            expect_ok(store.run("expire_due",
-                                [keys.open, keys.events, keys.lines,
-                                 *(keys.challenge(i) for i in due)],
-                                [now.ms, self.d.maxlen, *due]))
+            expect_ok(
+                store.run(
+                    "expire_due",
+                    [keys.open, keys.events, keys.lines, *(keys.challenge(i) for i in due)],
+                    [now.ms, self.d.maxlen, *due],
+                )
+            )
             with store.boundary():
                 entries = store.client.xrevrange(keys.events, count=limit)
         return [render_event(entry_id, fields) for entry_id, fields in entries]

@@ -49,8 +49,9 @@ class Domain:
             store=store,
             clock=clock,
             box=SecretBox(settings.secret_keys),
-            totp=TotpPolicy(settings.totp_issuer, settings.totp_digits, settings.totp_period,
-                            settings.totp_algorithm),
+            totp=TotpPolicy(
+                settings.totp_issuer, settings.totp_digits, settings.totp_period, settings.totp_algorithm
+            ),
         )
 
     def now(self) -> Now:

@@ -30,21 +30,42 @@ from authgw.keys import new_challenge_id, tag_of_challenge
 IDEMPOTENCY_KEY_MAX = 255
 
 
-def transaction_digest(customer_id: str, kind: str, amount: int, currency: str,
-                       payee: dict[str, Any]) -> str:
+def transaction_digest(customer_id: str, kind: str, amount: int, currency: str, payee: dict[str, Any]) -> str:
     """SHA-256 of the canonical JSON of the transaction (API.md), lowercase hex."""
-    return hashlib.sha256(models.canonical_json({
-        "amount": amount, "currency": currency, "customer_id": customer_id,
-        "kind": kind, "payee": payee,
-    })).hexdigest()
+    return hashlib.sha256(
+        models.canonical_json(
+            {
+                "amount": amount,
+                "currency": currency,
+                "customer_id": customer_id,
+                "kind": kind,
+                "payee": payee,
+            }
+        )
+    ).hexdigest()
 
 
-def document(request: models.ChallengeCreate, payee: dict[str, Any], digest: str, created_at: str,
-             expires_at: str, attempts: int, callback_mode: str) -> dict[str, Any]:
+def document(
+    request: models.ChallengeCreate,
+    payee: dict[str, Any],
+    digest: str,
+    created_at: str,
+    expires_at: str,
+    attempts: int,
+    callback_mode: str,
+) -> dict[str, Any]:
     """The immutable part of a challenge record (its ``doc`` field)."""
-    return {"kind": request.kind, "amount": request.amount, "currency": request.currency,
-            "payee": payee, "transaction_digest": digest, "created_at": created_at,
-            "expires_at": expires_at, "attempts": attempts, "callback_mode": callback_mode}
+    return {
+        "kind": request.kind,
+        "amount": request.amount,
+        "currency": request.currency,
+        "payee": payee,
+        "transaction_digest": digest,
+        "created_at": created_at,
+        "expires_at": expires_at,
+        "attempts": attempts,
+        "callback_mode": callback_mode,
+    }
 
 
 def render(challenge_id: str, record: dict[str, str], *, as_created: bool = False) -> dict[str, Any]:
@@ -65,14 +86,16 @@ def render(challenge_id: str, record: dict[str, str], *, as_created: bool = Fals
         if record.get("code"):
             callback["code"] = record["code"]
         out["callback"] = callback
-    out.update({
-        "transaction_digest": doc["transaction_digest"],
-        "attempts_left": doc["attempts"] if as_created else max(int(record["attempts"]), 0),
-        "created_at": doc["created_at"],
-        "expires_at": doc["expires_at"],
-        "verified_by": None if as_created else record.get("verified_by"),
-        "verified_at": None if as_created else record.get("verified_at"),
-    })
+    out.update(
+        {
+            "transaction_digest": doc["transaction_digest"],
+            "attempts_left": doc["attempts"] if as_created else max(int(record["attempts"]), 0),
+            "created_at": doc["created_at"],
+            "expires_at": doc["expires_at"],
+            "verified_by": None if as_created else record.get("verified_by"),
+            "verified_at": None if as_created else record.get("verified_at"),
+        }
+    )
     return out
 
 
@@ -95,15 +118,21 @@ class Challenges:
         claim_key = ""
         if idempotency_key is not None:
             if not 1 <= len(idempotency_key) <= IDEMPOTENCY_KEY_MAX or not idempotency_key.isprintable():
-                raise ValidationFailed([{"field": "Idempotency-Key",
-                                         "message": "must be 1-255 printable characters"}])
+                raise ValidationFailed(
+                    [{"field": "Idempotency-Key", "message": "must be 1-255 printable characters"}]
+                )
             key_digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
             request_hash = hashlib.sha256(models.canonical_json(body)).hexdigest()
             claim_key = self.keys.idempotency_claim(client, key_digest)
             # The claim is client-wide (its own slot); the customer-side record, written with
             # the challenge, makes the creation itself idempotent.
-            expect_ok(store.run("idempotency_claim", [claim_key],
-                                [request_hash, self.d.retention_ms + request.ttl_seconds * 1000]))
+            expect_ok(
+                store.run(
+                    "idempotency_claim",
+                    [claim_key],
+                    [request_hash, self.d.retention_ms + request.ttl_seconds * 1000],
+                )
+            )
             idem_key = keys.idempotency(client, key_digest)
 
         now = self.d.now()
@@ -113,10 +142,15 @@ class Challenges:
         code = ""
         if mode == "code":
             code = "".join(secrets.choice("0123456789") for _ in range(settings.callback_code_digits))
-        doc = document(request, payee,
-                       transaction_digest(request.customer_id, request.kind, request.amount,
-                                          request.currency, payee),
-                       now.iso, rfc3339(expires_ms), settings.challenge_attempts, mode)
+        doc = document(
+            request,
+            payee,
+            transaction_digest(request.customer_id, request.kind, request.amount, request.currency, payee),
+            now.iso,
+            rfc3339(expires_ms),
+            settings.challenge_attempts,
+            mode,
+        )
         doc_json = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
         methods_json = json.dumps(request.methods) if request.methods is not None else ""
         base_keys = [keys.customer, keys.open, keys.events, keys.lines, keys.challenge(challenge_id)]
@@ -125,13 +159,29 @@ class Challenges:
         supersede = ""
         for _ in range(RETRIES):
             call_keys = base_keys + ([keys.challenge(supersede)] if supersede else [])
-            result = store.run("create_challenge", call_keys, [
-                now.ms, now.iso, self.d.maxlen,
-                expires_ms - now.ms + self.d.retention_ms,
-                challenge_id, client, request.customer_id, doc_json, methods_json,
-                settings.challenge_attempts, expires_ms, doc["expires_at"], request_hash,
-                json.dumps(list(settings.callback_numbers)), supersede, code, self.d.retention_ms,
-            ])
+            result = store.run(
+                "create_challenge",
+                call_keys,
+                [
+                    now.ms,
+                    now.iso,
+                    self.d.maxlen,
+                    expires_ms - now.ms + self.d.retention_ms,
+                    challenge_id,
+                    client,
+                    request.customer_id,
+                    doc_json,
+                    methods_json,
+                    settings.challenge_attempts,
+                    expires_ms,
+                    doc["expires_at"],
+                    request_hash,
+                    json.dumps(list(settings.callback_numbers)),
+                    supersede,
+                    code,
+                    self.d.retention_ms,
+                ],
+            )
             status = status_of(result)
             if status == "supersede":
                 supersede = result[1]
@@ -139,8 +189,13 @@ class Challenges:
             if status == "replay":
                 return self._read(client, result[1], as_created=True), False
             methods_out, line = expect_ok(result)
-            record = {"customer_id": request.customer_id, "doc": doc_json, "methods": methods_out,
-                      "status": "pending", "attempts": str(settings.challenge_attempts)}
+            record = {
+                "customer_id": request.customer_id,
+                "doc": doc_json,
+                "methods": methods_out,
+                "status": "pending",
+                "attempts": str(settings.challenge_attempts),
+            }
             if line:
                 record["line"] = line
                 if code:
@@ -160,8 +215,11 @@ class Challenges:
     def _read(self, client: str, challenge_id: str, *, as_created: bool = False) -> dict[str, Any]:
         keys, ch = self._challenge_keys(challenge_id)
         now = self.d.now()
-        result = self.d.store.read("read_challenge", [ch, keys.open, keys.events, keys.lines],
-                                  [now.ms, self.d.maxlen, client, challenge_id])
+        result = self.d.store.read(
+            "read_challenge",
+            [ch, keys.open, keys.events, keys.lines],
+            [now.ms, self.d.maxlen, client, challenge_id],
+        )
         return render(challenge_id, pairs(expect_ok(result)), as_created=as_created)
 
     def get(self, client: str, challenge_id: str) -> dict[str, Any]:
@@ -178,9 +236,20 @@ class Challenges:
             now = self.d.now()
             steps = self.customers._steps(sealed or "", customer_id or "", code, now.seconds)
             result = store.run(
-                "verify_totp", [ch, keys.customer, keys.open, keys.events, keys.lines],
-                [now.ms, now.iso, self.d.maxlen, self.d.retention_ms, client,
-                 self.d.settings.lockout_threshold, sealed or "", steps, challenge_id])
+                "verify_totp",
+                [ch, keys.customer, keys.open, keys.events, keys.lines],
+                [
+                    now.ms,
+                    now.iso,
+                    self.d.maxlen,
+                    self.d.retention_ms,
+                    client,
+                    self.d.settings.lockout_threshold,
+                    sealed or "",
+                    steps,
+                    challenge_id,
+                ],
+            )
             if status_of(result) != "stale":
                 return render(challenge_id, pairs(expect_ok(result, counts_attempts=True)))
         raise StoreUnavailable("the TOTP secret kept changing")
@@ -189,15 +258,19 @@ class Challenges:
         digest = models.parse(models.ConsumeBody, body).transaction_digest
         keys, ch = self._challenge_keys(challenge_id)
         now = self.d.now()
-        result = self.d.store.run("consume", [ch, keys.open, keys.events, keys.lines],
-                                  [now.ms, now.iso, self.d.maxlen, self.d.retention_ms, client,
-                                   digest, challenge_id])
+        result = self.d.store.run(
+            "consume",
+            [ch, keys.open, keys.events, keys.lines],
+            [now.ms, now.iso, self.d.maxlen, self.d.retention_ms, client, digest, challenge_id],
+        )
         return render(challenge_id, pairs(expect_ok(result)))
 
     def cancel(self, client: str, challenge_id: str) -> dict[str, Any]:
         keys, ch = self._challenge_keys(challenge_id)
         now = self.d.now()
-        result = self.d.store.run("cancel", [ch, keys.open, keys.events, keys.lines],
-                                  [now.ms, now.iso, self.d.maxlen, self.d.retention_ms, client,
-                                   challenge_id])
+        result = self.d.store.run(
+            "cancel",
+            [ch, keys.open, keys.events, keys.lines],
+            [now.ms, now.iso, self.d.maxlen, self.d.retention_ms, client, challenge_id],
+        )
         return render(challenge_id, pairs(expect_ok(result)))

@@ -27,8 +27,13 @@ class TotpPolicy:
     drift_steps: int = 1
 
     def totp(self, secret: str) -> pyotp.TOTP:
-        return pyotp.TOTP(secret, digits=self.digits, interval=self.period,
-                          digest=DIGESTS[self.algorithm], issuer=self.issuer)
+        return pyotp.TOTP(
+            secret,
+            digits=self.digits,
+            interval=self.period,
+            digest=DIGESTS[self.algorithm],
+            issuer=self.issuer,
+        )
 
     def new_secret(self) -> str:
         # 160 bits, the size of an HMAC-SHA1 block's recommended key (RFC 4226 §4).

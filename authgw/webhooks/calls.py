@@ -47,8 +47,18 @@ log = logging.getLogger(__name__)
 
 CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
 DIGITS = re.compile(r"^[0-9*#]{0,12}$")
-CALL_STATUSES = {"queued", "initiated", "ringing", "in-progress", "answered", "completed", "busy",
-                 "failed", "no-answer", "canceled"}
+CALL_STATUSES = {
+    "queued",
+    "initiated",
+    "ringing",
+    "in-progress",
+    "answered",
+    "completed",
+    "busy",
+    "failed",
+    "no-answer",
+    "canceled",
+}
 CALL_EVENTS_MAX = 100_000  # the gateway's call stream is trimmed to about this many entries
 MAX_ENTRIES = 6  # keys a caller may enter in one call before it is ended
 CONFIRM_PATH = "/webhooks/twilio/confirm"
@@ -100,9 +110,21 @@ class Calls:
         record = self.keys.call_status(sid)
 
         if caller.e164 is None:
-            seen = self.store.run("receive_call", [record],
-                                  [now.ms, now.iso, self._call_ttl_ms, raw_from, to, stir, "",
-                                   "withheld", caller.withheld or ""])
+            seen = self.store.run(
+                "receive_call",
+                [record],
+                [
+                    now.ms,
+                    now.iso,
+                    self._call_ttl_ms,
+                    raw_from,
+                    to,
+                    stir,
+                    "",
+                    "withheld",
+                    caller.withheld or "",
+                ],
+            )
             if seen[0] == "new":
                 self._log(now, "call.withheld", sid, raw_from, to, reason=caller.withheld, stir=stir)
             log.info("call %s: withheld caller ID", sid)
@@ -121,16 +143,26 @@ class Calls:
         candidates = sorted(members)
         known = "" if candidates and to else "unmatched"
         reason = "" if not known else ("unknown_caller" if not candidates else "not_a_number")
-        receive_args = [now.ms, now.iso, self._call_ttl_ms, caller.e164, to, stir,
-                        ",".join(candidates), known, reason]
+        receive_args = [
+            now.ms,
+            now.iso,
+            self._call_ttl_ms,
+            caller.e164,
+            to,
+            stir,
+            ",".join(candidates),
+            known,
+            reason,
+        ]
         held: tuple[str, str] | None = None  # (customer, holder of the dialled number)
         if known:
             seen = self.store.run("receive_call", [record], receive_args)
         else:
             # The first candidate's holder of the dialled number, read in the same round trip.
             first = candidates[0]
-            seen, holder = self.store.run_and_read("receive_call", [record], receive_args,
-                                                   "hget", self.keys.for_customer(first).lines, to)
+            seen, holder = self.store.run_and_read(
+                "receive_call", [record], receive_args, "hget", self.keys.for_customer(first).lines, to
+            )
             held = (first, holder or "")
         state, first_ms, seen_from, seen_to, seen_candidates, outcome = seen
         if state == "seen":
@@ -159,17 +191,48 @@ class Calls:
         log.info("call %s: unmatched", sid)
         return self.voice.reject()
 
-    def _log(self, now: Now, event_type: str, sid: str, from_: str, to: str, *, reason: str | None = None,
-             stir: str = "", status: str = "") -> None:
+    def _log(
+        self,
+        now: Now,
+        event_type: str,
+        sid: str,
+        from_: str,
+        to: str,
+        *,
+        reason: str | None = None,
+        stir: str = "",
+        status: str = "",
+    ) -> None:
         """An event no customer's trail can hold, on the gateway's call stream (append only)."""
-        fields = {"at": now.iso, "type": event_type, "call_sid": sid, "from": from_, "to": to,
-                  "reason": reason or "", "stir_verstat": stir, "status": status}
+        fields = {
+            "at": now.iso,
+            "type": event_type,
+            "call_sid": sid,
+            "from": from_,
+            "to": to,
+            "reason": reason or "",
+            "stir_verstat": stir,
+            "status": status,
+        }
         with self.store.boundary():
-            self.store.client.xadd(self.keys.call_events(), {k: v for k, v in fields.items() if v},
-                                   maxlen=CALL_EVENTS_MAX, approximate=True)
+            self.store.client.xadd(
+                self.keys.call_events(),
+                {k: v for k, v in fields.items() if v},
+                maxlen=CALL_EVENTS_MAX,
+                approximate=True,
+            )
 
-    def _judge(self, customer_id: str, sid: str, from_: str, to: str, first_ms: int, stir: str,
-               now: Now, held: str | None = None) -> list[Any]:
+    def _judge(
+        self,
+        customer_id: str,
+        sid: str,
+        from_: str,
+        to: str,
+        first_ms: int,
+        stir: str,
+        now: Now,
+        held: str | None = None,
+    ) -> list[Any]:
         """``held``: the customer's lines entry for ``to`` if already read (a hint, like any)."""
         keys = self.keys.for_customer(customer_id)
         refuse = "1" if self.s.callback_refuse_failed_attestation else "0"
@@ -182,9 +245,25 @@ class Calls:
             call_keys = [keys.customer, keys.open, keys.events, keys.lines, keys.call(sid)]
             if hint:
                 call_keys.append(keys.challenge(hint))
-            result = self.store.run("answer_call", call_keys, [
-                now.ms, now.iso, self.d.maxlen, self.d.retention_ms, self._call_ttl_ms, sid,
-                from_, to, hint, first_ms, self.s.callback_confirm_above, stir, refuse])
+            result = self.store.run(
+                "answer_call",
+                call_keys,
+                [
+                    now.ms,
+                    now.iso,
+                    self.d.maxlen,
+                    self.d.retention_ms,
+                    self._call_ttl_ms,
+                    sid,
+                    from_,
+                    to,
+                    hint,
+                    first_ms,
+                    self.s.callback_confirm_above,
+                    stir,
+                    refuse,
+                ],
+            )
             if status_of(result) != "retry":
                 return list(result)
         raise StoreUnavailable("the designated number kept changing hands")
@@ -199,8 +278,9 @@ class Calls:
             return self.voice.reject()
         if status == "gather":
             challenge_id, mode, doc, keys = result[1], result[2], json.loads(result[3]), int(result[4])
-            bound = self.store.run("bind_call", [self.keys.call_status(sid)],
-                                   [customer_id, challenge_id, "gather"])
+            bound = self.store.run(
+                "bind_call", [self.keys.call_status(sid)], [customer_id, challenge_id, "gather"]
+            )
             if status_of(bound) != "ok":
                 return self.voice.result("unknown_call")
             return self.voice.ask(doc, mode, self._action(1), keys)
@@ -227,7 +307,8 @@ class Calls:
         n = int(n_arg or "0")
         with self.store.boundary():
             customer_id, challenge_id = self.store.client.hmget(
-                self.keys.call_status(sid), ["customer_id", "challenge_id"])
+                self.keys.call_status(sid), ["customer_id", "challenge_id"]
+            )
         if not customer_id or not challenge_id or tag_of_challenge(challenge_id) != customer_tag(customer_id):
             log.info("call %s: keys pressed on a call with no dialogue", sid)
             return self.voice.result("unknown_call")
@@ -235,10 +316,19 @@ class Calls:
         now = self.d.now()
         result = self.store.run(
             "confirm_call",
-            [keys.challenge(challenge_id), keys.customer, keys.open, keys.events, keys.lines,
-             keys.call(sid)],
-            [now.ms, now.iso, self.d.maxlen, self.d.retention_ms, self.s.lockout_threshold, sid,
-             challenge_id, digits, n])
+            [keys.challenge(challenge_id), keys.customer, keys.open, keys.events, keys.lines, keys.call(sid)],
+            [
+                now.ms,
+                now.iso,
+                self.d.maxlen,
+                self.d.retention_ms,
+                self.s.lockout_threshold,
+                sid,
+                challenge_id,
+                digits,
+                n,
+            ],
+        )
         return self._spoken_keys(sid, list(result), n)
 
     def _spoken_keys(self, sid: str, result: list[Any], n: int) -> str:
@@ -276,6 +366,9 @@ class Calls:
         now = self.d.now()
         from_ = caller_id(_field(form, "From", 256), region).e164 or "withheld"
         to = dialled(_field(form, "To", 256), region) or ""
-        self.store.run("call_status", [self.keys.call_status(sid)],
-                       [now.ms, now.iso, self._call_ttl_ms, call_status, duration, from_, to])
+        self.store.run(
+            "call_status",
+            [self.keys.call_status(sid)],
+            [now.ms, now.iso, self._call_ttl_ms, call_status, duration, from_, to],
+        )
         self._log(now, "call.status", sid, from_, to, status=call_status)

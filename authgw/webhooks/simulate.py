@@ -61,8 +61,9 @@ def _signing(url: str | None) -> tuple[str, str, str]:
         region = os.environ.get("AUTHGW_DEFAULT_REGION", "JP").upper()
     if not token:
         token = DEV_TOKEN
-        _say("AUTHGW_TWILIO_AUTH_TOKEN is not set: signing with the development token of "
-             "`authgw serve --dev`")
+        _say(
+            "AUTHGW_TWILIO_AUTH_TOKEN is not set: signing with the development token of `authgw serve --dev`"
+        )
     if not public_url:
         public_url = (url or DEV_URL).strip().rstrip("/")
         _say(f"AUTHGW_PUBLIC_URL is not set: signing for {public_url}")
@@ -82,9 +83,17 @@ def as_twilio_sends(number: str, region: str) -> str:
 
 def call_parameters(sid: str, from_: str, to: str) -> dict[str, str]:
     """What Twilio posts for an inbound call (the geographic fields left out)."""
-    return {"CallSid": sid, "AccountSid": ACCOUNT_SID, "From": from_, "To": to, "Caller": from_,
-            "Called": to, "CallStatus": "ringing", "Direction": "inbound",
-            "ApiVersion": "2010-04-01"}
+    return {
+        "CallSid": sid,
+        "AccountSid": ACCOUNT_SID,
+        "From": from_,
+        "To": to,
+        "Caller": from_,
+        "Called": to,
+        "CallStatus": "ringing",
+        "Direction": "inbound",
+        "ApiVersion": "2010-04-01",
+    }
 
 
 def post(public_url: str, base_url: str, signed_url: str, params: dict[str, str], token: str) -> str:
@@ -92,12 +101,17 @@ def post(public_url: str, base_url: str, signed_url: str, params: dict[str, str]
     signature = RequestValidator(token).compute_signature(signed_url, params)
     target = signed_url
     if base_url != public_url and signed_url.startswith(public_url):
-        target = base_url + signed_url[len(public_url):]
+        target = base_url + signed_url[len(public_url) :]
     request = urllib.request.Request(
-        target, data=urlencode(params).encode(), method="POST",
-        headers={"X-Twilio-Signature": signature,
-                 "Content-Type": "application/x-www-form-urlencoded",
-                 "User-Agent": "TwilioProxy/1.1 (authgw simulate-call)"})
+        target,
+        data=urlencode(params).encode(),
+        method="POST",
+        headers={
+            "X-Twilio-Signature": signature,
+            "Content-Type": "application/x-www-form-urlencoded",
+            "User-Agent": "TwilioProxy/1.1 (authgw simulate-call)",
+        },
+    )
     _say(f"POST {target}")
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT) as response:

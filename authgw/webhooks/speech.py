@@ -17,18 +17,21 @@ LANGUAGE = "ja-JP"
 KINDS = {"transfer": "お振込み", "payeasy": "ペイジーでのお支払い"}
 GATHER_TIMEOUT = 8  # seconds the caller has to press a key
 
-WITHHELD = ("お電話番号が非通知のため、ご本人様の確認ができませんでした。"
-            "お手数ですが、番号の前に、いち、はち、ろく、をつけて、おかけ直しください。")
+WITHHELD = (
+    "お電話番号が非通知のため、ご本人様の確認ができませんでした。"
+    "お手数ですが、番号の前に、いち、はち、ろく、をつけて、おかけ直しください。"
+)
 GREETING = "ご本人様確認のため、お手続き中のお取引をご案内します。"
 NO_INPUT_AGAIN = "もう一度ご案内します。"
 GOODBYE_PENDING = "入力が確認できませんでした。お手続きは完了していません。お電話を終了します。"
 CONFIRM_ASK = "このお取引を承認する場合は1を、お心当たりがない場合は9を押してください。"
-CODE_ASK = ("お手続き中の画面に表示されている{digits}桁の番号を押してください。"
-            "お心当たりがない場合は、9のあとにシャープを押してください。")
+CODE_ASK = (
+    "お手続き中の画面に表示されている{digits}桁の番号を押してください。"
+    "お心当たりがない場合は、9のあとにシャープを押してください。"
+)
 RESULTS = {
     "verified": "ご本人様の確認ができました。画面に戻ってお手続きを続けてください。",
-    "denied": ("お取引を中止しました。お心当たりのないお取引の場合は、"
-               "至急、お取引の銀行にご連絡ください。"),
+    "denied": ("お取引を中止しました。お心当たりのないお取引の場合は、至急、お取引の銀行にご連絡ください。"),
     "failed": "番号が正しくないため、お手続きを中止しました。",
     "customer_locked": "ご利用が停止されているため、お手続きできません。銀行にお問い合わせください。",
     "challenge_expired": "お手続きの有効期限が過ぎています。最初からやり直してください。",
@@ -116,8 +119,9 @@ class Voice:
 
     def ask(self, doc: dict[str, Any], mode: str, action: str, code_digits: int) -> str:
         """Read the transaction and gather the answer; no input: once more, then hang up."""
-        return self._gather(mode, action, code_digits,
-                            [GREETING + describe(doc), NO_INPUT_AGAIN + describe(doc)])
+        return self._gather(
+            mode, action, code_digits, [GREETING + describe(doc), NO_INPUT_AGAIN + describe(doc)]
+        )
 
     def ask_again(self, mode: str, action: str, code_digits: int, message: str) -> str:
         return self._gather(mode, action, code_digits, [message])
@@ -129,9 +133,14 @@ class Voice:
         num_digits = 1 if mode == "confirm" else code_digits
         response = VoiceResponse()
         for intro in intros:
-            gather = response.gather(num_digits=num_digits, action=action, method="POST",
-                                     timeout=GATHER_TIMEOUT, finish_on_key="#",
-                                     action_on_empty_result=False)
+            gather = response.gather(
+                num_digits=num_digits,
+                action=action,
+                method="POST",
+                timeout=GATHER_TIMEOUT,
+                finish_on_key="#",
+                action_on_empty_result=False,
+            )
             self._say(gather, intro + question)
         self._say(response, GOODBYE_PENDING)
         response.hangup()

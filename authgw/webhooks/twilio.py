@@ -49,8 +49,12 @@ def signed(view: Callable[..., Response]) -> Callable[..., Response]:
     def checked(*args: Any, **kwargs: Any) -> Response:
         settings = current_app.extensions["authgw"].settings
         signature = request.headers.get("X-Twilio-Signature", "")
-        if (not settings.twilio_auth_token or not settings.public_url or not signature
-                or request.mimetype != FORM):
+        if (
+            not settings.twilio_auth_token
+            or not settings.public_url
+            or not signature
+            or request.mimetype != FORM
+        ):
             raise ApiError("forbidden")
         validator = RequestValidator(settings.twilio_auth_token)
         if not validator.validate(signed_url(settings.public_url), request.form, signature):
