@@ -23,6 +23,7 @@ from tests.conftest import (
     Api,
     Clock,
     assert_problem,
+    every_key,
     field_errors,
     register,
     settings_for_tests,
@@ -49,7 +50,7 @@ def snapshot(client: Any) -> dict[str, Any]:
     or not, by design; what a refusal must not leave behind is state.
     """
     state: dict[str, Any] = {}
-    for key in client.keys("*"):
+    for key in sorted(every_key(client)):
         if ":{r:" in key:
             continue
         kind = client.type(key)

@@ -31,9 +31,9 @@ from tests.conftest import (
     PUBLIC_URL,
     TWILIO_TOKEN,
     Api,
-    all_keys,
     assert_problem,
     enrol_totp,
+    every_key,
     new_challenge,
     register,
     settings_for_tests,
@@ -57,13 +57,6 @@ def twiml(rv: Any) -> ET.Element:
     root = ET.fromstring(rv.get_data())
     assert root.tag == "Response"
     return root
-
-
-def every_key(client: Any) -> set[str]:
-    """Every key in the store, on every primary of a cluster too."""
-    if hasattr(client, "get_primaries"):
-        return set(client.keys("*", target_nodes=client.PRIMARIES))
-    return all_keys(client)
 
 
 def spoken(root: ET.Element) -> str:

@@ -14,8 +14,8 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from authgw.app import create_app
-from tests.conftest import PUBLIC_URL, TWILIO_TOKEN, assert_problem, new_challenge, register
-from tests.test_webhooks_calls import LINE_1, PHONE, Phone, every_key, new_sid, twiml, verbs
+from tests.conftest import PUBLIC_URL, TWILIO_TOKEN, assert_problem, every_key, new_challenge, register
+from tests.test_webhooks_calls import LINE_1, PHONE, Phone, new_sid, twiml, verbs
 
 VECTOR_TOKEN = "12345"
 VECTOR_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
