@@ -278,3 +278,25 @@ def test_cluster_shard_killed_and_restarted_fails_closed_then_recovers(clock: An
         assert api.post("/v1/challenges", transfer(on_dead[0])).status_code == 201
     finally:
         cluster.stop()
+
+
+def test_polling_waits_out_refused_connections() -> None:
+    """A gateway whose new worker has not bound its socket yet refuses connections; the wait
+    for it must go on, not fail (the worker-kill test above met this on a busy machine)."""
+    answers = iter([ConnectionRefusedError(111, "refused"), ConnectionResetError(104, "reset"), True])
+
+    def check() -> bool:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    wait_until("the gateway answering", check, seconds=5)
+
+
+def test_polling_names_the_last_error_when_time_runs_out() -> None:
+    def check() -> bool:
+        raise ConnectionRefusedError(111, "refused")
+
+    with pytest.raises(AssertionError, match="ConnectionRefusedError"):
+        wait_until("the gateway answering", check, seconds=0.2)

@@ -40,6 +40,7 @@ from tests.conftest import (
     totp_code,
 )
 from tests.test_round_trips import CountingConnection
+from tests.topology import free_ports
 
 PHONE = "+819012345678"
 LINE_1, LINE_2, LINE_3 = CALLBACK_NUMBERS
@@ -788,11 +789,7 @@ def test_signed_but_malformed_webhooks_are_validation_errors(phone, store, path,
 
 def unreachable_app(settings: dict[str, Any], clock: Any) -> Any:
     """An app whose store refuses connections (a closed loopback port)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    (port,) = free_ports(1)
     client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2, decode_responses=True)
     return create_app({**settings, "redis_client": client, "clock": clock})
 

@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,19 +41,6 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in socks:
             sock.close()
-
-
-def _poll(what: str, check: object, seconds: float = BOOT_SECONDS) -> None:
-    deadline = time.monotonic() + seconds
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            if check():  # type: ignore[operator]
-                return
-        except redis.exceptions.RedisError as exc:
-            last = exc
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} did not happen within {seconds} s ({last!r})")
 
 
 @dataclass
@@ -99,7 +87,7 @@ class Node:
             with self.client() as c:
                 return bool(c.ping())
 
-        _poll(f"redis-server on port {self.port} answering", answers)
+        wait_until(f"redis-server on port {self.port} answering", answers, BOOT_SECONDS)
 
 
 @dataclass
@@ -212,7 +200,7 @@ def start_cluster(binary: str, primaries: int = 3, *extra: str) -> Topology:
                         return False
             return True
 
-        _poll("cluster_state:ok on every node", cluster_ok)
+        wait_until("cluster_state:ok on every node", cluster_ok, BOOT_SECONDS)
     except Exception:
         topology.stop()
         raise
@@ -270,7 +258,7 @@ def start_sentinel_set(
         for node in nodes:
             node.wait_up()
         for node in nodes[1:]:
-            _poll("the replicas in sync", lambda node=node: _replica_synced(node))
+            wait_until("the replicas in sync", lambda node=node: _replica_synced(node), BOOT_SECONDS)
         for node in sentinels:
             node.start()
         for node in sentinels:
@@ -285,7 +273,7 @@ def start_sentinel_set(
                         return False
             return True
 
-        _poll("the sentinels finding each other and the replica", sentinels_see_each_other)
+        wait_until("the sentinels finding each other and the replica", sentinels_see_each_other, BOOT_SECONDS)
     except Exception:
         topology.stop()
         raise
@@ -395,8 +383,8 @@ def start_gateway(env: dict[str, str], workers: int = 1, threads: int = 4) -> Ga
             return False
 
     try:
-        _poll("authgw serve answering /healthz", healthy)
-        _poll("the workers started", lambda: len(gateway.worker_pids()) >= workers)
+        wait_until("authgw serve answering /healthz", healthy, BOOT_SECONDS)
+        wait_until("the workers started", lambda: len(gateway.worker_pids()) >= workers, BOOT_SECONDS)
     except Exception:
         gateway.stop()
         raise
@@ -507,11 +495,21 @@ class Traffic:
         assert not bad, bad[:5]
 
 
-def wait_until(what: str, check: object, seconds: float = 30.0) -> None:
+def wait_until(what: str, check: Callable[[], object], seconds: float = 30.0) -> None:
+    """Poll ``check`` until it is true: the suite's one polling helper. A connection refused or
+    reset while polling (a worker not yet bound to its socket, a server still starting) counts
+    as "not yet", not as a failure; the last such error is named if time runs out."""
     deadline = time.monotonic() + seconds
-    while not check():  # type: ignore[operator]
+    last_error: Exception | None = None
+    while True:
+        try:
+            if check():
+                return
+        except (OSError, redis.exceptions.RedisError) as exc:  # urllib's URLError is an OSError
+            last_error = exc
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {seconds} s")
+            because = f" (last: {type(last_error).__name__}: {last_error})" if last_error else ""
+            raise AssertionError(f"{what} did not happen within {seconds} s{because}")
         time.sleep(0.05)
 
 
