@@ -27,6 +27,7 @@ from authgw.ops import bp as ops
 from authgw.ops import install_metrics
 from authgw.settings import Settings, load_settings
 from authgw.store import Store, connect
+from authgw.webhooks.twilio import bp as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +79,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(v1)
     ratelimit.install(app, store, settings)
     app.register_blueprint(ops)
-    _register_webhooks(app)
+    app.register_blueprint(webhooks)
     install_metrics(app, store)
     logs.install(app)
     _register_errors(app)
     return app
-
-
-def _register_webhooks(app: Flask) -> None:
-    try:
-        from authgw.webhooks.twilio import bp as webhooks
-    except ImportError:
-        return
-    app.register_blueprint(webhooks)
 
 
 def _register_errors(app: Flask) -> None:

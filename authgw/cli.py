@@ -139,11 +139,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def simulate_call(args: argparse.Namespace) -> int:
-    try:
-        from authgw.webhooks.simulate import run
-    except ImportError:
-        print("authgw: simulate-call is not available in this build", file=sys.stderr)
-        return 2
+    from authgw.webhooks.simulate import run
+
     return int(run(args))
 
 
