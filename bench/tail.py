@@ -80,14 +80,16 @@ def main(argv: Sequence[str]) -> int:
     import redis
 
     from authgw.settings import load_settings
-    from bench import suite
+    from bench.paths import Paths
     from bench.preload import Loader
+    from bench.stack import Stack
+    from bench.wrk_driver import run_wrk, write_requests, wrk_available
 
-    if not suite.wrk_available():
+    if not wrk_available():
         print("bench: wrk is needed (Debian: apt-get install -y wrk)", file=sys.stderr)
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="authgw-tail-"))
-    stack = suite.Stack(workdir, args.workers, None, None)
+    stack = Stack(workdir, args.workers, None, None)
     stack.start_redis()
     stack.start_servers()
     try:
@@ -95,20 +97,20 @@ def main(argv: Sequence[str]) -> int:
         admin: Any = redis.Redis.from_url(stack.redis_url, decode_responses=True)
         admin.set("bench:ceiling", "ok")
         loader = Loader(admin, load_settings(environ=stack.gateway_env(stack.gateway.port)))
-        paths = {p.name: p for p in suite.Paths(loader, stack.gateway.port).all()}
+        paths = {p.name: p for p in Paths(loader, stack.gateway.port).all()}
         path = paths[args.path]
-        file = suite.write_requests(workdir, "saturation", path.make(30_000))
-        rate = suite.run_wrk(stack.gateway.port, file, path.mode, 0, 3, 32, 1)["rps"] / 2
+        file = write_requests(workdir, "saturation", path.make(30_000))
+        rate = run_wrk(stack.gateway.port, file, path.mode, 0, 3, 32, 1)["rps"] / 2
         print(f"{args.path}: half the saturation rate is {rate:,.0f} req/s")
         redis_pid = int(admin.info("server")["process_id"])
         admin.config_set("slowlog-log-slower-than", 1000)
         for n in range(args.rounds):
-            file = suite.write_requests(workdir, f"round{n}", path.make(int(rate * args.seconds) + 500))
+            file = write_requests(workdir, f"round{n}", path.make(int(rate * args.seconds) + 500))
             pids = {f"worker {p}": p for p in stack.worker_pids(stack.gateway)} | {"redis": redis_pid}
             before = {name: read_schedstat(pid) for name, pid in pids.items()}
             log_from = stack.gateway.log.stat().st_size
             admin.slowlog_reset()
-            run = suite.run_wrk(stack.gateway.port, file, path.mode, rate, args.seconds, 16, 1)
+            run = run_wrk(stack.gateway.port, file, path.mode, rate, args.seconds, 16, 1)
             after = {name: read_schedstat(pid) for name, pid in pids.items()}
             with stack.gateway.log.open("rb") as fh:
                 fh.seek(log_from)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import pytest
 
 from bench import stats
-from bench.suite import Req, classify_stack, judge
+from bench.judging import judge
+from bench.profiling import classify_stack
+from bench.stack import Req
 
 COMMANDSTATS = """# Commandstats\r
 cmdstat_evalsha:calls=120,usec=900,usec_per_call=7.50,rejected_calls=0,failed_calls=0\r
