@@ -29,5 +29,6 @@ if (redis.call('HGET', cust, 'totp') or '') ~= '' then
   add_event(events, ARGV[3], ARGV[2], 'totp.removed', customer_id, {'reason', 'customer_deleted'})
 end
 local phones = redis.call('HGET', cust, 'phones') or '[]'
-redis.call('DEL', cust, open, lines)
+redis.call('DEL', cust, open)
+keep_lines_until_free(lines, tonumber(ARGV[1]))
 return {'ok', phones}
