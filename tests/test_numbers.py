@@ -308,11 +308,20 @@ def test_a_customer_deleted_and_registered_again_gets_none_of_the_bound_numbers(
     assert api.delete("/v1/customers/cust-001").status_code == 204
     assert status(api, old) == "cancelled"
     register(api)
-    later = [create(api, amount=9_000_000, payee=MULE) for _ in range(3)]
+    later = [create(api, amount=9_000_000, payee=MULE, ttl_seconds=900) for _ in range(3)]
     call(app, LINE_1)
     assert [status(api, rv.get_json()) for rv in later[:2]] == ["pending", "pending"]
     assert [number(rv.get_json()) for rv in later[:2]] == [LINE_2, LINE_3]
     assert_problem(later[2], 422, "method_unavailable")
-    # The new bindings keep the lines hash: it no longer expires with the deleted customer's.
+    # The bindings live in a hash that expires with the latest of them, not the first.
     lines = app.extensions["authgw"].store.keys.for_customer("cust-001").lines
-    assert store.pttl(lines) == -1
+    assert 600_000 < store.pttl(lines) <= 900_000
+
+
+def test_the_bindings_of_a_customer_expire_with_the_last_of_them(app, api, store, clock):
+    register(api)
+    lines = app.extensions["authgw"].store.keys.for_customer("cust-001").lines
+    new_challenge(api, ttl_seconds=900)
+    clock.advance(100)
+    new_challenge(api, ttl_seconds=60)  # ends sooner: the hash keeps the longer expiry
+    assert 700_000 < store.pttl(lines) <= 900_000

@@ -54,26 +54,12 @@ local function free_line(lines_key, pool, now_ms)
 end
 
 -- Bind a number to a new challenge until its expires_at (`until_ms`, a string of digits).
--- The lines hash of a customer deleted and registered again may still carry the expiry
--- keep_lines_until_free gave it: a live binding must outlast it.
-local function bind_line(lines_key, number, id, until_ms)
+-- The lines hash lives as long as its latest binding and no longer: once every binding has
+-- run out, every number is free, so the hash may go (a deleted customer's too).
+local function bind_line(lines_key, number, id, until_ms, now_ms)
   redis.call('HSET', lines_key, number, until_ms .. '|' .. id)
-  redis.call('PERSIST', lines_key)
-end
-
--- When a customer is deleted, their lines outlive them until the last binding runs out, so
--- that a customer registered again under the same id gets none of those numbers early.
-local function keep_lines_until_free(lines_key, now_ms)
-  local last = now_ms
-  for _, value in ipairs(redis.call('HVALS', lines_key)) do
-    local until_ms = line_holder(value)
-    if until_ms > last then last = until_ms end
-  end
-  if last > now_ms then
-    redis.call('PEXPIRE', lines_key, last - now_ms)
-  else
-    redis.call('DEL', lines_key)
-  end
+  local keep = tonumber(until_ms) - now_ms
+  if redis.call('PTTL', lines_key) < keep then redis.call('PEXPIRE', lines_key, keep) end
 end
 
 -- End an open challenge: set its final status, take it off the open set, and keep the

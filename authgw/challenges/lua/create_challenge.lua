@@ -78,7 +78,7 @@ redis.call('HSET', ch,
   'exp', ARGV[11], 'exp_at', ARGV[12], 'created_ms', ARGV[1])
 if line ~= '' then
   redis.call('HSET', ch, 'line', line)
-  bind_line(lines, line, id, ARGV[11])
+  bind_line(lines, line, id, ARGV[11], now_ms)
   if ARGV[15] ~= '' then redis.call('HSET', ch, 'code', ARGV[15]) end
 end
 redis.call('PEXPIRE', ch, record_ttl)
