@@ -200,16 +200,14 @@ def test_each_challenge_gets_its_own_designated_number(api, customer):
     assert numbers == list(CALLBACK_NUMBERS)
 
 
-def test_a_fourth_callback_challenge_supersedes_the_oldest_on_the_pool(api, customer):
-    # Three designated numbers: one call must map to one transaction, so a fourth pending
-    # challenge takes the number held longest and that challenge is cancelled.
+def test_a_fourth_challenge_on_a_full_pool_supersedes_nothing(api, customer):
+    # Three designated numbers, each bound to its challenge until that one's expires_at: a
+    # fourth challenge that allows TOTP gets no number, and no number changes hands.
     first, second, third = (new_challenge(api) for _ in range(3))
     fourth = new_challenge(api)
-    assert fourth["callback"]["number"] == first["callback"]["number"]
-    assert status_of(api, first["id"]) == "cancelled"
-    assert status_of(api, second["id"]) == status_of(api, third["id"]) == "pending"
-    superseded = [e for e in events(api) if e["type"] == "challenge.cancelled"]
-    assert [(e["challenge_id"], e.get("reason")) for e in superseded] == [(first["id"], "superseded")]
+    assert "callback" not in fourth and fourth["methods"] == ["totp"]
+    assert [status_of(api, c["id"]) for c in (first, second, third)] == ["pending"] * 3
+    assert [e for e in events(api) if e["type"] == "challenge.cancelled"] == []
 
 
 def test_creation_is_recorded_in_the_trail(api, customer):
@@ -586,10 +584,10 @@ def test_cancel_of_a_verified_challenge_is_not_pending(api, customer, clock):
     assert consume(api, challenge).status_code == 200
 
 
-def test_cancel_frees_the_designated_number(api, customer):
+def test_cancel_keeps_the_designated_number_bound_until_expiry(api, customer):
     first = new_challenge(api)
     api.post(f"/v1/challenges/{first['id']}/cancel")
-    assert new_challenge(api)["callback"]["number"] == first["callback"]["number"]
+    assert new_challenge(api)["callback"]["number"] != first["callback"]["number"]
 
 
 def test_cancel_takes_no_fields(api, customer):
@@ -628,7 +626,7 @@ def test_expiry_appears_in_the_trail_even_if_nobody_reads_the_challenge(api, cus
 
 
 def test_expiry_frees_the_designated_number(api, customer, clock):
-    first = new_challenge(api, ttl_seconds=60)
+    first, _, _ = (new_challenge(api, ttl_seconds=60) for _ in range(3))
     clock.advance(60)
     assert new_challenge(api)["callback"]["number"] == first["callback"]["number"]
 

@@ -38,6 +38,7 @@ from tests.conftest import (
     register,
     settings_for_tests,
     totp_code,
+    transfer,
 )
 from tests.test_round_trips import CountingConnection
 from tests.topology import free_ports
@@ -375,17 +376,16 @@ def test_two_pending_challenges_on_distinct_numbers_map_one_call_each(api, phone
     assert status_of(api, first)["status"] == "verified"
 
 
-def test_exhausted_pool_supersedes_the_oldest_challenge(api, phone, mode):
+def test_exhausted_pool_supersedes_no_challenge(api, phone, mode):
+    # No live number is taken from a pending challenge: the pool used up, a callback-only
+    # creation is refused and each number still reaches the challenge it was shown with.
     register(api)
     old = [new_challenge(api, amount=1000 + i) for i in range(len(CALLBACK_NUMBERS))]
-    newest = new_challenge(api, amount=9999)
-    assert newest["callback"]["number"] == old[0]["callback"]["number"] == LINE_1
-    assert status_of(api, old[0])["status"] == "cancelled"
-    cancelled = [e for e in events(api) if e["type"] == "challenge.cancelled"]
-    assert cancelled[0]["challenge_id"] == old[0]["id"]
-    approve(phone, mode, newest)
-    assert status_of(api, newest)["status"] == "verified"
-    assert status_of(api, old[0])["status"] == "cancelled"
+    assert [c["callback"]["number"] for c in old] == [LINE_1, LINE_2, LINE_3]
+    assert_problem(api.post("/v1/challenges", transfer(amount=9999)), 422, "method_unavailable")
+    assert "challenge.cancelled" not in types(api)
+    approve(phone, mode, old[0])
+    assert status_of(api, old[0])["status"] == "verified"
     assert [status_of(api, c)["status"] for c in old[1:]] == ["pending", "pending"]
 
 
@@ -420,9 +420,11 @@ def test_replayed_call_sid_never_approves_a_later_challenge(api, phone, mode, cl
     sid = new_sid()
     approve(phone, mode, first, sid=sid)
     assert status_of(api, first)["status"] == "verified"
-    clock.advance(1)
-    later = new_challenge(api)
-    assert later["callback"]["number"] == LINE_1  # the number was freed by the verification
+    # 0001 stays bound to the first challenge until its expires_at; after that the pool gives
+    # it out again, last (the numbers never bound come first), and the replay must still fail.
+    clock.advance(300)
+    *_, later = (new_challenge(api, amount=2000 + i) for i in range(3))
+    assert later["callback"]["number"] == LINE_1
     twiml(phone.call(PHONE, LINE_1, sid))
     if mode != "reject":
         rv = phone.post(
@@ -617,7 +619,7 @@ def test_amount_policy_asks_for_confirmation_from_a_threshold(app, store, clock,
     assert verbs(twiml(phone.call(PHONE, LINE_1))) == ["Reject"]
     assert status_of(api, small)["status"] == "verified"
     large = new_challenge(api, amount=100000)
-    root = twiml(phone.call(PHONE, LINE_1))
+    root = twiml(phone.call(PHONE, large["callback"]["number"]))
     assert "10万円" in spoken(root)
     assert status_of(api, large)["status"] == "pending"
     twiml(phone.press(gather_of(root), "1"))
@@ -685,7 +687,7 @@ def test_code_mode_counts_failures_with_totp_towards_the_same_lockout(api, phone
         api.post(f"/v1/challenges/{ch['id']}/cancel")
     challenge = new_challenge(api)
     wrong = "000000" if challenge["callback"]["code"] != "000000" else "111111"
-    root = twiml(phone.call(PHONE, LINE_1))
+    root = twiml(phone.call(PHONE, challenge["callback"]["number"]))
     root = twiml(phone.press(gather_of(root), wrong))  # 5th failure
     root = twiml(phone.press(gather_of(root), wrong))  # 6th: the lockout threshold
     assert "停止" in spoken(root)
@@ -861,7 +863,9 @@ def test_call_racing_a_totp_verification_exactly_one_wins(real_store, clock, set
     winners: dict[str, int] = {"callback": 0, "totp": 0}
     for round_ in range(30):
         clock.advance(30)  # a fresh TOTP step each round
-        challenge = new_challenge(api, amount=1000 + round_)
+        # A number stays bound until its challenge's expires_at: with 60 s challenges and 30 s
+        # rounds, at most two of the three are bound at once.
+        challenge = new_challenge(api, amount=1000 + round_, ttl_seconds=60)
         code = totp_code(secret, clock())
         # The TOTP side reads the challenge 0 to 5 times first, so that across the rounds the
         # two requests meet at every point of the call's path and each side wins sometimes.
@@ -893,9 +897,12 @@ def test_concurrent_deliveries_of_one_call_sid_verify_once(real_store, clock, se
     api = Api(app.test_client())
     register(api)
     for _ in range(10):
-        challenge = new_challenge(api)
+        # A number stays bound until its challenge's expires_at: each round lets the last
+        # one's time run out, so the pool never runs dry.
+        challenge = new_challenge(api, ttl_seconds=60)
+        line = challenge["callback"]["number"]
         sid = new_sid()
-        answers = together(*(partial(Phone(app.test_client()).call, PHONE, LINE_1, sid) for _ in range(4)))
+        answers = together(*(partial(Phone(app.test_client()).call, PHONE, line, sid) for _ in range(4)))
         assert [verbs(twiml(rv)) for rv in answers] == [["Reject"]] * 4
         assert status_of(api, challenge)["status"] == "verified"
         received = [e for e in events(api) if e["type"] == "call.received" and e["call_sid"] == sid]
@@ -904,6 +911,7 @@ def test_concurrent_deliveries_of_one_call_sid_verify_once(real_store, clock, se
             f"/v1/challenges/{challenge['id']}/consume",
             {"transaction_digest": challenge["transaction_digest"]},
         )
+        clock.advance(60)
 
 
 # -- round trips -----------------------------------------------------------------------------
@@ -944,7 +952,8 @@ def test_a_webhook_costs_a_few_round_trips(redis_server, real_store, clock, mode
     assert cost(lambda: twiml(phone.call("+819087654321", LINE_1))) == 3
     assert cost(lambda: phone.status(phone.sids[-1])) == 2
     root: list[ET.Element] = []
-    assert cost(lambda: root.append(twiml(phone.call(PHONE, LINE_1)))) == expected
+    line = challenge["callback"]["number"]  # 0001 stays bound to the first challenge
+    assert cost(lambda: root.append(twiml(phone.call(PHONE, line)))) == expected
     if mode != "reject":
         keys = "1" if mode == "confirm" else challenge["callback"]["code"]
         assert cost(lambda: twiml(phone.press(gather_of(root[0]), keys))) == 2

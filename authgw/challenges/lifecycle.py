@@ -3,7 +3,7 @@
     pending ──▶ verified ──▶ consumed
        ├──▶ failed      (attempts used up)
        ├──▶ denied      (the customer said no on the phone)
-       ├──▶ cancelled   (the client, a newer challenge on the same number, or deletion)
+       ├──▶ cancelled   (the client, or deletion)
        └──▶ expired     (time up; a verified challenge not consumed in time expires too)
 
 Each arrow is one Lua script (``lua/``), run as one atomic step on the customer's slot. A
@@ -156,52 +156,42 @@ class Challenges:
         base_keys = [keys.customer, keys.open, keys.events, keys.lines, keys.challenge(challenge_id)]
         if request_hash:
             base_keys.append(idem_key)
-        supersede = ""
-        for _ in range(RETRIES):
-            call_keys = base_keys + ([keys.challenge(supersede)] if supersede else [])
-            result = store.run(
-                "create_challenge",
-                call_keys,
-                [
-                    now.ms,
-                    now.iso,
-                    self.d.maxlen,
-                    expires_ms - now.ms + self.d.retention_ms,
-                    challenge_id,
-                    client,
-                    request.customer_id,
-                    doc_json,
-                    methods_json,
-                    settings.challenge_attempts,
-                    expires_ms,
-                    doc["expires_at"],
-                    request_hash,
-                    json.dumps(list(settings.callback_numbers)),
-                    supersede,
-                    code,
-                    self.d.retention_ms,
-                ],
-            )
-            status = status_of(result)
-            if status == "supersede":
-                supersede = result[1]
-                continue
-            if status == "replay":
-                return self._read(client, result[1], as_created=True), False
-            methods_out, line = expect_ok(result)
-            record = {
-                "customer_id": request.customer_id,
-                "doc": doc_json,
-                "methods": methods_out,
-                "status": "pending",
-                "attempts": str(settings.challenge_attempts),
-            }
-            if line:
-                record["line"] = line
-                if code:
-                    record["code"] = code
-            return render(challenge_id, record), True
-        raise StoreUnavailable("the designated numbers kept changing")
+        result = store.run(
+            "create_challenge",
+            base_keys,
+            [
+                now.ms,
+                now.iso,
+                self.d.maxlen,
+                expires_ms - now.ms + self.d.retention_ms,
+                challenge_id,
+                client,
+                request.customer_id,
+                doc_json,
+                methods_json,
+                settings.challenge_attempts,
+                expires_ms,
+                doc["expires_at"],
+                request_hash,
+                json.dumps(list(settings.callback_numbers)),
+                code,
+            ],
+        )
+        if status_of(result) == "replay":
+            return self._read(client, result[1], as_created=True), False
+        methods_out, line = expect_ok(result)
+        record = {
+            "customer_id": request.customer_id,
+            "doc": doc_json,
+            "methods": methods_out,
+            "status": "pending",
+            "attempts": str(settings.challenge_attempts),
+        }
+        if line:
+            record["line"] = line
+            if code:
+                record["code"] = code
+        return render(challenge_id, record), True
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -12,14 +12,24 @@ from typing import Any
 from authgw.errors import ApiError, StoreUnavailable
 
 # Statuses a script may answer that the caller handles itself rather than as errors.
-INTERNAL = {"stale", "retry", "replay", "supersede"}
+INTERNAL = {"stale", "retry", "replay"}
 
-# How often a caller reads again after ``stale``/``retry``/``supersede`` (a challenge created
-# during a deletion, a number taken, a secret replaced since the read). Each such answer means
+# How often a caller reads again after ``stale``/``retry`` (a challenge created during a
+# deletion, a number's holder changed, a secret replaced since the read). Each such answer means
 # another request changed the same state first and succeeded, so a burst on one customer can
 # take many rounds (three were too few: five creations at once got 503 from a healthy store);
 # the bound only stops a livelock, answering 503.
 RETRIES = 64
+
+
+# create_challenge found every designated number bound to another challenge of the customer
+# (the number-pool rule, ``free_line`` in ``lua/_lib.lua``) and the request allowed no method
+# but callback.
+NO_FREE_NUMBER = (
+    "Callback is not available now: every designated number is bound to another challenge of "
+    "this customer until that challenge's expires_at (the first is free again at {free_at}). "
+    "Allow totp, or create the challenge after that time."
+)
 
 
 def status_of(result: Any) -> str:
@@ -44,6 +54,8 @@ def expect_ok(result: Any, *, counts_attempts: bool = False) -> list[Any]:
         return list(result[1:])
     if status in INTERNAL:
         raise StoreUnavailable(f"unhandled script status {status}")
+    if status == "method_unavailable" and result[1:2] == ["no_free_number"]:
+        raise ApiError("method_unavailable", detail=NO_FREE_NUMBER.format(free_at=result[2]))
     if status == "invalid_code" and counts_attempts:
         raise ApiError("invalid_code", attempts_left=max(int(result[1]), 0))
     try:

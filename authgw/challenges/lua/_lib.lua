@@ -17,28 +17,57 @@ local function add_event(events_key, maxlen, at, etype, customer_id, extra)
   redis.call('XADD', events_key, 'MAXLEN', '~', maxlen, '*', unpack(fields))
 end
 
--- A lines entry is '<created ms>|<challenge id>'; returns both (0, nil for none).
+-- Designated numbers: the number-pool rule, here and nowhere else.
+--
+-- A customer's lines hash maps each number of the pool to '<until ms>|<challenge id>': the
+-- challenge it was shown for, and that challenge's expires_at. The number stays bound to
+-- that challenge until then, however the challenge ends (verified, consumed, cancelled,
+-- failed, denied): no other challenge of the customer gets it, so a call on it can only reach
+-- the challenge shown with it (answer_call.lua), and a replayed creation's number still points
+-- at that challenge alone. Nothing frees a number early and nothing supersedes a holder: the
+-- binding ends by time alone. Other customers have lines of their own (caller ID tells them
+-- apart), so they share the pool.
+
+-- Parse a lines entry: its until (ms) and challenge id (0, nil for none).
 local function line_holder(value)
   if not value then return 0, nil end
-  local created, id = string.match(value, '^(%d+)|(.*)$')
-  return tonumber(created), id
+  local until_ms, id = string.match(value, '^(%d+)|(.*)$')
+  return tonumber(until_ms), id
 end
 
--- Free a challenge's designated number once it is no longer pending.
-local function release_line(ch_key, lines_key, id)
-  local line = redis.call('HGET', ch_key, 'line')
-  if line then
-    local _, holder = line_holder(redis.call('HGET', lines_key, line))
-    if holder == id then redis.call('HDEL', lines_key, line) end
+-- The number to give a new challenge of this customer at now_ms: of the pool's numbers not
+-- bound now, the one free longest (never bound first), ties in pool order. Returns it, or
+-- nil and the time (ms) the first bound number is free again when every number is bound.
+local function free_line(lines_key, pool, now_ms)
+  if #pool == 0 then return nil, now_ms end
+  local entries = redis.call('HMGET', lines_key, unpack(pool))
+  local best, best_until, next_free = nil, nil, nil
+  for i, number in ipairs(pool) do
+    local until_ms = line_holder(entries[i])
+    if until_ms <= now_ms then
+      if best == nil or until_ms < best_until then best, best_until = number, until_ms end
+    elseif next_free == nil or until_ms < next_free then
+      next_free = until_ms
+    end
   end
+  return best, next_free
 end
 
--- End an open challenge: set its final status, take it off the open set and its line,
--- and keep the record for `keep_ms` from now.
+-- Bind a number to a new challenge until its expires_at (`until_ms`, a string of digits).
+-- The lines hash lives as long as its latest binding and no longer: once every binding has
+-- run out, every number is free, so the hash may go (a deleted customer's too).
+local function bind_line(lines_key, number, id, until_ms, now_ms)
+  redis.call('HSET', lines_key, number, until_ms .. '|' .. id)
+  local keep = tonumber(until_ms) - now_ms
+  if redis.call('PTTL', lines_key) < keep then redis.call('PEXPIRE', lines_key, keep) end
+end
+
+-- End an open challenge: set its final status, take it off the open set, and keep the
+-- record for `keep_ms` from now. Its designated number stays bound until its expires_at
+-- (see free_line), so `lines_key` is left as it is.
 local function end_challenge(ch_key, open_key, lines_key, id, status, ended_at, keep_ms)
   redis.call('HSET', ch_key, 'status', status, 'ended_at', ended_at)
   redis.call('ZREM', open_key, id)
-  release_line(ch_key, lines_key, id)
   redis.call('PEXPIRE', ch_key, keep_ms)
 end
 
@@ -64,7 +93,8 @@ end
 -- The challenge's status as of now_ms. A pending or verified challenge whose time is up
 -- becomes `expired` here, once. Its event is dated when it is recorded, like every other, so
 -- the trail stays in order; `expires_at` in the event says when the time ran out. The
--- record's TTL, set at creation, already keeps it readable for the retention period.
+-- record's TTL, set at creation, already keeps it readable for the retention period. Its
+-- number's binding in `lines_key` runs out at the same instant by itself (free_line).
 local function settle(ch_key, open_key, events_key, lines_key, maxlen, now_ms, id)
   local status = redis.call('HGET', ch_key, 'status')
   if (status == 'pending' or status == 'verified')
@@ -72,7 +102,6 @@ local function settle(ch_key, open_key, events_key, lines_key, maxlen, now_ms, i
     local exp_at = redis.call('HGET', ch_key, 'exp_at')
     redis.call('HSET', ch_key, 'status', 'expired', 'ended_at', exp_at)
     redis.call('ZREM', open_key, id)
-    release_line(ch_key, lines_key, id)
     add_event(events_key, maxlen, iso_from_ms(now_ms), 'challenge.expired',
               redis.call('HGET', ch_key, 'customer_id'), {'challenge_id', id, 'expires_at', exp_at})
     return 'expired'

@@ -3,7 +3,6 @@
 -- KEYS[1] customer hash      KEYS[2] open zset      KEYS[3] events stream
 -- KEYS[4] lines hash         KEYS[5] the new challenge's hash
 -- KEYS[6] idempotency record (only when ARGV[13] ~= '')
--- KEYS[7] the challenge to supersede (only when ARGV[15] ~= '')
 -- ARGV[1] now (ms)           ARGV[2] now (RFC 3339)      ARGV[3] events max length
 -- ARGV[4] record TTL (ms: time to expiry + retention)
 -- ARGV[5] challenge id       ARGV[6] client              ARGV[7] customer id
@@ -12,17 +11,16 @@
 -- ARGV[10] attempts          ARGV[11] expires (ms)       ARGV[12] expires (RFC 3339)
 -- ARGV[13] request hash for the idempotency record, '' without one
 -- ARGV[14] designated numbers of the pool (JSON array)
--- ARGV[15] id of the challenge to supersede, '' for none
--- ARGV[16] code for code mode ('' otherwise)   ARGV[17] retention (ms)
+-- ARGV[15] code for code mode ('' otherwise)
 --
--- Returns {'ok', methods JSON, line}, {'replay', id}, {'supersede', id of the oldest holder},
--- {'idempotency_conflict'}, {'customer_not_found'}, {'customer_locked'},
--- {'method_unavailable'}.
+-- Returns {'ok', methods JSON, line}, {'replay', id}, {'idempotency_conflict'},
+-- {'customer_not_found'}, {'customer_locked'}, {'method_unavailable'},
+-- {'method_unavailable', 'no_free_number', when the first number is free again (RFC 3339)}.
 local cust, open, events, lines, ch = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now_ms = tonumber(ARGV[1])
 local now_iso, maxlen, record_ttl = ARGV[2], ARGV[3], ARGV[4]
 local id, client, customer_id = ARGV[5], ARGV[6], ARGV[7]
-local request_hash, supersede_id = ARGV[13], ARGV[15]
+local request_hash = ARGV[13]
 local idem = nil
 if request_hash ~= '' then idem = KEYS[6] end
 
@@ -56,37 +54,22 @@ for _, m in ipairs(requested) do
 end
 if #methods == 0 then return {'method_unavailable'} end
 
--- A designated number on which this customer has no other pending challenge, so that one
--- call maps to exactly one transaction. When the pool is used up for this customer, the
--- caller is told which challenge holds a number longest, and calls again to supersede it.
+-- A designated number not bound to any other challenge of this customer (free_line in
+-- _lib.lua: the number-pool rule). None left: the challenge goes without callback when the
+-- methods allow another, and is refused when callback was all they left.
 local line = ''
 if wants_callback then
-  if supersede_id ~= '' then
-    local old = KEYS[#KEYS]
-    local old_line = redis.call('HGET', old, 'line')
-    local _, old_holder = line_holder(redis.call('HGET', lines, old_line or ''))
-    if old_line and old_holder == supersede_id
-        and redis.call('HGET', old, 'status') == 'pending' then
-      end_challenge(old, open, lines, supersede_id, 'cancelled', now_iso, tonumber(ARGV[17]))
-      add_event(events, maxlen, now_iso, 'challenge.cancelled', customer_id,
-                {'challenge_id', supersede_id, 'reason', 'superseded'})
+  local number, next_free = free_line(lines, pool, now_ms)
+  if number then
+    line = number
+  else
+    local others = {}
+    for _, m in ipairs(methods) do
+      if m ~= 'callback' then others[#others + 1] = m end
     end
+    if #others == 0 then return {'method_unavailable', 'no_free_number', iso_from_ms(next_free)} end
+    methods = others
   end
-  local oldest, oldest_created = nil, nil
-  for _, number in ipairs(pool) do
-    local holder = redis.call('HGET', lines, number)
-    local _, holder_id = line_holder(holder)
-    local score = holder and redis.call('ZSCORE', open, holder_id)
-    if not holder or not score or tonumber(score) <= now_ms then
-      line = number
-      break
-    end
-    local created, holder_id = line_holder(holder)
-    if oldest == nil or created < oldest_created then
-      oldest, oldest_created = holder_id, created
-    end
-  end
-  if line == '' then return {'supersede', oldest} end
 end
 
 redis.call('HSET', ch,
@@ -95,8 +78,8 @@ redis.call('HSET', ch,
   'exp', ARGV[11], 'exp_at', ARGV[12], 'created_ms', ARGV[1])
 if line ~= '' then
   redis.call('HSET', ch, 'line', line)
-  redis.call('HSET', lines, line, ARGV[1] .. '|' .. id)
-  if ARGV[16] ~= '' then redis.call('HSET', ch, 'code', ARGV[16]) end
+  bind_line(lines, line, id, ARGV[11], now_ms)
+  if ARGV[15] ~= '' then redis.call('HSET', ch, 'code', ARGV[15]) end
 end
 redis.call('PEXPIRE', ch, record_ttl)
 redis.call('ZADD', open, ARGV[11], id)

@@ -29,5 +29,7 @@ if (redis.call('HGET', cust, 'totp') or '') ~= '' then
   add_event(events, ARGV[3], ARGV[2], 'totp.removed', customer_id, {'reason', 'customer_deleted'})
 end
 local phones = redis.call('HGET', cust, 'phones') or '[]'
-redis.call('DEL', cust, open, lines)
+-- The lines stay: their bindings hold until each challenge's expires_at, and the hash expires
+-- with the last of them (bind_line).
+redis.call('DEL', cust, open)
 return {'ok', phones}

@@ -30,7 +30,6 @@ if secret ~= ARGV[7] then return {'stale'} end
 local step = fresh_step(cust, ARGV[8])
 if step then
   redis.call('HSET', ch, 'status', 'verified', 'verified_by', 'totp', 'verified_at', now_iso)
-  release_line(ch, lines, id)
   redis.call('HSET', cust, 'last_step', step, 'failed', 0)
   add_event(events, maxlen, now_iso, 'challenge.verified', customer_id,
             {'challenge_id', id, 'method', 'totp'})

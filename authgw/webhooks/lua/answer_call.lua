@@ -48,6 +48,8 @@ for _, phone in ipairs(cjson.decode(redis.call('HGET', cust, 'phones') or '[]'))
 end
 if not registered then return {'stranger'} end
 
+-- The number's holder is the challenge it was shown with, until that one's expires_at,
+-- however it ended (free_line in _lib.lua): a call reaches that challenge or none.
 local _, holder = line_holder(redis.call('HGET', lines, to))
 if (holder or '') ~= hint then return {'retry'} end
 
@@ -93,7 +95,6 @@ add_event(events, maxlen, now_iso, 'call.received', customer_id,
 if mode == 'reject' then
   redis.call('HSET', ch, 'status', 'verified', 'verified_by', 'callback', 'verified_at', now_iso,
              'verified_from', from, 'call_sid', sid)
-  release_line(ch, lines, hint)
   redis.call('HSET', cust, 'failed', 0)
   add_event(events, maxlen, now_iso, 'challenge.verified', customer_id,
             {'challenge_id', hint, 'method', 'callback', 'from', from, 'call_sid', sid})

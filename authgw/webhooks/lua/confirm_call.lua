@@ -53,7 +53,6 @@ local approve = (mode == 'confirm' and digits == '1')
 if approve then
   redis.call('HSET', ch, 'status', 'verified', 'verified_by', 'callback', 'verified_at', now_iso,
              'verified_from', from, 'call_sid', sid)
-  release_line(ch, lines, id)
   redis.call('HSET', cust, 'failed', 0)
   add_event(events, maxlen, now_iso, 'challenge.verified', customer_id,
             {'challenge_id', id, 'method', 'callback', 'from', from, 'call_sid', sid, 'mode', mode})
