@@ -191,7 +191,7 @@ class Loader:
                     pipe,
                     "totp_confirm",
                     [keys.customer, keys.events],
-                    [now_iso, s.events_max_per_customer, s.lockout_threshold, a.sealed, str(step)],
+                    [now_iso, s.events_retention_seconds * 1000, s.lockout_threshold, a.sealed, str(step)],
                 )
                 a.last_step = step
             _check(pipe.execute())
@@ -239,7 +239,7 @@ class Loader:
                         [
                             now_ms,
                             now_iso,
-                            s.events_max_per_customer,
+                            s.events_retention_seconds * 1000,
                             expires_ms - now_ms + retention_ms,
                             cid,
                             CLIENT,
@@ -284,7 +284,7 @@ class Loader:
                     [
                         now_ms,
                         now_iso,
-                        s.events_max_per_customer,
+                        s.events_retention_seconds * 1000,
                         retention_ms,
                         CLIENT,
                         s.lockout_threshold,
@@ -389,7 +389,7 @@ def _background_part(job: tuple[str, Settings, str, int, int, int]) -> int:
                 s.key_prefix,
                 now_ms,
                 now_iso,
-                s.events_max_per_customer,
+                s.events_retention_seconds * 1000,
                 ttl * 1000 + retention_ms,
                 CLIENT,
                 head,
