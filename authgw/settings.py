@@ -70,6 +70,8 @@ class Settings:
     callback_confirm_above: int = 0
     callback_refuse_failed_attestation: bool = True
     call_retention_seconds: int = 30 * 86400
+    # Roles (authgw.auth): the operator clients; empty: roles are off, every client has both.
+    operators: tuple[str, ...] = ()
 
 
 def _defaults() -> dict[str, Any]:
@@ -267,7 +269,12 @@ def _validate(raw: dict[str, Any]) -> Settings:
         call_retention_seconds=_as_int(
             env_name("call_retention_seconds"), raw["call_retention_seconds"], 86400, 400 * 86400
         ),
+        operators=tuple(dict.fromkeys(n.strip() for n in str(raw["operators"]).split(",") if n.strip())),
     )
+    clients = {key.client for key in settings.api_keys}
+    for name in settings.operators:
+        if name not in clients:
+            raise ConfigError("AUTHGW_OPERATORS", f"names {name!r}, which has no API key")
     if settings.redis_wait_replicas and settings.redis_wait_timeout >= settings.redis_timeout:
         raise ConfigError("AUTHGW_REDIS_WAIT_TIMEOUT", "must be shorter than AUTHGW_REDIS_TIMEOUT")
     if not settings.api_keys:
