@@ -31,12 +31,14 @@ if (redis.call('HGET', cust, 'totp') or '') ~= '' then
   add_event(events, ARGV[3], ARGV[2], 'totp.removed', customer_id,
             {'reason', 'customer_deleted', 'by', by})
 end
-local phones = redis.call('HGET', cust, 'phones') or '[]'
 local removed = {}
-for _, phone in ipairs(cjson.decode(phones)) do removed[#removed + 1] = mask_phone(phone) end
+for _, phone in ipairs(cjson.decode(redis.call('HGET', cust, 'phones') or '[]')) do
+  removed[#removed + 1] = mask_phone(phone)
+end
 if #removed > 0 then
   add_event(events, ARGV[3], ARGV[2], 'customer.phones_changed', customer_id,
             {'added', '[]', 'removed', json_array(removed), 'reason', 'customer_deleted', 'by', by})
 end
+local phones = redis.call('HGET', cust, 'phones') or '[]'
 redis.call('DEL', cust, open, lines)
 return {'ok', phones}
