@@ -25,6 +25,7 @@ from authgw.settings import load_settings
 # Values `serve --dev` fills in where the environment has none; printed at start-up.
 DEV_API_KEYS = "corebank=dev-corebank-key-0001,ops=dev-ops-key-00000001"
 DEV_TWILIO_TOKEN = "dev-twilio-auth-token"
+DEV_OPERATORS = "ops"  # the dev key named ops is the operator, corebank is core banking
 DEV_CALLBACK_NUMBERS = "050-3000-0001,050-3000-0002,050-3000-0003"
 
 
@@ -74,6 +75,7 @@ def _dev_defaults(host: str, port: int) -> list[str]:
         "AUTHGW_TWILIO_AUTH_TOKEN": DEV_TWILIO_TOKEN,
         "AUTHGW_PUBLIC_URL": f"http://{shown_host}:{port}",
         "AUTHGW_CALLBACK_NUMBERS": DEV_CALLBACK_NUMBERS,
+        "AUTHGW_OPERATORS": DEV_OPERATORS,
     }
     for name, value in defaults.items():
         if not os.environ.get(name):
@@ -111,6 +113,13 @@ def serve(args: argparse.Namespace) -> int:
         say("development values (do not use in production):")
         for line in filled:
             say(f"  {line}" + (" (random for this run)" if line == "AUTHGW_SECRET_KEY" else ""))
+    if settings.operators:
+        say(f"operators: {', '.join(settings.operators)}; every other client is corebank.")
+    else:
+        say(
+            "warning: AUTHGW_OPERATORS is not set: roles are off and every API client may make "
+            "every call, operator-only ones included (unlock, delete a customer, remove TOTP)."
+        )
     if not settings.redis_url:
         from authgw.embedded import start_embedded
 

@@ -37,7 +37,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "store_unavailable": (503, "The store is unavailable"),
     # ours
     "unauthorized": (401, "Missing or wrong API key"),
-    "forbidden": (403, "The request signature is not valid"),
+    "forbidden": (403, "The request is not allowed"),
     "not_found": (404, "No such resource"),
     "method_not_allowed": (405, "Method not allowed"),
     "payload_too_large": (413, "The request body is larger than 16 KiB"),

@@ -11,6 +11,7 @@ from authgw.challenges import models
 
 ERRORS = {
     "401": "Missing or wrong API key",
+    "403": "An operator-only call by a corebank client (AUTHGW_OPERATORS)",
     "404": "Not found",
     "409": "Conflict",
     "410": "Expired",
@@ -109,11 +110,11 @@ def openapi_document() -> dict[str, Any]:
                 "Register a customer or replace their phones", "200", c, models.CustomerPut, ("422",), cust
             ),
             "get": _op("Read a customer", "200", c, None, ("404",), cust),
-            "delete": _op("Delete a customer", "204", None, None, ("404",), cust),
+            "delete": _op("Delete a customer (operators)", "204", None, None, ("403", "404"), cust),
         },
         "/v1/customers/{customer_id}/totp": {
             "post": _op("Start TOTP enrolment", "201", models.TotpEnrolment, None, ("404",), cust),
-            "delete": _op("Remove TOTP", "204", None, None, ("404",), cust),
+            "delete": _op("Remove TOTP (operators)", "204", None, None, ("403", "404"), cust),
         },
         "/v1/customers/{customer_id}/totp/confirm": {
             "post": _op(
@@ -121,7 +122,7 @@ def openapi_document() -> dict[str, Any]:
             ),
         },
         "/v1/customers/{customer_id}/unlock": {
-            "post": _op("Unlock a customer", "200", c, None, ("404",), cust),
+            "post": _op("Unlock a customer (operators)", "200", c, None, ("403", "404"), cust),
         },
         "/v1/customers/{customer_id}/events": {
             "get": _op(

@@ -21,6 +21,10 @@ ENV_PREFIX = "AUTHGW_"
 CALLBACK_MODES = ("reject", "confirm", "code")
 TOTP_ALGORITHMS = ("SHA1", "SHA256", "SHA512")
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+# Settings that no longer exist, and why: one still set stops start-up rather than being ignored.
+REMOVED = {
+    "AUTHGW_EVENTS_MAX_PER_CUSTOMER": "events are kept by age, see AUTHGW_EVENTS_RETENTION_SECONDS",
+}
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ class Settings:
     totp_algorithm: str
     default_ttl_seconds: int
     record_retention_seconds: int
-    events_max_per_customer: int
+    events_retention_seconds: int
     default_region: str
     allow_voip: bool
     public_url: str
@@ -66,6 +70,8 @@ class Settings:
     callback_confirm_above: int = 0
     callback_refuse_failed_attestation: bool = True
     call_retention_seconds: int = 30 * 86400
+    # Roles (authgw.auth): the operator clients; empty: roles are off, every client has both.
+    operators: tuple[str, ...] = ()
 
 
 def _defaults() -> dict[str, Any]:
@@ -163,6 +169,9 @@ def load_settings(
     raw: dict[str, Any] = _defaults()
     for secret in ("api_keys", "secret_key", "twilio_auth_token"):
         raw.setdefault(secret, "")
+    for name, why in REMOVED.items():
+        if env.get(name) is not None:
+            raise ConfigError(name, f"was removed: {why}")
     config_file = env.get(ENV_PREFIX + "CONFIG_FILE")
     if config_file:
         try:
@@ -230,8 +239,8 @@ def _validate(raw: dict[str, Any]) -> Settings:
         record_retention_seconds=_as_int(
             env_name("record_retention_seconds"), raw["record_retention_seconds"], 86400, 400 * 86400
         ),
-        events_max_per_customer=_as_int(
-            env_name("events_max_per_customer"), raw["events_max_per_customer"], 100, 1_000_000
+        events_retention_seconds=_as_int(
+            env_name("events_retention_seconds"), raw["events_retention_seconds"], 86400, 3650 * 86400
         ),
         default_region=region,
         allow_voip=_as_bool(env_name("allow_voip"), raw["allow_voip"]),
@@ -260,7 +269,12 @@ def _validate(raw: dict[str, Any]) -> Settings:
         call_retention_seconds=_as_int(
             env_name("call_retention_seconds"), raw["call_retention_seconds"], 86400, 400 * 86400
         ),
+        operators=tuple(dict.fromkeys(n.strip() for n in str(raw["operators"]).split(",") if n.strip())),
     )
+    clients = {key.client for key in settings.api_keys}
+    for name in settings.operators:
+        if name not in clients:
+            raise ConfigError("AUTHGW_OPERATORS", f"names {name!r}, which has no API key")
     if settings.redis_wait_replicas and settings.redis_wait_timeout >= settings.redis_timeout:
         raise ConfigError("AUTHGW_REDIS_WAIT_TIMEOUT", "must be shorter than AUTHGW_REDIS_TIMEOUT")
     if not settings.api_keys:

@@ -172,8 +172,18 @@ class Loader:
                     (
                         "script",
                         "put_customer",
-                        [self.keys.for_customer(a.customer_id).customer],
-                        [a.customer_id, json.dumps([a.phone]), "JP", now_iso],
+                        [
+                            self.keys.for_customer(a.customer_id).customer,
+                            self.keys.for_customer(a.customer_id).events,
+                        ],
+                        [
+                            a.customer_id,
+                            json.dumps([a.phone]),
+                            "JP",
+                            now_iso,
+                            s.events_retention_seconds * 1000,
+                            "bench",
+                        ],
                     )
                 )
             _check(self._raw(calls)[1::2])
@@ -185,13 +195,25 @@ class Loader:
                 keys = self.keys.for_customer(a.customer_id)
                 a.secret = self.totp.new_secret()
                 a.sealed = self.box.seal(a.secret, f"totp:{a.customer_id}")
-                self._run(pipe, "totp_enrol", [keys.customer], [a.sealed])
+                self._run(
+                    pipe,
+                    "totp_enrol",
+                    [keys.customer, keys.events],
+                    [a.sealed, now_iso, s.events_retention_seconds * 1000, "bench"],
+                )
                 # As Customers.confirm_totp with the code of the current step.
                 self._run(
                     pipe,
                     "totp_confirm",
                     [keys.customer, keys.events],
-                    [now_iso, s.events_max_per_customer, s.lockout_threshold, a.sealed, str(step)],
+                    [
+                        now_iso,
+                        s.events_retention_seconds * 1000,
+                        s.lockout_threshold,
+                        a.sealed,
+                        str(step),
+                        "bench",
+                    ],
                 )
                 a.last_step = step
             _check(pipe.execute())
@@ -239,7 +261,7 @@ class Loader:
                         [
                             now_ms,
                             now_iso,
-                            s.events_max_per_customer,
+                            s.events_retention_seconds * 1000,
                             expires_ms - now_ms + retention_ms,
                             cid,
                             CLIENT,
@@ -284,7 +306,7 @@ class Loader:
                     [
                         now_ms,
                         now_iso,
-                        s.events_max_per_customer,
+                        s.events_retention_seconds * 1000,
                         retention_ms,
                         CLIENT,
                         s.lockout_threshold,
@@ -340,7 +362,8 @@ for i = 14, #ARGV, 5 do
   local customer_id, tag, id, digest, phone = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local base = prefix .. ':{c:' .. tag .. '}'
   redis.call('SADD', prefix .. ':{p:' .. phone .. '}:customers', customer_id)
-  local put = put_customer({base .. ':customer'}, {customer_id, '["' .. phone .. '"]', 'JP', now_iso})
+  local put = put_customer({base .. ':customer', base .. ':events'},
+                           {customer_id, '["' .. phone .. '"]', 'JP', now_iso, maxlen, client})
   if put[1] ~= 'ok' then return {'put_customer', customer_id, put[1]} end
   local created = create_challenge(
     {base .. ':customer', base .. ':open', base .. ':events', base .. ':lines', base .. ':ch:' .. id},
@@ -389,7 +412,7 @@ def _background_part(job: tuple[str, Settings, str, int, int, int]) -> int:
                 s.key_prefix,
                 now_ms,
                 now_iso,
-                s.events_max_per_customer,
+                s.events_retention_seconds * 1000,
                 ttl * 1000 + retention_ms,
                 CLIENT,
                 head,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, g, request
 
-from authgw.auth import authenticate
+from authgw.auth import authenticate, operator_only, roles_of
 from authgw.challenges.customers import Customers
 from authgw.challenges.lifecycle import Challenges
 from authgw.challenges.models import CUSTOMER_ID_RE
@@ -27,9 +27,9 @@ def challenges() -> Challenges:
 
 @bp.before_request
 def require_client() -> None:
-    g.client = authenticate(
-        request.headers.get("Authorization"), current_app.extensions["authgw"].settings.api_keys
-    )
+    settings = current_app.extensions["authgw"].settings
+    g.client = authenticate(request.headers.get("Authorization"), settings.api_keys)
+    g.roles = roles_of(g.client, settings)
 
 
 def known_customer(customer_id: str) -> str:
@@ -44,7 +44,7 @@ def known_customer(customer_id: str) -> str:
 
 @bp.put("/customers/<customer_id>")
 def put_customer(customer_id: str) -> Response:
-    customer, _created = customers().put(customer_id, json_body())
+    customer, _created = customers().put(customer_id, json_body(), g.client)
     return as_json(customer)
 
 
@@ -55,29 +55,32 @@ def get_customer(customer_id: str) -> Response:
 
 
 @bp.delete("/customers/<customer_id>")
+@operator_only
 def delete_customer(customer_id: str) -> Response:
-    customers().delete(known_customer(customer_id))
+    customers().delete(known_customer(customer_id), g.client)
     return Response(status=204)
 
 
 @bp.post("/customers/<customer_id>/totp")
 def enrol_totp(customer_id: str) -> Response:
     _empty_body()
-    return as_json(customers().enrol_totp(known_customer(customer_id)), 201)
+    return as_json(customers().enrol_totp(known_customer(customer_id), g.client), 201)
 
 
 @bp.post("/customers/<customer_id>/totp/confirm")
 def confirm_totp(customer_id: str) -> Response:
-    return as_json(customers().confirm_totp(known_customer(customer_id), json_body()))
+    return as_json(customers().confirm_totp(known_customer(customer_id), json_body(), g.client))
 
 
 @bp.delete("/customers/<customer_id>/totp")
+@operator_only
 def remove_totp(customer_id: str) -> Response:
-    customers().remove_totp(known_customer(customer_id))
+    customers().remove_totp(known_customer(customer_id), g.client)
     return Response(status=204)
 
 
 @bp.post("/customers/<customer_id>/unlock")
+@operator_only
 def unlock(customer_id: str) -> Response:
     _empty_body()
     return as_json(customers().unlock(known_customer(customer_id), g.client))

@@ -36,6 +36,10 @@ def render(record: dict[str, str]) -> dict[str, Any]:
     }
 
 
+# Event fields that hold a list: the stream keeps them as JSON text, the API shows arrays.
+LIST_FIELDS = frozenset({"added", "removed"})
+
+
 def render_event(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
     event: dict[str, Any] = {
         "at": fields.get("at"),
@@ -44,7 +48,12 @@ def render_event(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
     }
     for name, value in fields.items():
         if name not in event:
-            event[name] = int(value) if name == "amount" else value
+            if name == "amount":
+                event[name] = int(value)
+            elif name in LIST_FIELDS:
+                event[name] = json.loads(value)
+            else:
+                event[name] = value
     event["id"] = entry_id
     return event
 
@@ -61,8 +70,9 @@ class Customers:
         """Associated data binding a sealed secret to its customer."""
         return f"totp:{customer_id}"
 
-    def put(self, customer_id: str, body: Any) -> tuple[dict[str, Any], bool]:
-        """Register or update; returns the customer and whether it was created."""
+    def put(self, customer_id: str, body: Any, client: str) -> tuple[dict[str, Any], bool]:
+        """Register or update (``client`` is the author named in the event); returns the customer
+        and whether it was created."""
         if not isinstance(customer_id, str) or not models.CUSTOMER_ID_RE.fullmatch(customer_id):
             raise ApiError(
                 "validation_error",
@@ -94,7 +104,9 @@ class Customers:
             pipe.execute()
         payload = expect_ok(
             store.run(
-                "put_customer", [keys.customer], [customer_id, json.dumps(phones), request.region, now.iso]
+                "put_customer",
+                [keys.customer, keys.events],
+                [customer_id, json.dumps(phones), request.region, now.iso, self.d.maxlen, client],
             )
         )
         created, previous = payload[0] == 1, json.loads(payload[1])
@@ -116,7 +128,7 @@ class Customers:
             raise ApiError("customer_not_found")
         return render(record)
 
-    def delete(self, customer_id: str) -> None:
+    def delete(self, customer_id: str, client: str) -> None:
         keys = self._keys(customer_id)
         store = self.d.store
         for _ in range(RETRIES):
@@ -126,7 +138,7 @@ class Customers:
             result = store.run(
                 "delete_customer",
                 [keys.customer, keys.open, keys.events, keys.lines, *(keys.challenge(i) for i in open_ids)],
-                [now.ms, now.iso, self.d.maxlen, self.d.retention_ms, *open_ids],
+                [now.ms, now.iso, self.d.maxlen, self.d.retention_ms, client, *open_ids],
             )
             if status_of(result) != "retry":
                 phones = json.loads(expect_ok(result)[0])
@@ -134,14 +146,19 @@ class Customers:
                 return
         raise StoreUnavailable("the customer's challenges kept changing")
 
-    def enrol_totp(self, customer_id: str) -> dict[str, str]:
+    def enrol_totp(self, customer_id: str, client: str) -> dict[str, str]:
         secret = self.d.totp.new_secret()
         sealed = self.d.box.seal(secret, self._context(customer_id))
-        expect_ok(self.d.store.run("totp_enrol", [self._keys(customer_id).customer], [sealed]))
+        keys = self._keys(customer_id)
+        expect_ok(
+            self.d.store.run(
+                "totp_enrol", [keys.customer, keys.events], [sealed, self.d.now().iso, self.d.maxlen, client]
+            )
+        )
         uri = self.d.totp.uri(secret, customer_id)
         return {"secret": secret, "otpauth_uri": uri, "qr_svg": qr_svg(uri)}
 
-    def confirm_totp(self, customer_id: str, body: Any) -> dict[str, Any]:
+    def confirm_totp(self, customer_id: str, body: Any, client: str) -> dict[str, Any]:
         code = models.parse(models.CodeBody, body).code
         keys = self._keys(customer_id)
         for _ in range(RETRIES):
@@ -152,7 +169,7 @@ class Customers:
             result = self.d.store.run(
                 "totp_confirm",
                 [keys.customer, keys.events],
-                [now.iso, self.d.maxlen, self.d.settings.lockout_threshold, sealed, steps],
+                [now.iso, self.d.maxlen, self.d.settings.lockout_threshold, sealed, steps, client],
             )
             if status_of(result) != "stale":
                 return render(pairs(expect_ok(result)))
@@ -169,10 +186,12 @@ class Customers:
             raise StoreUnavailable("a TOTP secret cannot be decrypted") from exc
         return ",".join(str(s) for s in self.d.totp.matching_steps(secret, code, now))
 
-    def remove_totp(self, customer_id: str) -> None:
+    def remove_totp(self, customer_id: str, client: str) -> None:
         keys = self._keys(customer_id)
         expect_ok(
-            self.d.store.run("totp_remove", [keys.customer, keys.events], [self.d.now().iso, self.d.maxlen])
+            self.d.store.run(
+                "totp_remove", [keys.customer, keys.events], [self.d.now().iso, self.d.maxlen, client]
+            )
         )
 
     def unlock(self, customer_id: str, client: str) -> dict[str, Any]:

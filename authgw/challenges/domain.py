@@ -63,4 +63,8 @@ class Domain:
 
     @property
     def maxlen(self) -> int:
-        return self.settings.events_max_per_customer
+        """The events argument every script passes to ``add_event``: the events retention in ms.
+
+        (Named for the count cap it once was; events are now kept by age, see ``_lib.lua``.)
+        """
+        return self.settings.events_retention_seconds * 1000

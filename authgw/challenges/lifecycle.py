@@ -19,6 +19,7 @@ import json
 import secrets
 from typing import Any
 
+from authgw.auth import sees_every_client
 from authgw.challenges import models
 from authgw.challenges.customers import Customers
 from authgw.challenges.domain import Domain, rfc3339
@@ -202,18 +203,21 @@ class Challenges:
         keys = self.keys.for_tag(tag)
         return keys, keys.challenge(challenge_id)
 
-    def _read(self, client: str, challenge_id: str, *, as_created: bool = False) -> dict[str, Any]:
+    def _read(
+        self, client: str, challenge_id: str, *, as_created: bool = False, any_client: bool = False
+    ) -> dict[str, Any]:
         keys, ch = self._challenge_keys(challenge_id)
         now = self.d.now()
         result = self.d.store.read(
             "read_challenge",
             [ch, keys.open, keys.events, keys.lines],
-            [now.ms, self.d.maxlen, client, challenge_id],
+            [now.ms, self.d.maxlen, client, challenge_id, "1" if any_client else "0"],
         )
         return render(challenge_id, pairs(expect_ok(result)), as_created=as_created)
 
     def get(self, client: str, challenge_id: str) -> dict[str, Any]:
-        return self._read(client, challenge_id)
+        """The challenge, if the client created it, or reads every client's (an operator)."""
+        return self._read(client, challenge_id, any_client=sees_every_client(client, self.d.settings))
 
     # -- transitions ----------------------------------------------------------------------
 

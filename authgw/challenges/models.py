@@ -130,6 +130,9 @@ class Event(BaseModel):
     customer_id: str
     challenge_id: str | None = None
     method: str | None = None
+    by: str | None = None  # the API client that changed a factor
+    added: list[str] | None = None  # customer.phones_changed: numbers masked but for 4 digits
+    removed: list[str] | None = None
 
 
 class Events(BaseModel):

@@ -59,6 +59,7 @@ CALL_STATUSES = {
     "no-answer",
     "canceled",
 }
+CALL_RECORD_MARGIN = 86400  # seconds a call's record outlives the events retention
 CALL_EVENTS_MAX = 100_000  # the gateway's call stream is trimmed to about this many entries
 MAX_ENTRIES = 6  # keys a caller may enter in one call before it is ended
 CONFIRM_PATH = "/webhooks/twilio/confirm"
@@ -92,6 +93,15 @@ class Calls:
 
     @property
     def _call_ttl_ms(self) -> int:
+        """How long a call's record (when it was first seen) is kept: Twilio's signatures carry
+        no timestamp, so it is what keeps a captured request from approving a later challenge.
+        It outlives every event of the call on the trail (all written within Twilio's 4-hour
+        call limit of the first sight) and ``AUTHGW_CALL_RETENTION_SECONDS``; docs/phone.md."""
+        return max(self.s.call_retention_seconds, self.s.events_retention_seconds + CALL_RECORD_MARGIN) * 1000
+
+    @property
+    def _marker_ttl_ms(self) -> int:
+        """How long a customer's marker of a call (its dialogue, the effect of one call) is kept."""
         return self.s.call_retention_seconds * 1000
 
     def _action(self, n: int) -> str:
@@ -253,7 +263,7 @@ class Calls:
                     now.iso,
                     self.d.maxlen,
                     self.d.retention_ms,
-                    self._call_ttl_ms,
+                    self._marker_ttl_ms,
                     sid,
                     from_,
                     to,

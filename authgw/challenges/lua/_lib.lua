@@ -2,8 +2,14 @@
 -- Helpers only: no key names are built here; every key arrives in KEYS.
 
 -- Append one event to a customer's stream. `extra` is a flat list of name, value pairs;
--- empty values are left out.
+-- empty values are left out. The stream is trimmed by age, never by count: every event is
+-- kept at least the retention, whatever traffic follows it (stream ids are the store's
+-- clock, so the cut-off is taken from TIME). The stream key lives the retention past its
+-- newest event, so a quiet customer's trail goes once all of it is older than that.
+-- `maxlen` is the events retention in ms (the argument kept its old name at every call
+-- site; scripts' headers may still call it "events max length").
 local function add_event(events_key, maxlen, at, etype, customer_id, extra)
+  local retention_ms = tonumber(maxlen)
   local fields = {'at', at, 'type', etype, 'customer_id', customer_id}
   if extra then
     for i = 1, #extra, 2 do
@@ -14,7 +20,22 @@ local function add_event(events_key, maxlen, at, etype, customer_id, extra)
       end
     end
   end
-  redis.call('XADD', events_key, 'MAXLEN', '~', maxlen, '*', unpack(fields))
+  local time = redis.call('TIME')
+  local store_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  redis.call('XADD', events_key, 'MINID', '~', store_ms - retention_ms, '*', unpack(fields))
+  redis.call('PEXPIRE', events_key, retention_ms)
+end
+
+-- An E.164 number masked but for its country code's first two digits and its last four
+-- (`+81******5678`, as the logs mask numbers): what an event may say about a phone.
+local function mask_phone(e164)
+  return string.sub(e164, 1, 3) .. string.rep('*', math.max(#e164 - 7, 0)) .. string.sub(e164, -4)
+end
+
+-- A Lua list as a JSON array (cjson writes an empty table as an object).
+local function json_array(list)
+  if #list == 0 then return '[]' end
+  return cjson.encode(list)
 end
 
 -- Designated numbers: the number-pool rule, here and nowhere else.

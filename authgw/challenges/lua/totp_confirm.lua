@@ -6,6 +6,7 @@
 -- ARGV[1] now (RFC 3339)  ARGV[2] events max length   ARGV[3] lockout threshold
 -- ARGV[4] the pending ciphertext the caller computed codes with
 -- ARGV[5] comma-separated time steps whose code matched ('' for none)
+-- ARGV[6] the client confirming (`by` of `totp.enrolled`)
 --
 -- Returns {'ok', customer field, value, ...}, {'invalid_code', failures, locked 0|1}, {'stale'}, {'customer_not_found'},
 -- {'customer_locked'}, {'no_pending_enrolment'}.
@@ -21,7 +22,7 @@ local step = fresh_step(cust, ARGV[5])
 if step then
   redis.call('HSET', cust, 'totp', pending, 'last_step', step)
   redis.call('HDEL', cust, 'totp_pending')
-  add_event(events, maxlen, now_iso, 'totp.enrolled', customer_id, {'method', 'totp'})
+  add_event(events, maxlen, now_iso, 'totp.enrolled', customer_id, {'method', 'totp', 'by', ARGV[6]})
   return {'ok', unpack(redis.call('HGETALL', cust))}
 end
 local failed = redis.call('HINCRBY', cust, 'failed', 1)

@@ -1,10 +1,14 @@
--- totp_enrol: store a new pending TOTP secret (encrypted), replacing any pending one.
+-- totp_enrol: store a new pending TOTP secret (encrypted), replacing any pending one, and
+-- write `totp.enrolment_started` naming its author.
 -- An active secret stays active until the new one is confirmed; failures are not reset.
 --
--- KEYS[1] customer hash
--- ARGV[1] the new secret's ciphertext
+-- KEYS[1] customer hash   KEYS[2] events stream
+-- ARGV[1] the new secret's ciphertext   ARGV[2] now (RFC 3339)   ARGV[3] events retention (ms)
+-- ARGV[4] the client enrolling
 --
 -- Returns {'ok'} or {'customer_not_found'}.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'customer_not_found'} end
 redis.call('HSET', KEYS[1], 'totp_pending', ARGV[1])
+add_event(KEYS[2], ARGV[3], ARGV[2], 'totp.enrolment_started', redis.call('HGET', KEYS[1], 'customer_id'),
+          {'method', 'totp', 'by', ARGV[4]})
 return {'ok'}

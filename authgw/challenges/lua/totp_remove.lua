@@ -1,7 +1,7 @@
 -- totp_remove: erase the customer's TOTP secrets, active and pending.
 --
 -- KEYS[1] customer hash   KEYS[2] events stream
--- ARGV[1] now (RFC 3339)  ARGV[2] events max length
+-- ARGV[1] now (RFC 3339)  ARGV[2] events retention (ms)   ARGV[3] the client removing it
 --
 -- Returns {'ok'} or {'customer_not_found'}.
 local cust = KEYS[1]
@@ -10,6 +10,7 @@ local had = (redis.call('HGET', cust, 'totp') or '') ~= ''
   or (redis.call('HGET', cust, 'totp_pending') or '') ~= ''
 redis.call('HDEL', cust, 'totp', 'totp_pending')
 if had then
-  add_event(KEYS[2], ARGV[2], ARGV[1], 'totp.removed', redis.call('HGET', cust, 'customer_id'), {})
+  add_event(KEYS[2], ARGV[2], ARGV[1], 'totp.removed', redis.call('HGET', cust, 'customer_id'),
+            {'by', ARGV[3]})
 end
 return {'ok'}

@@ -1,7 +1,7 @@
 -- unlock: the bank's reset procedure: clear the lock and the consecutive-failure count.
 --
 -- KEYS[1] customer hash   KEYS[2] events stream
--- ARGV[1] now (RFC 3339)  ARGV[2] events max length   ARGV[3] client that unlocked
+-- ARGV[1] now (RFC 3339)  ARGV[2] events retention (ms)   ARGV[3] client that unlocked
 --
 -- Returns {'ok', customer field, value, ...} or {'customer_not_found'}.
 local cust = KEYS[1]
