@@ -369,6 +369,6 @@ class Calls:
         self.store.run(
             "call_status",
             [self.keys.call_status(sid)],
-            [now.ms, now.iso, self._call_ttl_ms, call_status, duration, from_, to],
+            [now.ms, now.iso, self._call_ttl_ms, call_status, duration],
         )
         self._log(now, "call.status", sid, from_, to, status=call_status)
