@@ -2,7 +2,10 @@
 
 Twilio marks a withheld caller ID with words or with their keypad spellings
 (``+266696687`` is ANONYMOUS); a Japanese caller shows their number again by dialling 186
-before the number. Anything that is not a valid number is treated the same way: it proves
+before the number. A PSTN caller's number arrives in E.164, and only that is a phone: exactly
+``+[1-9][0-9]{1,14}`` in ASCII digits (surrounding whitespace aside), valid for libphonenumber
+and formatted back to the same text. Anything else (a ``client:`` or ``sip:`` caller, a
+``tel:`` URI, an extension, a national number, other digits) is no registered phone: it proves
 nothing, so it can approve nothing.
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
+import string
 import unicodedata
 from dataclasses import dataclass
 
@@ -21,31 +25,45 @@ WITHHELD_WORDS = {"", "anonymous", "restricted", "unavailable", "unknown", "priv
 # Keypad spellings: ANONYMOUS, RESTRICTED, UNAVAILABLE, UNKNOWN, BLOCKED.
 WITHHELD_SPELLINGS = {"+266696687", "+7378742833", "+86282452253", "+8656696", "+2562533"}
 _SEPARATORS = re.compile(r"[\s\-().]")
+E164 = re.compile(r"\+[1-9][0-9]{1,14}", re.ASCII)
 
 
 @dataclass(frozen=True)
 class CallerId:
-    """``e164`` is set for a usable number; otherwise ``withheld`` says why not."""
+    """``e164`` is set for a phone number; ``withheld`` when the caller hid it. Neither: the
+    caller ID is not a phone (a ``client:``/``sip:`` caller, a malformed value)."""
 
     e164: str | None
-    withheld: str | None = None
+    withheld: bool = False
+
+
+def _e164(text: str) -> str | None:
+    """``text`` when it is a valid number written exactly in E.164, else None."""
+    if not E164.fullmatch(text):
+        return None
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    # libphonenumber forgives (e.g. the national 0 kept after the country code); Twilio's
+    # E.164 needs no forgiving, so only a number that formats back to itself is one.
+    if phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) != text:
+        return None
+    return text
 
 
 # Both are pure and their answers immutable, so each worker keeps its last few thousand: the
 # same numbers call and are dialled again and again, and libphonenumber is a webhook's
 # costliest step after the signature.
 @functools.lru_cache(maxsize=4096)
-def caller_id(raw: str | None, region: str) -> CallerId:
-    text = unicodedata.normalize("NFKC", raw or "").strip()
-    if text.lower() in WITHHELD_WORDS:
-        return CallerId(None, "withheld")
-    if _SEPARATORS.sub("", text) in WITHHELD_SPELLINGS:
-        return CallerId(None, "withheld")
-    try:
-        number = to_e164(text, region)
-    except PhoneError:
-        return CallerId(None, "unusable")
-    return CallerId(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+def caller_id(raw: str | None) -> CallerId:
+    """What ``From`` says about the caller."""
+    loose = unicodedata.normalize("NFKC", raw or "").strip()
+    if loose.lower() in WITHHELD_WORDS or _SEPARATORS.sub("", loose) in WITHHELD_SPELLINGS:
+        return CallerId(None, withheld=True)
+    return CallerId(_e164((raw or "").strip(string.whitespace)))
 
 
 @functools.lru_cache(maxsize=4096)

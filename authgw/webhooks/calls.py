@@ -2,7 +2,8 @@
 
 A call reaches a challenge in three steps, each re-checked by the next:
 
-1. ``From`` is normalised; a withheld or unusable caller ID stops here (it proves nothing).
+1. ``From`` must be E.164 (``callerid``); a withheld caller ID, or one that is not a phone,
+   stops here (it proves nothing).
 2. The phone index (a hint written with the customer) names the customers who registered
    that number. ``receive_call.lua`` records, once per CallSid, when the call was first seen
    and which customers it may speak for; a second delivery of the CallSid reuses that record.
@@ -18,7 +19,7 @@ status callbacks go to the gateway's call stream, ``call.withheld``, ``call.unma
 ``call.status`` events with the CallSid and the numbers; a customer's own calls are on their
 trail (``call.received``, ``call.unmatched`` with a reason, ``challenge.verified`` ...).
 
-Round trips to Redis per webhook: withheld 2 (call record, call stream); unknown caller 3
+Round trips to Redis per webhook: withheld or not a phone 2 (call record, call stream); unknown caller 3
 (index, call record, call stream); a matched call 3 (index; call record with the first
 candidate's line holder; the judgement), 4 in confirm and code modes (the call is bound to its
 challenge for the digits webhook); the digits webhook 2 (binding, judgement); a status
@@ -104,31 +105,24 @@ class Calls:
         sid = _call_sid(form)
         raw_from = _field(form, "From", 256)
         stir = _field(form, "StirVerstat")
-        caller = caller_id(raw_from, self.s.default_region)
+        caller = caller_id(raw_from)
         to = dialled(_field(form, "To", 256), self.s.default_region) or ""
         now = self.d.now()
         record = self.keys.call_status(sid)
 
         if caller.e164 is None:
+            # Withheld: asked to redial with 186. Not a phone (client:, sip:, not E.164): a
+            # stranger. Neither reaches any customer.
+            outcome, reason = ("withheld", "withheld") if caller.withheld else ("unmatched", "not_a_phone")
             seen = self.store.run(
                 "receive_call",
                 [record],
-                [
-                    now.ms,
-                    now.iso,
-                    self._call_ttl_ms,
-                    raw_from,
-                    to,
-                    stir,
-                    "",
-                    "withheld",
-                    caller.withheld or "",
-                ],
+                [now.ms, now.iso, self._call_ttl_ms, raw_from, to, stir, "", outcome, reason],
             )
             if seen[0] == "new":
-                self._log(now, "call.withheld", sid, raw_from, to, reason=caller.withheld, stir=stir)
-            log.info("call %s: withheld caller ID", sid)
-            return self.voice.withheld()
+                self._log(now, f"call.{outcome}", sid, raw_from, to, reason=reason, stir=stir)
+            log.info("call %s: %s caller ID", sid, "withheld" if caller.withheld else "not a phone's")
+            return self.voice.withheld() if caller.withheld else self.voice.reject()
 
         index = self.keys.phone_index(caller.e164)
         if self.limiter is not None:
@@ -364,7 +358,8 @@ class Calls:
             raise ValidationFailed([{"field": "CallDuration", "message": "must be whole seconds"}])
         region = self.s.default_region
         now = self.d.now()
-        from_ = caller_id(_field(form, "From", 256), region).e164 or "withheld"
+        caller = caller_id(_field(form, "From", 256))
+        from_ = caller.e164 or ("withheld" if caller.withheld else "not_a_phone")
         to = dialled(_field(form, "To", 256), region) or ""
         self.store.run(
             "call_status",
