@@ -21,6 +21,13 @@ ENV_PREFIX = "AUTHGW_"
 CALLBACK_MODES = ("reject", "confirm", "code")
 TOTP_ALGORITHMS = ("SHA1", "SHA256", "SHA512")
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+ATTESTATION_MINIMUMS = ("A", "B", "C", "none")
+# Settings that no longer exist: naming one stops start-up with what to do instead, rather
+# than leaving a policy silently changed.
+REPLACED = {
+    "callback_refuse_failed_attestation": "was replaced by AUTHGW_CALLBACK_MIN_ATTESTATION (A, B, C "
+    "or none; default none): a failed attestation is now always refused; remove this setting",
+}
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,7 @@ class Settings:
     # Phone callback (authgw.webhooks).
     callback_voice: str = "Polly.Mizuki"
     callback_confirm_above: int = 0
-    callback_refuse_failed_attestation: bool = True
+    callback_min_attestation: str = "none"
     call_retention_seconds: int = 30 * 86400
 
 
@@ -104,6 +111,14 @@ def _as_bool(name: str, value: Any) -> bool:
     if text in ("0", "false", "no", "off", ""):
         return False
     raise ConfigError(name, "must be 1 or 0")
+
+
+def _as_attestation(name: str, value: Any) -> str:
+    text = str(value).strip()
+    for minimum in ATTESTATION_MINIMUMS:
+        if text.lower() == minimum.lower():
+            return minimum
+    raise ConfigError(name, "must be A, B, C or none")
 
 
 def parse_api_keys(text: str) -> tuple[ApiKey, ...]:
@@ -160,6 +175,9 @@ def load_settings(
 ) -> Settings:
     """Merge defaults, ``AUTHGW_CONFIG_FILE``, the environment and ``overrides`` (tests)."""
     env = os.environ if environ is None else environ
+    for old, why in REPLACED.items():
+        if env.get(ENV_PREFIX + old.upper()) is not None:
+            raise ConfigError(ENV_PREFIX + old.upper(), why)
     raw: dict[str, Any] = _defaults()
     for secret in ("api_keys", "secret_key", "twilio_auth_token"):
         raw.setdefault(secret, "")
@@ -170,6 +188,9 @@ def load_settings(
                 from_file = tomllib.load(fh)
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError("AUTHGW_CONFIG_FILE", str(exc)) from None
+        for old, why in REPLACED.items():
+            if old in from_file:
+                raise ConfigError("AUTHGW_CONFIG_FILE", f"{old} {why}")
         unknown = set(from_file) - set(raw)
         if unknown:
             raise ConfigError("AUTHGW_CONFIG_FILE", f"unknown settings {sorted(unknown)}")
@@ -254,8 +275,8 @@ def _validate(raw: dict[str, Any]) -> Settings:
         callback_confirm_above=_as_int(
             env_name("callback_confirm_above"), raw["callback_confirm_above"], 0, 99_999_999_999
         ),
-        callback_refuse_failed_attestation=_as_bool(
-            env_name("callback_refuse_failed_attestation"), raw["callback_refuse_failed_attestation"]
+        callback_min_attestation=_as_attestation(
+            env_name("callback_min_attestation"), raw["callback_min_attestation"]
         ),
         call_retention_seconds=_as_int(
             env_name("call_retention_seconds"), raw["call_retention_seconds"], 86400, 400 * 86400

@@ -718,17 +718,6 @@ def test_passed_attestation_is_recorded_on_the_call_event(api, phone):
     assert received["stir_verstat"] == "TN-Validation-Passed-A"
 
 
-def test_attestation_policy_can_only_record(store, clock, settings):
-    app = create_app(
-        {**settings, "callback_refuse_failed_attestation": False, "redis_client": store, "clock": clock}
-    )
-    api, phone = Api(app.test_client()), Phone(app.test_client())
-    register(api)
-    challenge = new_challenge(api)
-    assert verbs(twiml(phone.call(PHONE, LINE_1, StirVerstat="TN-Validation-Failed-C"))) == ["Reject"]
-    assert status_of(api, challenge)["status"] == "verified"
-
-
 # -- status callbacks, bad input, store down --------------------------------------------------
 
 

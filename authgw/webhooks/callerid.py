@@ -7,6 +7,9 @@ before the number. A PSTN caller's number arrives in E.164, and only that is a p
 and formatted back to the same text. Anything else (a ``client:`` or ``sip:`` caller, a
 ``tel:`` URI, an extension, a national number, other digits) is no registered phone: it proves
 nothing, so it can approve nothing.
+
+STIR/SHAKEN (``StirVerstat``, which Twilio sends only for US calls with SHAKEN attestation) is
+judged here and only here, by ``attestation_refusal``; ``answer_call.lua`` acts on its answer.
 """
 
 from __future__ import annotations
@@ -26,6 +29,13 @@ WITHHELD_WORDS = {"", "anonymous", "restricted", "unavailable", "unknown", "priv
 WITHHELD_SPELLINGS = {"+266696687", "+7378742833", "+86282452253", "+8656696", "+2562533"}
 _SEPARATORS = re.compile(r"[\s\-().]")
 E164 = re.compile(r"\+[1-9][0-9]{1,14}", re.ASCII)
+# AUTHGW_CALLBACK_MIN_ATTESTATION: the StirVerstat values that pass at each level, exactly as
+# Twilio spells them. At "none" every value passes, absent included, unless it failed.
+PASSING_ATTESTATIONS = {
+    "A": frozenset({"TN-Validation-Passed-A"}),
+    "B": frozenset({"TN-Validation-Passed-A", "TN-Validation-Passed-B"}),
+    "C": frozenset({"TN-Validation-Passed-A", "TN-Validation-Passed-B", "TN-Validation-Passed-C"}),
+}
 
 
 @dataclass(frozen=True)
@@ -74,3 +84,16 @@ def dialled(raw: str | None, region: str) -> str | None:
     except PhoneError:
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def attestation_refusal(stir: str, minimum: str) -> str:
+    """Why a call with this ``StirVerstat`` ('' absent) may not verify at this minimum level
+    (``A``, ``B``, ``C`` or ``none``): ``attestation_failed``, ``attestation_insufficient``, or
+    '' when it may."""
+    if "failed" in stir.lower():
+        return "attestation_failed"  # whatever the minimum, and however it is spelled
+    if minimum == "none" or stir in PASSING_ATTESTATIONS[minimum]:
+        return ""
+    # Absent, No-TN-Validation, a lower level, or a value Twilio does not send: a level was
+    # asked for and this call does not prove it.
+    return "attestation_insufficient"

@@ -41,7 +41,7 @@ from authgw.challenges.domain import Domain, Now
 from authgw.challenges.outcomes import RETRIES, status_of
 from authgw.errors import StoreUnavailable, ValidationFailed
 from authgw.keys import customer_tag, tag_of_challenge
-from authgw.webhooks.callerid import caller_id, dialled
+from authgw.webhooks.callerid import attestation_refusal, caller_id, dialled
 from authgw.webhooks.speech import INVALID_INPUT, WRONG_CODE, Voice
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ class Calls:
     ) -> list[Any]:
         """``held``: the customer's lines entry for ``to`` if already read (a hint, like any)."""
         keys = self.keys.for_customer(customer_id)
-        refuse = "1" if self.s.callback_refuse_failed_attestation else "0"
+        refusal = attestation_refusal(stir, self.s.callback_min_attestation)
         for _ in range(RETRIES):
             if held is None:
                 with self.store.boundary():
@@ -255,7 +255,7 @@ class Calls:
                     first_ms,
                     self.s.callback_confirm_above,
                     stir,
-                    refuse,
+                    refusal,
                 ],
             )
             if status_of(result) != "retry":
