@@ -19,11 +19,11 @@ status callbacks go to the gateway's call stream, ``call.withheld``, ``call.unma
 ``call.status`` events with the CallSid and the numbers; a customer's own calls are on their
 trail (``call.received``, ``call.unmatched`` with a reason, ``challenge.verified`` ...).
 
-Round trips to Redis per webhook: withheld or not a phone 2 (call record, call stream); unknown caller 3
-(index, call record, call stream); a matched call 3 (index; call record with the first
-candidate's line holder; the judgement), 4 in confirm and code modes (the call is bound to its
-challenge for the digits webhook); the digits webhook 2 (binding, judgement); a status
-callback 2 (record, stream).
+Round trips to Redis per webhook: withheld or not a phone 2 (call record, call stream);
+unknown caller 3 (index, call record, call stream); a matched call 3 (index; call record with
+the first candidate's line holder; the judgement), 4 in confirm and code modes (the call is
+bound to its challenge for the digits webhook); the digits webhook 2 (binding, judgement); a
+status callback 2 (record, stream).
 The per-caller rate limit (``rate_limit_caller``) is counted in the same round trip as the index.
 
 Every script status becomes the caller's answer in ``_spoken`` and nowhere else.
