@@ -3,8 +3,8 @@
 Three kinds, each with its own limit per ``rate_limit_window_seconds`` (0 turns one off):
 
 - ``client``: every ``/v1`` call of one API key (``rate_limit_client``);
-- ``customer``: every ``/v1`` call naming a customer or one of their challenges
-  (``rate_limit_customer``);
+- ``customer``: every ``/v1`` call of one API key naming a customer or one of their challenges
+  (``rate_limit_customer``), counted per client and customer;
 - ``caller``: phone webhooks from one calling number (``rate_limit_caller``); the phone side
   calls ``check("caller", e164)`` and answers in TwiML, or ``limit(...)`` for a 429.
 
@@ -15,6 +15,12 @@ before they are judged. A ``reads_first`` call refused before it touches the sto
 body) is not counted. A counter is one Redis key with its own hash tag, so it works on every
 topology. Like every store call it fails closed: with the store down the request gets 503, not
 a free pass.
+
+A call is attributed to a customer before the store has said whether the challenge it names
+is the caller's (a challenge id carries its customer's hash tag; a made-up id can carry it
+too). So the per-customer counter is the caller's own, per client and customer: a client can
+only spend budget it can touch, and no flood from one key, real ids or made up, holds back
+another key's calls for that customer.
 
 Why not the ``limits`` library: it is well made and its Redis strategies are Lua scripts too,
 but it opens its own connection pool from its own URL parsing, with its own time-outs and
@@ -208,7 +214,8 @@ def install(app: Flask, store: Store, settings: Settings, blueprint: str = "v1")
             counted.append(("client", client))
         tag = _customer_of_request()
         if tag:
-            counted.append(("customer", tag))
+            # The tag is 16 hex digits, so "<tag>:<client>" names one pair only.
+            counted.append(("customer", f"{tag}:{client or ''}"))
         if not counted:
             return
         view = app.view_functions.get(request.endpoint or "")

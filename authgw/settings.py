@@ -21,9 +21,13 @@ ENV_PREFIX = "AUTHGW_"
 CALLBACK_MODES = ("reject", "confirm", "code")
 TOTP_ALGORITHMS = ("SHA1", "SHA256", "SHA512")
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
-# Settings that no longer exist, and why: one still set stops start-up rather than being ignored.
+ATTESTATION_MINIMUMS = ("A", "B", "C", "none")
+# Settings that no longer exist, and what to do instead: naming one (in the environment or the
+# config file) stops start-up rather than leaving a policy silently changed.
 REMOVED = {
-    "AUTHGW_EVENTS_MAX_PER_CUSTOMER": "events are kept by age, see AUTHGW_EVENTS_RETENTION_SECONDS",
+    "events_max_per_customer": "was removed: events are kept by age, see AUTHGW_EVENTS_RETENTION_SECONDS",
+    "callback_refuse_failed_attestation": "was replaced by AUTHGW_CALLBACK_MIN_ATTESTATION (A, B, C "
+    "or none; default none): a failed attestation is now always refused; remove this setting",
 }
 
 
@@ -68,7 +72,7 @@ class Settings:
     # Phone callback (authgw.webhooks).
     callback_voice: str = "Polly.Mizuki"
     callback_confirm_above: int = 0
-    callback_refuse_failed_attestation: bool = True
+    callback_min_attestation: str = "none"
     call_retention_seconds: int = 30 * 86400
     # Roles (authgw.auth): the operator clients; empty: roles are off, every client has both.
     operators: tuple[str, ...] = ()
@@ -110,6 +114,14 @@ def _as_bool(name: str, value: Any) -> bool:
     if text in ("0", "false", "no", "off", ""):
         return False
     raise ConfigError(name, "must be 1 or 0")
+
+
+def _as_attestation(name: str, value: Any) -> str:
+    text = str(value).strip()
+    for minimum in ATTESTATION_MINIMUMS:
+        if text.lower() == minimum.lower():
+            return minimum
+    raise ConfigError(name, "must be A, B, C or none")
 
 
 def parse_api_keys(text: str) -> tuple[ApiKey, ...]:
@@ -166,12 +178,12 @@ def load_settings(
 ) -> Settings:
     """Merge defaults, ``AUTHGW_CONFIG_FILE``, the environment and ``overrides`` (tests)."""
     env = os.environ if environ is None else environ
+    for old, why in REMOVED.items():
+        if env.get(ENV_PREFIX + old.upper()) is not None:
+            raise ConfigError(ENV_PREFIX + old.upper(), why)
     raw: dict[str, Any] = _defaults()
     for secret in ("api_keys", "secret_key", "twilio_auth_token"):
         raw.setdefault(secret, "")
-    for name, why in REMOVED.items():
-        if env.get(name) is not None:
-            raise ConfigError(name, f"was removed: {why}")
     config_file = env.get(ENV_PREFIX + "CONFIG_FILE")
     if config_file:
         try:
@@ -179,6 +191,9 @@ def load_settings(
                 from_file = tomllib.load(fh)
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError("AUTHGW_CONFIG_FILE", str(exc)) from None
+        for old, why in REMOVED.items():
+            if old in from_file:
+                raise ConfigError("AUTHGW_CONFIG_FILE", f"{old} {why}")
         unknown = set(from_file) - set(raw)
         if unknown:
             raise ConfigError("AUTHGW_CONFIG_FILE", f"unknown settings {sorted(unknown)}")
@@ -263,8 +278,8 @@ def _validate(raw: dict[str, Any]) -> Settings:
         callback_confirm_above=_as_int(
             env_name("callback_confirm_above"), raw["callback_confirm_above"], 0, 99_999_999_999
         ),
-        callback_refuse_failed_attestation=_as_bool(
-            env_name("callback_refuse_failed_attestation"), raw["callback_refuse_failed_attestation"]
+        callback_min_attestation=_as_attestation(
+            env_name("callback_min_attestation"), raw["callback_min_attestation"]
         ),
         call_retention_seconds=_as_int(
             env_name("call_retention_seconds"), raw["call_retention_seconds"], 86400, 400 * 86400

@@ -2,7 +2,8 @@
 
 A call reaches a challenge in three steps, each re-checked by the next:
 
-1. ``From`` is normalised; a withheld or unusable caller ID stops here (it proves nothing).
+1. ``From`` must be E.164 (``callerid``); a withheld caller ID, or one that is not a phone,
+   stops here (it proves nothing).
 2. The phone index (a hint written with the customer) names the customers who registered
    that number. ``receive_call.lua`` records, once per CallSid, when the call was first seen
    and which customers it may speak for; a second delivery of the CallSid reuses that record.
@@ -18,11 +19,11 @@ status callbacks go to the gateway's call stream, ``call.withheld``, ``call.unma
 ``call.status`` events with the CallSid and the numbers; a customer's own calls are on their
 trail (``call.received``, ``call.unmatched`` with a reason, ``challenge.verified`` ...).
 
-Round trips to Redis per webhook: withheld 2 (call record, call stream); unknown caller 3
-(index, call record, call stream); a matched call 3 (index; call record with the first
-candidate's line holder; the judgement), 4 in confirm and code modes (the call is bound to its
-challenge for the digits webhook); the digits webhook 2 (binding, judgement); a status
-callback 2 (record, stream).
+Round trips to Redis per webhook: withheld or not a phone 2 (call record, call stream);
+unknown caller 3 (index, call record, call stream); a matched call 3 (index; call record with
+the first candidate's line holder; the judgement), 4 in confirm and code modes (the call is
+bound to its challenge for the digits webhook); the digits webhook 2 (binding, judgement); a
+status callback 2 (record, stream).
 The per-caller rate limit (``rate_limit_caller``) is counted in the same round trip as the index.
 
 Every script status becomes the caller's answer in ``_spoken`` and nowhere else.
@@ -40,7 +41,7 @@ from authgw.challenges.domain import Domain, Now
 from authgw.challenges.outcomes import RETRIES, status_of
 from authgw.errors import StoreUnavailable, ValidationFailed
 from authgw.keys import customer_tag, tag_of_challenge
-from authgw.webhooks.callerid import caller_id, dialled
+from authgw.webhooks.callerid import attestation_refusal, caller_id, dialled
 from authgw.webhooks.speech import INVALID_INPUT, WRONG_CODE, Voice
 
 log = logging.getLogger(__name__)
@@ -114,31 +115,24 @@ class Calls:
         sid = _call_sid(form)
         raw_from = _field(form, "From", 256)
         stir = _field(form, "StirVerstat")
-        caller = caller_id(raw_from, self.s.default_region)
+        caller = caller_id(raw_from)
         to = dialled(_field(form, "To", 256), self.s.default_region) or ""
         now = self.d.now()
         record = self.keys.call_status(sid)
 
         if caller.e164 is None:
+            # Withheld: asked to redial with 186. Not a phone (client:, sip:, not E.164): a
+            # stranger. Neither reaches any customer.
+            outcome, reason = ("withheld", "withheld") if caller.withheld else ("unmatched", "not_a_phone")
             seen = self.store.run(
                 "receive_call",
                 [record],
-                [
-                    now.ms,
-                    now.iso,
-                    self._call_ttl_ms,
-                    raw_from,
-                    to,
-                    stir,
-                    "",
-                    "withheld",
-                    caller.withheld or "",
-                ],
+                [now.ms, now.iso, self._call_ttl_ms, raw_from, to, stir, "", outcome, reason],
             )
             if seen[0] == "new":
-                self._log(now, "call.withheld", sid, raw_from, to, reason=caller.withheld, stir=stir)
-            log.info("call %s: withheld caller ID", sid)
-            return self.voice.withheld()
+                self._log(now, f"call.{outcome}", sid, raw_from, to, reason=reason, stir=stir)
+            log.info("call %s: %s caller ID", sid, "withheld" if caller.withheld else "not a phone's")
+            return self.voice.withheld() if caller.withheld else self.voice.reject()
 
         index = self.keys.phone_index(caller.e164)
         if self.limiter is not None:
@@ -245,7 +239,7 @@ class Calls:
     ) -> list[Any]:
         """``held``: the customer's lines entry for ``to`` if already read (a hint, like any)."""
         keys = self.keys.for_customer(customer_id)
-        refuse = "1" if self.s.callback_refuse_failed_attestation else "0"
+        refusal = attestation_refusal(stir, self.s.callback_min_attestation)
         for _ in range(RETRIES):
             if held is None:
                 with self.store.boundary():
@@ -271,7 +265,7 @@ class Calls:
                     first_ms,
                     self.s.callback_confirm_above,
                     stir,
-                    refuse,
+                    refusal,
                 ],
             )
             if status_of(result) != "retry":
@@ -374,11 +368,12 @@ class Calls:
             raise ValidationFailed([{"field": "CallDuration", "message": "must be whole seconds"}])
         region = self.s.default_region
         now = self.d.now()
-        from_ = caller_id(_field(form, "From", 256), region).e164 or "withheld"
+        caller = caller_id(_field(form, "From", 256))
+        from_ = caller.e164 or ("withheld" if caller.withheld else "not_a_phone")
         to = dialled(_field(form, "To", 256), region) or ""
         self.store.run(
             "call_status",
             [self.keys.call_status(sid)],
-            [now.ms, now.iso, self._call_ttl_ms, call_status, duration, from_, to],
+            [now.ms, now.iso, self._call_ttl_ms, call_status, duration],
         )
         self._log(now, "call.status", sid, from_, to, status=call_status)

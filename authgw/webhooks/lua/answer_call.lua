@@ -11,7 +11,8 @@
 -- ARGV[7] From (E.164)     ARGV[8] To (E.164)   ARGV[9] challenge id the hint named ('' none)
 -- ARGV[10] when the call was first seen (ms): a challenge created later is never approved
 -- ARGV[11] confirm on the phone from this amount up in reject mode (0: never)
--- ARGV[12] StirVerstat ('' none)   ARGV[13] '1': refuse a call whose attestation failed
+-- ARGV[12] StirVerstat ('' none)
+-- ARGV[13] why the attestation is refused ('' accepted; judged by callerid.attestation_refusal)
 --
 -- Returns
 --   {'stranger'}                   the customer is gone or no longer has this phone: nothing
@@ -27,7 +28,7 @@ local now_ms, now_iso, maxlen = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local marker_ttl = tonumber(ARGV[5])
 local sid, from, to, hint = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local first_ms, confirm_above = tonumber(ARGV[10]), tonumber(ARGV[11])
-local stir, refuse_failed = ARGV[12], ARGV[13] == '1'
+local stir, attestation_refused = ARGV[12], ARGV[13]
 local ch = nil
 if hint ~= '' then ch = KEYS[6] end
 
@@ -68,9 +69,7 @@ local function unmatched(reason, id)
 end
 
 if redis.call('HGET', cust, 'locked') == '1' then return unmatched('customer_locked', hint) end
-if refuse_failed and string.find(stir, 'Failed', 1, true) then
-  return unmatched('attestation_failed', hint)
-end
+if attestation_refused ~= '' then return unmatched(attestation_refused, hint) end
 if not ch then return unmatched('no_challenge') end
 local status = settle(ch, open, events, lines, maxlen, now_ms, hint)
 if status == 'expired' then return unmatched('challenge_expired', hint) end

@@ -1,17 +1,16 @@
 -- call_status: record a Twilio call status callback on the call's record.
 --
+-- Twilio does not promise order: a status may come before the call's voice webhook (or for a
+-- call whose webhook never reached us, or whose record expired). Such a status writes only
+-- status fields, never `first_ms`, the numbers, the candidates or an outcome, so the voice
+-- webhook that follows still finds the call new (receive_call.lua) and is judged as usual.
+--
 -- KEYS[1] the call record
--- ARGV[1] now (ms)   ARGV[2] now (RFC 3339)   ARGV[3] record TTL (ms)
--- ARGV[4] CallStatus   ARGV[5] CallDuration ('' none)   ARGV[6] From   ARGV[7] To
+-- ARGV[1] now (ms, unused)   ARGV[2] now (RFC 3339)   ARGV[3] record TTL (ms)
+-- ARGV[4] CallStatus   ARGV[5] CallDuration ('' none)
 --
 -- Returns {'ok', number of status callbacks recorded for this call}.
 local rec = KEYS[1]
-if redis.call('EXISTS', rec) == 0 then
-  -- A status for a call whose webhook never reached us (or whose record expired).
-  redis.call('HSET', rec, 'first_ms', ARGV[1], 'received_at', ARGV[2], 'from', ARGV[6],
-             'to', ARGV[7], 'outcome', 'status_only')
-  redis.call('PEXPIRE', rec, tonumber(ARGV[3]))
-end
 -- The history is capped: a call has a handful of statuses (initiated ... completed).
 local count = tonumber(redis.call('HGET', rec, 'status_count') or '0')
 if count < 16 then
@@ -22,4 +21,7 @@ if count < 16 then
 end
 redis.call('HSET', rec, 'status', ARGV[4], 'status_at', ARGV[2])
 if ARGV[5] ~= '' then redis.call('HSET', rec, 'duration', ARGV[5]) end
+-- A record this status started expires like any call record; one the voice webhook wrote
+-- keeps its own expiry.
+if redis.call('PTTL', rec) < 0 then redis.call('PEXPIRE', rec, tonumber(ARGV[3])) end
 return {'ok', redis.call('HINCRBY', rec, 'status_count', 1)}

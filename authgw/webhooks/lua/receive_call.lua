@@ -3,7 +3,9 @@
 -- The record fixes, once, when the call was first seen, the numbers it carried and the
 -- customers it may speak for (the phone index as read then). A second delivery of the same
 -- CallSid reads the record instead of the index, so it can only reach the customers the first
--- one could, and only challenges created before the call (see answer_call.lua).
+-- one could, and only challenges created before the call (see answer_call.lua). A record
+-- holding only status callbacks (call_status.lua; Twilio may send them first) is not a sight
+-- of the call: this delivery is the first.
 --
 -- KEYS[1] the call record (hash, its own slot)
 -- ARGV[1] now (ms)   ARGV[2] now (RFC 3339)   ARGV[3] record TTL (ms)
@@ -14,7 +16,7 @@
 --
 -- Returns {'new' | 'seen', first seen (ms), From, To, candidates, outcome}.
 local rec = KEYS[1]
-if redis.call('EXISTS', rec) == 1 then
+if redis.call('HEXISTS', rec, 'first_ms') == 1 then
   local v = redis.call('HMGET', rec, 'first_ms', 'from', 'to', 'candidates', 'outcome')
   return {'seen', v[1] or '0', v[2] or '', v[3] or '', v[4] or '', v[5] or ''}
 end
