@@ -8,6 +8,7 @@ half-width katakana are widened, and account digits are spaced to be read one by
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 from typing import Any
 
@@ -40,6 +41,19 @@ RESULTS = {
 }
 WRONG_CODE = "番号が正しくありません。"
 INVALID_INPUT = "1か9を押してください。"
+
+
+# What XML 1.0 can carry at all (its ``Char`` production); anything else makes TwiML malformed.
+NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+UNSPOKEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+
+
+def speakable(text: str) -> str:
+    """``text`` without control or format characters, lone surrogates and anything else XML
+    cannot carry: what a <Say> may hold, whatever a stored record says (the API refuses such
+    characters now, but records written before it did may still be read out)."""
+    text = "".join(c for c in text if unicodedata.category(c) not in UNSPOKEN_CATEGORIES)
+    return NOT_XML.sub("", text)
 
 
 def yen(amount: int) -> str:
@@ -93,7 +107,8 @@ class Voice:
         self.voice = voice
 
     def _say(self, target: Any, text: str) -> None:
-        target.say(text, language=LANGUAGE, voice=self.voice)
+        # Every word the caller hears passes here: the one place TwiML text is made safe.
+        target.say(speakable(text), language=LANGUAGE, voice=self.voice)
 
     # The two fixed answers are built once per Voice: every matched call in reject mode gets
     # the first, and building TwiML is a webhook's cost like any other.
