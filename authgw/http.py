@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -13,6 +14,10 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from authgw.errors import ApiError, ValidationFailed, problem
 
 PROBLEM_TYPE = "application/problem+json"
+# A number in a query or a form: ASCII digits only (``str.isdigit()`` also admits ``²``,
+# which ``int()`` refuses, and ``٣`` or ``０``, which it reads), no sign, no space, and short
+# enough that ``int()`` never meets Python's digit limit.
+WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
 
 
 class BodyLimit:
@@ -54,6 +59,14 @@ def refuse_large() -> None:
     limit = request.max_content_length
     if limit is not None and (request.content_length or 0) > limit:
         raise RequestEntityTooLarge()
+
+
+def whole_number(raw: str | None, low: int, high: int) -> int | None:
+    """``raw`` as an integer from ``low`` to ``high`` if it is 1-18 ASCII digits; else None."""
+    if raw is None or not WHOLE_NUMBER.fullmatch(raw):
+        return None
+    value = int(raw)
+    return value if low <= value <= high else None
 
 
 def _no_constants(name: str) -> Any:

@@ -46,6 +46,7 @@ INVALID_INPUT = "1か9を押してください。"
 # What XML 1.0 can carry at all (its ``Char`` production); anything else makes TwiML malformed.
 NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 UNSPOKEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+ASCII_DIGITS = frozenset("0123456789")
 
 
 def speakable(text: str) -> str:
@@ -79,7 +80,7 @@ def money(amount: int, currency: str) -> str:
 
 def spaced_digits(text: str) -> str:
     """Digits to be read one by one: ``4567`` -> ``4、5、6、7``."""
-    return "、".join(c for c in text if c.isdigit())
+    return "、".join(c for c in text if c in ASCII_DIGITS)
 
 
 def describe(doc: dict[str, Any]) -> str:
@@ -93,7 +94,7 @@ def describe(doc: dict[str, Any]) -> str:
     elif name:
         parts.append(f"お受取人は、{name}様。")
     number = str(payee.get("account_number") or payee.get("customer_number") or "")
-    digits = "".join(c for c in number if c.isdigit())[-4:]
+    digits = "".join(c for c in number if c in ASCII_DIGITS)[-4:]
     if digits:
         label = "口座番号" if "account_number" in payee else "お客様番号"
         parts.append(f"{label}の末尾は、{spaced_digits(digits)}です。")
