@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import get_content_length
 
 from authgw.errors import ApiError, ValidationFailed, problem
 
@@ -34,9 +35,10 @@ class BodyLimit:
         self.limit = limit
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        # Only a server that terminates the stream itself (it decoded the chunks) may be read
-        # without a length; from any other, werkzeug reads nothing, which is safe already.
-        if not environ.get("CONTENT_LENGTH") and environ.get("wsgi.input_terminated"):
+        # A body werkzeug has no length for: none was sent, or it is chunked (which overrides
+        # any Content-Length). Only a server that terminates the stream itself (it decoded
+        # the chunks) may be read so; from any other, werkzeug reads nothing: safe already.
+        if get_content_length(environ) is None and environ.get("wsgi.input_terminated"):
             stream = environ["wsgi.input"]
             data = b""
             while len(data) <= self.limit:

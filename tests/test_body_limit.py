@@ -75,6 +75,22 @@ def test_a_streamed_body_over_16_kib_is_413_and_creates_nothing(api, store, size
 
 
 @FAKE_ONLY
+def test_a_chunked_body_with_a_small_content_length_beside_it_is_still_413(api, store):
+    """Chunked wins over Content-Length (RFC 9112), so werkzeug ignores the length: the
+    body must be counted whatever length a header claims."""
+    register(api)
+    rv = api.client.post(
+        "/v1/challenges",
+        input_stream=io.BytesIO(padded(37 * 1024)),
+        headers=api.headers({"Content-Type": "application/json", "Transfer-Encoding": "chunked"}),
+        environ_overrides={"wsgi.input_terminated": True, "CONTENT_LENGTH": "100"},
+    )
+    assert_problem(rv, 413, "payload_too_large")
+    events = api.get("/v1/customers/cust-001/events").get_json()["events"]
+    assert "challenge.created" not in [e["type"] for e in events]
+
+
+@FAKE_ONLY
 def test_a_streamed_body_of_exactly_16_kib_is_read_whole(api):
     register(api)
     rv = post_stream(api, "/v1/challenges", with_unknown_field(MAX_BODY))
@@ -96,7 +112,11 @@ def test_a_streamed_webhook_form_over_16_kib_is_413(api):
     rv = api.client.post(
         "/webhooks/twilio/voice",
         input_stream=io.BytesIO(form),
-        headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "x"},
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Transfer-Encoding": "chunked",
+            "X-Twilio-Signature": "x",
+        },
         environ_overrides=CHUNKED,
     )
     assert_problem(rv, 413, "payload_too_large")
