@@ -22,7 +22,7 @@ from authgw.challenges.customers import Customers
 from authgw.challenges.domain import Domain
 from authgw.challenges.lifecycle import Challenges
 from authgw.errors import ApiError, AuthgwError, ConfigError, StoreUnavailable
-from authgw.http import problem_response
+from authgw.http import BodyLimit, problem_response, refuse_large
 from authgw.ops import bp as ops
 from authgw.ops import install_metrics
 from authgw.settings import Settings, load_settings
@@ -68,6 +68,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app = Flask("authgw")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.wsgi_app = BodyLimit(app.wsgi_app, MAX_BODY)  # type: ignore[method-assign]
+    app.before_request(refuse_large)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     store = Store(
         client, settings.key_prefix, settings.redis_wait_replicas, int(settings.redis_wait_timeout * 1000)

@@ -82,7 +82,7 @@ def walk(api: Api, cost: Callable[[Callable[[], Any]], int], clock: Any) -> dict
 
 WITHOUT_LIMITS = {
     "create": 1,
-    "create with Idempotency-Key": 2,
+    "create with Idempotency-Key": 3,
     "read": 1,
     "verify by TOTP": 2,
     "consume": 1,

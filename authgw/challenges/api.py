@@ -9,7 +9,7 @@ from authgw.challenges.customers import Customers
 from authgw.challenges.lifecycle import Challenges
 from authgw.challenges.models import CUSTOMER_ID_RE
 from authgw.errors import ApiError, ValidationFailed
-from authgw.http import as_json, json_body
+from authgw.http import as_json, json_body, whole_number
 from authgw.ratelimit import reads_first
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
@@ -89,14 +89,11 @@ def unlock(customer_id: str) -> Response:
 @bp.get("/customers/<customer_id>/events")
 def events(customer_id: str) -> Response:
     raw = request.args.get("limit")
-    limit = EVENTS_DEFAULT
-    if raw is not None:
-        # ASCII digits only: str.isdigit() admits "²", which int() refuses (a 500).
-        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= EVENTS_MAX:
-            raise ValidationFailed(
-                [{"field": "limit", "message": f"must be a whole number from 1 to {EVENTS_MAX}"}]
-            )
-        limit = int(raw)
+    limit = EVENTS_DEFAULT if raw is None else whole_number(raw, 1, EVENTS_MAX)
+    if limit is None:
+        raise ValidationFailed(
+            [{"field": "limit", "message": f"must be a whole number from 1 to {EVENTS_MAX}"}]
+        )
     return as_json({"events": customers().events(known_customer(customer_id), limit)})
 
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from authgw.auth import sees_every_client
@@ -28,7 +30,26 @@ from authgw.challenges.phones import display
 from authgw.errors import ApiError, StoreUnavailable, ValidationFailed
 from authgw.keys import new_challenge_id, tag_of_challenge
 
+log = logging.getLogger(__name__)
+
 IDEMPOTENCY_KEY_MAX = 255
+# How long a request in flight holds its Idempotency-Key against other bodies. It bounds how
+# long a request that died between its claim and its answer (a store failure, a killed
+# worker) keeps the key from a corrected request; far longer than any request lives (each
+# store call gives up after redis_timeout, a worker is killed after 10 s without a beat).
+IDEMPOTENCY_LEASE_SECONDS = 60
+
+
+@dataclass
+class Claim:
+    """One request's claim on an Idempotency-Key (``idempotency_claim.lua``)."""
+
+    key: str
+    key_digest: str
+    request_hash: str
+    token: str
+    ttl_ms: int
+    held: bool = False  # this request holds the key: it must settle or release it
 
 
 def transaction_digest(customer_id: str, kind: str, amount: int, currency: str, payee: dict[str, Any]) -> str:
@@ -109,32 +130,90 @@ class Challenges:
     # -- creation -------------------------------------------------------------------------
 
     def create(self, client: str, body: Any, idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
-        """Create a challenge; returns it and whether it is new (False: an idempotent replay)."""
+        """Create a challenge; returns it and whether it is new (False: an idempotent replay).
+
+        With an ``Idempotency-Key``, only a request that created a challenge (or is still in
+        flight) holds the key: a refused one releases it, so the corrected request may use it.
+        """
         request, payee = models.parse_challenge(body)
+        claim = self._claim(client, body, request, idempotency_key)
+        try:
+            challenge, new = self._create(client, request, payee, claim)
+        except ApiError:
+            # Refused (unknown customer, locked, no usable method...): nothing was created,
+            # so the key is free again, unless another request holds it too. A store failure
+            # is no refusal (the creation may have happened): the lease bounds that hold.
+            if claim is not None and claim.held:
+                self._release(claim)
+            raise
+        if claim is not None and claim.held:
+            self._settle(claim)
+        return challenge, new
+
+    def _claim(
+        self, client: str, body: Any, request: models.ChallengeCreate, idempotency_key: str | None
+    ) -> Claim | None:
+        if idempotency_key is None:
+            return None
+        if not 1 <= len(idempotency_key) <= IDEMPOTENCY_KEY_MAX or not idempotency_key.isprintable():
+            raise ValidationFailed(
+                [{"field": "Idempotency-Key", "message": "must be 1-255 printable characters"}]
+            )
+        key_digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+        claim = Claim(
+            key=self.keys.idempotency_claim(client, key_digest),
+            key_digest=key_digest,
+            request_hash=hashlib.sha256(models.canonical_json(body)).hexdigest(),
+            token=secrets.token_hex(8),
+            ttl_ms=self.d.retention_ms + request.ttl_seconds * 1000,
+        )
+        # The claim is client-wide (its own slot); the customer-side record, written with
+        # the challenge, makes the creation itself idempotent.
+        state = expect_ok(
+            self.d.store.run(
+                "idempotency_claim",
+                [claim.key],
+                [
+                    claim.request_hash,
+                    claim.token,
+                    self.d.now().ms,
+                    IDEMPOTENCY_LEASE_SECONDS * 1000,
+                    claim.ttl_ms,
+                ],
+            )
+        )
+        claim.held = state[0] == "held"
+        return claim
+
+    def _release(self, claim: Claim) -> None:
+        try:
+            self.d.store.run("idempotency_release", [claim.key], [claim.token])
+        except StoreUnavailable:
+            # The refusal stands; the key is held until the lease ends.
+            log.warning("an Idempotency-Key could not be released; it is free when its lease ends")
+
+    def _settle(self, claim: Claim) -> None:
+        try:
+            result = self.d.store.run(
+                "idempotency_settle", [claim.key], [claim.request_hash, claim.token, claim.ttl_ms]
+            )
+        except StoreUnavailable:
+            # The challenge exists and a retry of this body replays it (the customer's own
+            # record); only another body under this key is no longer refused after the lease.
+            log.warning("an Idempotency-Key could not be settled after its challenge was created")
+            return
+        if status_of(result) != "ok":
+            log.warning("an Idempotency-Key was taken by another body after its lease ended")
+
+    def _create(
+        self, client: str, request: models.ChallengeCreate, payee: dict[str, Any], claim: Claim | None
+    ) -> tuple[dict[str, Any], bool]:
         settings = self.d.settings
         store = self.d.store
         keys = self.keys.for_customer(request.customer_id)
-
-        request_hash = ""
-        claim_key = ""
-        if idempotency_key is not None:
-            if not 1 <= len(idempotency_key) <= IDEMPOTENCY_KEY_MAX or not idempotency_key.isprintable():
-                raise ValidationFailed(
-                    [{"field": "Idempotency-Key", "message": "must be 1-255 printable characters"}]
-                )
-            key_digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
-            request_hash = hashlib.sha256(models.canonical_json(body)).hexdigest()
-            claim_key = self.keys.idempotency_claim(client, key_digest)
-            # The claim is client-wide (its own slot); the customer-side record, written with
-            # the challenge, makes the creation itself idempotent.
-            expect_ok(
-                store.run(
-                    "idempotency_claim",
-                    [claim_key],
-                    [request_hash, self.d.retention_ms + request.ttl_seconds * 1000],
-                )
-            )
-            idem_key = keys.idempotency(client, key_digest)
+        request_hash = claim.request_hash if claim is not None else ""
+        if claim is not None:
+            idem_key = keys.idempotency(client, claim.key_digest)
 
         now = self.d.now()
         challenge_id = new_challenge_id(request.customer_id)

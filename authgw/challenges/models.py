@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from authgw.errors import ValidationFailed
 
@@ -37,23 +38,40 @@ class CustomerPut(Strict):
     )
 
 
+# Control (Cc) and format (Cf) characters, and lone surrogates (Cs): nothing a payee's name
+# or number needs, and each has broken or could disguise what the caller hears and the bank
+# records (a NUL or BEL made TwiML malformed; a bidi override reorders what is shown).
+UNPRINTED_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+
+
+def printed_text(value: str) -> str:
+    """``value`` unchanged, if it holds no control, format or lone surrogate character."""
+    if any(unicodedata.category(c) in UNPRINTED_CATEGORIES for c in value):
+        raise ValueError("must not contain control or format characters")
+    return value
+
+
+# On every string field of a payee, of both kinds.
+Printed = AfterValidator(printed_text)
+
+
 class TransferPayee(Strict):
     """振込: the receiving account."""
 
-    bank_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")]
-    branch_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{3}$")]
+    bank_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$"), Printed]
+    branch_code: Annotated[str, StringConstraints(pattern=r"^[0-9]{3}$"), Printed]
     account_type: Literal["ordinary", "current", "savings", "other"]
-    account_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,8}$")]
-    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    account_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,8}$"), Printed]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100), Printed]
 
 
 class PayeasyPayee(Strict):
     """ペイジー: the biller and the payment's numbers."""
 
-    biller_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{5}$")]
-    customer_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$")]
-    confirmation_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,6}$")]
-    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    biller_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{5}$"), Printed]
+    customer_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,20}$"), Printed]
+    confirmation_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,6}$"), Printed]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100), Printed]
 
 
 PAYEES: dict[str, type[Strict]] = {"transfer": TransferPayee, "payeasy": PayeasyPayee}

@@ -40,6 +40,7 @@ from typing import Any
 from authgw.challenges.domain import Domain, Now
 from authgw.challenges.outcomes import RETRIES, status_of
 from authgw.errors import StoreUnavailable, ValidationFailed
+from authgw.http import whole_number
 from authgw.keys import customer_tag, tag_of_challenge
 from authgw.webhooks.callerid import attestation_refusal, caller_id, dialled
 from authgw.webhooks.speech import INVALID_INPUT, WRONG_CODE, Voice
@@ -306,9 +307,9 @@ class Calls:
         if not DIGITS.fullmatch(digits):
             raise ValidationFailed([{"field": "Digits", "message": "must be keypad keys"}])
         digits = digits.rstrip("#")
-        if not (n_arg or "").isdigit() or not 1 <= int(n_arg or "0") <= MAX_ENTRIES:
+        n = whole_number(n_arg, 1, MAX_ENTRIES)
+        if n is None:
             raise ValidationFailed([{"field": "n", "message": f"must be 1 to {MAX_ENTRIES}"}])
-        n = int(n_arg or "0")
         with self.store.boundary():
             customer_id, challenge_id = self.store.client.hmget(
                 self.keys.call_status(sid), ["customer_id", "challenge_id"]
@@ -364,7 +365,7 @@ class Calls:
         if call_status not in CALL_STATUSES:
             raise ValidationFailed([{"field": "CallStatus", "message": "is not a Twilio call status"}])
         duration = _field(form, "CallDuration", 10)
-        if duration and not duration.isdigit():
+        if duration and whole_number(duration, 0, 10**10) is None:
             raise ValidationFailed([{"field": "CallDuration", "message": "must be whole seconds"}])
         region = self.s.default_region
         now = self.d.now()

@@ -8,6 +8,7 @@ half-width katakana are widened, and account digits are spaced to be read one by
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 from typing import Any
 
@@ -42,6 +43,20 @@ WRONG_CODE = "番号が正しくありません。"
 INVALID_INPUT = "1か9を押してください。"
 
 
+# What XML 1.0 can carry at all (its ``Char`` production); anything else makes TwiML malformed.
+NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+UNSPOKEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+ASCII_DIGITS = frozenset("0123456789")
+
+
+def speakable(text: str) -> str:
+    """``text`` without control or format characters, lone surrogates and anything else XML
+    cannot carry: what a <Say> may hold, whatever a stored record says (the API refuses such
+    characters now, but records written before it did may still be read out)."""
+    text = "".join(c for c in text if unicodedata.category(c) not in UNSPOKEN_CATEGORIES)
+    return NOT_XML.sub("", text)
+
+
 def yen(amount: int) -> str:
     """An amount of yen as it is said: 150000 -> ``15万円``, 1234567 -> ``123万4567円``."""
     if amount == 0:
@@ -65,7 +80,7 @@ def money(amount: int, currency: str) -> str:
 
 def spaced_digits(text: str) -> str:
     """Digits to be read one by one: ``4567`` -> ``4、5、6、7``."""
-    return "、".join(c for c in text if c.isdigit())
+    return "、".join(c for c in text if c in ASCII_DIGITS)
 
 
 def describe(doc: dict[str, Any]) -> str:
@@ -79,7 +94,7 @@ def describe(doc: dict[str, Any]) -> str:
     elif name:
         parts.append(f"お受取人は、{name}様。")
     number = str(payee.get("account_number") or payee.get("customer_number") or "")
-    digits = "".join(c for c in number if c.isdigit())[-4:]
+    digits = "".join(c for c in number if c in ASCII_DIGITS)[-4:]
     if digits:
         label = "口座番号" if "account_number" in payee else "お客様番号"
         parts.append(f"{label}の末尾は、{spaced_digits(digits)}です。")
@@ -93,7 +108,8 @@ class Voice:
         self.voice = voice
 
     def _say(self, target: Any, text: str) -> None:
-        target.say(text, language=LANGUAGE, voice=self.voice)
+        # Every word the caller hears passes here: the one place TwiML text is made safe.
+        target.say(speakable(text), language=LANGUAGE, voice=self.voice)
 
     # The two fixed answers are built once per Voice: every matched call in reject mode gets
     # the first, and building TwiML is a webhook's cost like any other.
