@@ -45,7 +45,11 @@ def expect_ok(result: Any, *, counts_attempts: bool = False) -> list[Any]:
     if status in INTERNAL:
         raise StoreUnavailable(f"unhandled script status {status}")
     if status == "invalid_code" and counts_attempts:
-        raise ApiError("invalid_code", attempts_left=max(int(result[1]), 0))
+        raise ApiError(
+            "invalid_code", attempts_left=max(int(result[1]), 0), failures_before_lock=int(result[3])
+        )
+    if status == "invalid_code" and len(result) > 3:
+        raise ApiError("invalid_code", failures_before_lock=int(result[3]))
     try:
         raise ApiError(status)
     except ValueError:

@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from authgw.challenges.domain import Domain, Now
+from authgw.challenges.locks import policy_arg, with_open
 from authgw.challenges.outcomes import RETRIES, status_of
 from authgw.errors import StoreUnavailable, ValidationFailed
 from authgw.keys import customer_tag, tag_of_challenge
@@ -313,22 +314,39 @@ class Calls:
             log.info("call %s: keys pressed on a call with no dialogue", sid)
             return self.voice.result("unknown_call")
         keys = self.keys.for_customer(customer_id)
-        now = self.d.now()
-        result = self.store.run(
-            "confirm_call",
-            [keys.challenge(challenge_id), keys.customer, keys.open, keys.events, keys.lines, keys.call(sid)],
-            [
-                now.ms,
-                now.iso,
-                self.d.maxlen,
-                self.d.retention_ms,
-                self.s.lockout_threshold,
-                sid,
-                challenge_id,
-                digits,
-                n,
-            ],
-        )
+
+        def run(now: Now, open_ids: list[str]) -> Any:
+            return self.store.run(
+                "confirm_call",
+                [
+                    keys.challenge(challenge_id),
+                    keys.customer,
+                    keys.open,
+                    keys.events,
+                    keys.lines,
+                    keys.call(sid),
+                    *(keys.challenge(i) for i in open_ids),
+                ],
+                [
+                    now.ms,
+                    now.iso,
+                    self.d.maxlen,
+                    self.d.retention_ms,
+                    policy_arg(self.s),
+                    sid,
+                    challenge_id,
+                    digits,
+                    n,
+                    "1" if self.s.fraud_report_locks else "0",
+                    *open_ids,
+                ],
+            )
+
+        if digits == "9" and self.s.fraud_report_locks:
+            # A fraud report locks and cancels every open challenge: the script needs them.
+            result = with_open(self.d, keys, run)
+        else:
+            result = run(self.d.now(), [])
         return self._spoken_keys(sid, list(result), n)
 
     def _spoken_keys(self, sid: str, result: list[Any], n: int) -> str:
@@ -350,6 +368,9 @@ class Calls:
             if attempts <= 0 or last_entry:
                 return self.voice.result("failed")
             return self.voice.ask_again("code", self._action(n + 1), keys, WRONG_CODE)
+        if status == "denied":
+            locked = int(result[3] if result[0] == "replay" else result[2])
+            return self.voice.fraud_reported(bool(locked), self.s.bank_contact_number)
         return self.voice.result(status)
 
     # -- POST /status ---------------------------------------------------------------------

@@ -65,7 +65,7 @@ local function unmatched(reason, id)
   return {'unmatched', reason}
 end
 
-if redis.call('HGET', cust, 'locked') == '1' then return unmatched('customer_locked', hint) end
+if lock_state(cust, events, maxlen, now_ms) then return unmatched('customer_locked', hint) end
 if refuse_failed and string.find(stir, 'Failed', 1, true) then
   return unmatched('attestation_failed', hint)
 end
