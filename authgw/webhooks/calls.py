@@ -42,6 +42,7 @@ from authgw.challenges.outcomes import RETRIES, status_of
 from authgw.errors import StoreUnavailable, ValidationFailed
 from authgw.keys import customer_tag, tag_of_challenge
 from authgw.webhooks.callerid import caller_id, dialled
+from authgw.webhooks.selflock import SelfLock
 from authgw.webhooks.speech import INVALID_INPUT, WRONG_CODE, Voice
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class Calls:
         self.store = domain.store
         self.keys = domain.store.keys
         self.voice = Voice(self.s.callback_voice)
+        self.lock_line = SelfLock(self)
 
     @property
     def _call_ttl_ms(self) -> int:
@@ -131,6 +133,8 @@ class Calls:
             log.info("call %s: withheld caller ID", sid)
             return self.voice.withheld()
 
+        if to in self.s.lock_numbers:
+            return self.lock_line.answer(sid, caller.e164, to, stir, now)
         index = self.keys.phone_index(caller.e164)
         if self.limiter is not None:
             # The caller's counter and the phone index travel in one round trip.
