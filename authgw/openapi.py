@@ -78,6 +78,7 @@ def openapi_document() -> dict[str, Any]:
         models.PayeasyPayee,
         models.CodeBody,
         models.ConsumeBody,
+        models.LockBody,
         models.Customer,
         models.TotpEnrolment,
         models.Challenge,
@@ -123,6 +124,16 @@ def openapi_document() -> dict[str, Any]:
         "/v1/customers/{customer_id}/unlock": {
             "post": _op("Unlock a customer", "200", c, None, ("404",), cust),
         },
+        "/v1/customers/{customer_id}/lock": {
+            "post": _op(
+                "Lock a customer (operator): cancels their open challenges",
+                "200",
+                c,
+                models.LockBody,
+                ("404", "422"),
+                cust,
+            ),
+        },
         "/v1/customers/{customer_id}/events": {
             "get": _op(
                 "The customer's events, newest first",
@@ -157,7 +168,7 @@ def openapi_document() -> dict[str, Any]:
                 "200",
                 ch,
                 models.ConsumeBody,
-                ("404", "409", "410", "422"),
+                ("404", "409", "410", "422", "423"),
                 chal,
             ),
         },
