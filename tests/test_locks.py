@@ -232,6 +232,9 @@ def test_temporary_mode_waits_double_up_to_the_cap_and_end_by_themselves(store, 
         clock.advance(1)
         body = customer(api)
         assert body["locked"] is False and body["lock"] is None and body["failed_attempts"] == 0
+        assert len(of_type(api, "customer.unlocked")) == len(of_type(api, "customer.locked")) - 1
+        # The next transition that looks records the end.
+        assert api.post("/v1/challenges", transfer()).status_code == 201
         unlocked = of_type(api, "customer.unlocked")[-1]
         assert unlocked["by"] is None and unlocked["reason"] == "lock_expired"
         assert unlocked["until"] == lock["until"]

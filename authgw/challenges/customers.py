@@ -120,10 +120,12 @@ class Customers:
             pipe.execute()
 
     def get(self, customer_id: str) -> dict[str, Any]:
-        keys = self._keys(customer_id)
-        now = self.d.now()
-        result = self.d.store.read("read_customer", [keys.customer, keys.events], [now.ms, self.d.maxlen])
-        return render(pairs(expect_ok(result)), now.ms)
+        record = self.d.store.read_command("hgetall", self._keys(customer_id).customer)
+        if not record:
+            raise ApiError("customer_not_found")
+        # A plain read (no write, so no WAIT): a temporary lock past its time shows as ended;
+        # the next transition that looks records its end (lock_state).
+        return render(record, self.d.now().ms)
 
     def delete(self, customer_id: str) -> None:
         keys = self._keys(customer_id)
