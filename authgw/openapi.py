@@ -79,6 +79,7 @@ def openapi_document() -> dict[str, Any]:
         models.PayeasyPayee,
         models.CodeBody,
         models.ConsumeBody,
+        models.LockBody,
         models.Customer,
         models.TotpEnrolment,
         models.Challenge,
@@ -124,6 +125,16 @@ def openapi_document() -> dict[str, Any]:
         "/v1/customers/{customer_id}/unlock": {
             "post": _op("Unlock a customer (operators)", "200", c, None, ("403", "404"), cust),
         },
+        "/v1/customers/{customer_id}/lock": {
+            "post": _op(
+                "Lock a customer (operator): cancels their open challenges",
+                "200",
+                c,
+                models.LockBody,
+                ("404", "422"),
+                cust,
+            ),
+        },
         "/v1/customers/{customer_id}/events": {
             "get": _op(
                 "The customer's events, newest first",
@@ -158,7 +169,7 @@ def openapi_document() -> dict[str, Any]:
                 "200",
                 ch,
                 models.ConsumeBody,
-                ("404", "409", "410", "422"),
+                ("404", "409", "410", "422", "423"),
                 chal,
             ),
         },

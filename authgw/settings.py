@@ -19,6 +19,7 @@ from authgw.errors import ConfigError
 
 ENV_PREFIX = "AUTHGW_"
 CALLBACK_MODES = ("reject", "confirm", "code")
+LOCKOUT_MODES = ("permanent", "temporary", "mixed")
 TOTP_ALGORITHMS = ("SHA1", "SHA256", "SHA512")
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 ATTESTATION_MINIMUMS = ("A", "B", "C", "none")
@@ -76,6 +77,14 @@ class Settings:
     call_retention_seconds: int = 30 * 86400
     # Roles (authgw.auth): the operator clients; empty: roles are off, every client has both.
     operators: tuple[str, ...] = ()
+    # Locks and fraud response (authgw.challenges.locks, authgw.webhooks.selflock).
+    lockout_mode: str = "permanent"
+    lockout_wait_seconds: int = 900
+    lockout_wait_max_seconds: int = 86400
+    lockout_max_temporary: int = 3
+    fraud_report_locks: bool = True
+    bank_contact_number: str = ""  # national format, e.g. 0120-123-456 ('' none)
+    lock_numbers: tuple[str, ...] = ()
 
 
 def _defaults() -> dict[str, Any]:
@@ -285,6 +294,7 @@ def _validate(raw: dict[str, Any]) -> Settings:
             env_name("call_retention_seconds"), raw["call_retention_seconds"], 86400, 400 * 86400
         ),
         operators=tuple(dict.fromkeys(n.strip() for n in str(raw["operators"]).split(",") if n.strip())),
+        **_lock_settings(raw, region),
     )
     clients = {key.client for key in settings.api_keys}
     for name in settings.operators:
@@ -300,7 +310,42 @@ def _validate(raw: dict[str, Any]) -> Settings:
         raise ConfigError("AUTHGW_TWILIO_AUTH_TOKEN", "is not set: phone webhooks could not be checked")
     if settings.callback_numbers and not settings.public_url:
         raise ConfigError("AUTHGW_PUBLIC_URL", "is not set: phone webhooks could not be checked")
+    if settings.lock_numbers and not (settings.twilio_auth_token and settings.public_url):
+        raise ConfigError("AUTHGW_LOCK_NUMBERS", "need AUTHGW_TWILIO_AUTH_TOKEN and AUTHGW_PUBLIC_URL")
+    if set(settings.lock_numbers) & set(settings.callback_numbers):
+        raise ConfigError("AUTHGW_LOCK_NUMBERS", "must not be designated numbers too")
     return settings
+
+
+def _lock_settings(raw: dict[str, Any], region: str) -> dict[str, Any]:
+    """The settings of locks and fraud response (API.md Additions)."""
+    mode = str(raw["lockout_mode"]).strip().lower()
+    if mode not in LOCKOUT_MODES:
+        raise ConfigError("AUTHGW_LOCKOUT_MODE", f"must be one of {', '.join(LOCKOUT_MODES)}")
+    wait = _as_int("AUTHGW_LOCKOUT_WAIT_SECONDS", raw["lockout_wait_seconds"], 1, 400 * 86400)
+    wait_max = _as_int("AUTHGW_LOCKOUT_WAIT_MAX_SECONDS", raw["lockout_wait_max_seconds"], 1, 400 * 86400)
+    if wait_max < wait:
+        raise ConfigError("AUTHGW_LOCKOUT_WAIT_MAX_SECONDS", "must be at least AUTHGW_LOCKOUT_WAIT_SECONDS")
+    contact = str(raw["bank_contact_number"]).strip()
+    if contact:
+        try:
+            parsed = phonenumbers.parse(contact, region)
+        except phonenumbers.NumberParseException:
+            raise ConfigError("AUTHGW_BANK_CONTACT_NUMBER", f"{contact!r} is not a phone number") from None
+        if not phonenumbers.is_valid_number(parsed):
+            raise ConfigError("AUTHGW_BANK_CONTACT_NUMBER", f"{contact!r} is not a valid phone number")
+        contact = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return {
+        "lockout_mode": mode,
+        "lockout_wait_seconds": wait,
+        "lockout_wait_max_seconds": wait_max,
+        "lockout_max_temporary": _as_int(
+            "AUTHGW_LOCKOUT_MAX_TEMPORARY", raw["lockout_max_temporary"], 0, 1000
+        ),
+        "fraud_report_locks": _as_bool("AUTHGW_FRAUD_REPORT_LOCKS", raw["fraud_report_locks"]),
+        "bank_contact_number": contact,
+        "lock_numbers": parse_numbers("AUTHGW_LOCK_NUMBERS", str(raw["lock_numbers"]), region),
+    }
 
 
 def setting_names() -> list[str]:

@@ -456,6 +456,7 @@ def test_wrong_confirmations_and_wrong_verifications_add_up_to_one_count(api, cu
         "totp": "active",
         "locked": False,
         "failed_attempts": 5,
+        "lock": None,
     }
     # The sixth wrong code, on the challenge, locks.
     assert_problem(verify(api, challenge, wrong_code(customer, clock())), 422, "invalid_code")

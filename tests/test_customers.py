@@ -18,7 +18,7 @@ from tests.conftest import (
     wrong_code,
 )
 
-CUSTOMER_FIELDS = {"customer_id", "phones", "totp", "locked", "failed_attempts"}
+CUSTOMER_FIELDS = {"customer_id", "phones", "totp", "locked", "failed_attempts", "lock"}
 
 
 def customer_of(api, customer_id="cust-001"):
@@ -47,6 +47,7 @@ def test_put_registers_a_customer_with_phones_in_e164(api):
         "totp": "none",
         "locked": False,
         "failed_attempts": 0,
+        "lock": None,
     }
 
 
@@ -58,6 +59,7 @@ def test_get_returns_the_customer_as_registered(api):
         "totp": "none",
         "locked": False,
         "failed_attempts": 0,
+        "lock": None,
     }
 
 
@@ -199,6 +201,7 @@ def test_confirm_with_the_right_code_activates_totp(api, clock):
         "totp": "active",
         "locked": False,
         "failed_attempts": 0,
+        "lock": None,
     }
     assert "totp.enrolled" in event_types(api)
 
@@ -339,6 +342,7 @@ def test_unlock_clears_the_lock_and_the_failure_count(api, clock):
         "totp": "pending",
         "locked": False,
         "failed_attempts": 0,
+        "lock": None,
     }
     assert api.post("/v1/challenges", transfer()).status_code == 201
 

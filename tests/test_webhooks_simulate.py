@@ -26,6 +26,7 @@ pytestmark = pytest.mark.real_redis
 
 PUBLIC = "https://gw.example.jp"
 NUMBERS = "050-3000-0001,050-3000-0002"
+LOCK_LINE = "050-3000-0009"
 START_TIMEOUT = 60.0
 DATABASES = {"reject": 11, "confirm": 12, "code": 13}
 
@@ -41,6 +42,7 @@ def gateway_env(mode: str, redis_url: str, **overrides: str) -> dict[str, str]:
             "AUTHGW_PUBLIC_URL": PUBLIC,
             "AUTHGW_CALLBACK_NUMBERS": NUMBERS,
             "AUTHGW_CALLBACK_MODE": mode,
+            "AUTHGW_LOCK_NUMBERS": LOCK_LINE,
         }
     )
     env.update(overrides)
@@ -174,6 +176,34 @@ def test_same_call_sid_simulated_twice_verifies_once(gateway):
     assert gateway.simulate(*args).returncode == 0
     assert gateway.challenge(first["id"])["status"] == "verified"
     assert gateway.challenge(second["id"])["status"] == "pending"
+
+
+@pytest.mark.parametrize("gateway", ["confirm"], indirect=True)
+def test_simulated_nine_reports_fraud_and_locks_the_customer(gateway):
+    challenge = gateway.transfer("sim-fraud")
+    done = gateway.simulate(
+        "--from", "090-1234-5678", "--to", challenge["callback"]["number"], "--digits", "9"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "承認されていません" in done.stdout and "停止しました" in done.stdout
+    assert gateway.challenge(challenge["id"])["status"] == "denied"
+    status, body = http("GET", f"{gateway.base}/v1/customers/sim-fraud")
+    assert status == 200 and body["lock"]["reason"] == "fraud_report"
+    http("POST", f"{gateway.base}/v1/customers/sim-fraud/unlock")
+
+
+@pytest.mark.parametrize("gateway", ["reject"], indirect=True)
+def test_simulated_call_on_a_lock_number_self_locks(gateway):
+    # A phone of its own: pressing 1 locks every customer that registered the caller's phone.
+    status, _ = http("PUT", f"{gateway.base}/v1/customers/sim-self", {"phones": ["090-5555-0101"]})
+    assert status == 200
+    done = gateway.simulate("--from", "090-5555-0101", "--to", LOCK_LINE, "--digits", "1")
+    assert done.returncode == 0, done.stderr
+    assert "<Gather" in done.stdout and "停止しました" in done.stdout
+    status, body = http("GET", f"{gateway.base}/v1/customers/sim-self")
+    assert body["locked"] is True and body["lock"]["reason"] == "self_lock"
+    stranger = gateway.simulate("--from", "090-5555-0199", "--to", LOCK_LINE, "--digits", "1")
+    assert stranger.returncode == 0 and "ご登録がありません" in stranger.stdout
 
 
 def test_wrong_token_exits_non_zero_with_the_gateways_answer(gateway):

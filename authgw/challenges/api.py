@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, g, request
 
 from authgw.auth import authenticate, operator_only, roles_of
+from authgw.challenges import models
 from authgw.challenges.customers import Customers
 from authgw.challenges.lifecycle import Challenges
 from authgw.challenges.models import CUSTOMER_ID_RE
@@ -84,6 +85,13 @@ def remove_totp(customer_id: str) -> Response:
 def unlock(customer_id: str) -> Response:
     _empty_body()
     return as_json(customers().unlock(known_customer(customer_id), g.client))
+
+
+@bp.post("/customers/<customer_id>/lock")
+@operator_only
+def lock(customer_id: str) -> Response:
+    body = models.parse(models.LockBody, json_body(optional=True))
+    return as_json(customers().lock(known_customer(customer_id), g.client, body.note or ""))
 
 
 @bp.get("/customers/<customer_id>/events")

@@ -1,9 +1,10 @@
 """Customers: registered phones, TOTP enrolment, the lock, and the event trail.
 
-The lockout rule lives in the scripts that judge a code (``_lib.lua``: ``count_failure``;
-``totp_confirm.lua``): each wrong code adds one to the customer's consecutive failures, the
-threshold locks the customer, a right code on a challenge resets the count, and only
-``unlock`` (the bank's reset procedure) clears the lock.
+The lockout rule lives in one place, the lock model of ``_lib.lua`` (``count_lock_failure``,
+``lock_state``; see ``authgw.challenges.locks``): each wrong code adds one to the customer's
+consecutive failures, the threshold locks the customer (permanently, or for a while in the
+temporary and mixed modes), a right code on a challenge resets the count, and ``unlock`` (the
+bank's reset procedure) clears any lock.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from authgw.challenges import models
 from authgw.challenges.domain import Domain
+from authgw.challenges.locks import lock_of, policy_arg, with_open
 from authgw.challenges.outcomes import RETRIES, expect_ok, pairs, status_of
 from authgw.challenges.phones import PhoneError, registrable
 from authgw.challenges.totp import qr_svg
@@ -20,7 +22,8 @@ from authgw.errors import ApiError, InvalidPhone, StoreUnavailable
 from authgw.keys import CustomerKeys
 
 
-def render(record: dict[str, str]) -> dict[str, Any]:
+def render(record: dict[str, str], now_ms: int | None = None) -> dict[str, Any]:
+    lock = lock_of(record, now_ms)
     if record.get("totp"):
         totp = "active"
     elif record.get("totp_pending"):
@@ -31,8 +34,10 @@ def render(record: dict[str, str]) -> dict[str, Any]:
         "customer_id": record["customer_id"],
         "phones": json.loads(record.get("phones") or "[]"),
         "totp": totp,
-        "locked": record.get("locked") == "1",
-        "failed_attempts": int(record.get("failed") or 0),
+        "locked": lock is not None,
+        # A temporary lock past its time has ended, and its end resets the failures.
+        "failed_attempts": int(record.get("failed") or 0) if lock or record.get("locked") != "1" else 0,
+        "lock": lock,
     }
 
 
@@ -54,6 +59,10 @@ def render_event(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
                 event[name] = json.loads(value)
             else:
                 event[name] = value
+    if event["type"] in ("customer.locked", "customer.unlocked"):
+        event.setdefault("by", None)
+    if event["type"] == "customer.locked":
+        event.setdefault("until", None)
     event["id"] = entry_id
     return event
 
@@ -111,7 +120,7 @@ class Customers:
         )
         created, previous = payload[0] == 1, json.loads(payload[1])
         self._drop_hints(customer_id, [p for p in previous if p not in phones])
-        return render(pairs(payload[2:])), created
+        return render(pairs(payload[2:]), now.ms), created
 
     def _drop_hints(self, customer_id: str, phones: list[str]) -> None:
         if not phones:
@@ -126,7 +135,9 @@ class Customers:
         record = self.d.store.read_command("hgetall", self._keys(customer_id).customer)
         if not record:
             raise ApiError("customer_not_found")
-        return render(record)
+        # A plain read (no write, so no WAIT): a temporary lock past its time shows as ended;
+        # the next transition that looks records its end (lock_state).
+        return render(record, self.d.now().ms)
 
     def delete(self, customer_id: str, client: str) -> None:
         keys = self._keys(customer_id)
@@ -169,7 +180,7 @@ class Customers:
             result = self.d.store.run(
                 "totp_confirm",
                 [keys.customer, keys.events],
-                [now.iso, self.d.maxlen, self.d.settings.lockout_threshold, sealed, steps, client],
+                [now.iso, self.d.maxlen, policy_arg(self.d.settings), sealed, steps, client, now.ms],
             )
             if status_of(result) != "stale":
                 return render(pairs(expect_ok(result)))
@@ -200,6 +211,20 @@ class Customers:
             "unlock", [keys.customer, keys.events], [self.d.now().iso, self.d.maxlen, client]
         )
         return render(pairs(expect_ok(result)))
+
+    def lock(self, customer_id: str, client: str, note: str) -> dict[str, Any]:
+        """An operator's lock (reason ``operator``, ``by`` the client): cancels every open
+        challenge of the customer in the same step."""
+        keys = self._keys(customer_id)
+
+        def run(now: Any, ids: list[str]) -> Any:
+            return self.d.store.run(
+                "lock_customer",
+                [keys.customer, keys.open, keys.events, keys.lines, *(keys.challenge(i) for i in ids)],
+                [now.ms, self.d.maxlen, self.d.retention_ms, client, note, *ids],
+            )
+
+        return render(pairs(expect_ok(with_open(self.d, keys, run))))
 
     def events(self, customer_id: str, limit: int) -> list[dict[str, Any]]:
         keys = self._keys(customer_id)

@@ -25,6 +25,7 @@ from authgw.auth import sees_every_client
 from authgw.challenges import models
 from authgw.challenges.customers import Customers
 from authgw.challenges.domain import Domain, rfc3339
+from authgw.challenges.locks import policy_arg
 from authgw.challenges.outcomes import RETRIES, expect_ok, pairs, status_of
 from authgw.challenges.phones import display
 from authgw.errors import ApiError, StoreUnavailable, ValidationFailed
@@ -317,7 +318,7 @@ class Challenges:
                     self.d.maxlen,
                     self.d.retention_ms,
                     client,
-                    self.d.settings.lockout_threshold,
+                    policy_arg(self.d.settings),
                     sealed or "",
                     steps,
                     challenge_id,
@@ -333,7 +334,7 @@ class Challenges:
         now = self.d.now()
         result = self.d.store.run(
             "consume",
-            [ch, keys.open, keys.events, keys.lines],
+            [ch, keys.open, keys.events, keys.lines, keys.customer],
             [now.ms, now.iso, self.d.maxlen, self.d.retention_ms, client, digest, challenge_id],
         )
         return render(challenge_id, pairs(expect_ok(result)))

@@ -101,7 +101,18 @@ class EmptyBody(Strict):
     pass
 
 
+class LockBody(Strict):
+    note: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
 # Responses (documentation only: the views build these shapes as dicts).
+
+
+class Lock(BaseModel):
+    reason: Literal["failures", "fraud_report", "self_lock", "operator"]
+    at: str
+    until: str | None = None
+    by: str | None = None
 
 
 class Customer(BaseModel):
@@ -110,6 +121,7 @@ class Customer(BaseModel):
     totp: Literal["none", "pending", "active"]
     locked: bool
     failed_attempts: int
+    lock: Lock | None = None
 
 
 class TotpEnrolment(BaseModel):

@@ -57,7 +57,11 @@ def expect_ok(result: Any, *, counts_attempts: bool = False) -> list[Any]:
     if status == "method_unavailable" and result[1:2] == ["no_free_number"]:
         raise ApiError("method_unavailable", detail=NO_FREE_NUMBER.format(free_at=result[2]))
     if status == "invalid_code" and counts_attempts:
-        raise ApiError("invalid_code", attempts_left=max(int(result[1]), 0))
+        raise ApiError(
+            "invalid_code", attempts_left=max(int(result[1]), 0), failures_before_lock=int(result[3])
+        )
+    if status == "invalid_code" and len(result) > 3:
+        raise ApiError("invalid_code", failures_before_lock=int(result[3]))
     try:
         raise ApiError(status)
     except ValueError:

@@ -38,11 +38,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from authgw.challenges.domain import Domain, Now
+from authgw.challenges.locks import policy_arg, with_open
 from authgw.challenges.outcomes import RETRIES, status_of
 from authgw.errors import StoreUnavailable, ValidationFailed
 from authgw.http import whole_number
 from authgw.keys import customer_tag, tag_of_challenge
 from authgw.webhooks.callerid import attestation_refusal, caller_id, dialled
+from authgw.webhooks.selflock import SelfLock
 from authgw.webhooks.speech import INVALID_INPUT, WRONG_CODE, Voice
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,7 @@ class Calls:
         self.store = domain.store
         self.keys = domain.store.keys
         self.voice = Voice(self.s.callback_voice)
+        self.lock_line = SelfLock(self)
 
     @property
     def _call_ttl_ms(self) -> int:
@@ -135,6 +138,8 @@ class Calls:
             log.info("call %s: %s caller ID", sid, "withheld" if caller.withheld else "not a phone's")
             return self.voice.withheld() if caller.withheld else self.voice.reject()
 
+        if to in self.s.lock_numbers:
+            return self.lock_line.answer(sid, caller.e164, to, stir, now)
         index = self.keys.phone_index(caller.e164)
         if self.limiter is not None:
             # The caller's counter and the phone index travel in one round trip.
@@ -318,22 +323,39 @@ class Calls:
             log.info("call %s: keys pressed on a call with no dialogue", sid)
             return self.voice.result("unknown_call")
         keys = self.keys.for_customer(customer_id)
-        now = self.d.now()
-        result = self.store.run(
-            "confirm_call",
-            [keys.challenge(challenge_id), keys.customer, keys.open, keys.events, keys.lines, keys.call(sid)],
-            [
-                now.ms,
-                now.iso,
-                self.d.maxlen,
-                self.d.retention_ms,
-                self.s.lockout_threshold,
-                sid,
-                challenge_id,
-                digits,
-                n,
-            ],
-        )
+
+        def run(now: Now, open_ids: list[str]) -> Any:
+            return self.store.run(
+                "confirm_call",
+                [
+                    keys.challenge(challenge_id),
+                    keys.customer,
+                    keys.open,
+                    keys.events,
+                    keys.lines,
+                    keys.call(sid),
+                    *(keys.challenge(i) for i in open_ids),
+                ],
+                [
+                    now.ms,
+                    now.iso,
+                    self.d.maxlen,
+                    self.d.retention_ms,
+                    policy_arg(self.s),
+                    sid,
+                    challenge_id,
+                    digits,
+                    n,
+                    "1" if self.s.fraud_report_locks else "0",
+                    *open_ids,
+                ],
+            )
+
+        if digits == "9" and self.s.fraud_report_locks:
+            # A fraud report locks and cancels every open challenge: the script needs them.
+            result = with_open(self.d, keys, run)
+        else:
+            result = run(self.d.now(), [])
         return self._spoken_keys(sid, list(result), n)
 
     def _spoken_keys(self, sid: str, result: list[Any], n: int) -> str:
@@ -355,6 +377,9 @@ class Calls:
             if attempts <= 0 or last_entry:
                 return self.voice.result("failed")
             return self.voice.ask_again("code", self._action(n + 1), keys, WRONG_CODE)
+        if status == "denied":
+            locked = int(result[3] if result[0] == "replay" else result[2])
+            return self.voice.fraud_reported(bool(locked), self.s.bank_contact_number)
         return self.voice.result(status)
 
     # -- POST /status ---------------------------------------------------------------------

@@ -40,6 +40,26 @@ RESULTS = {
     "unknown_call": "お手続きが確認できませんでした。お電話を終了します。",
 }
 WRONG_CODE = "番号が正しくありません。"
+
+# A fraud report ("9": not me) and the self-lock line (IBロック). The bank's number is read
+# digit by digit, its groups joined by 「の」, as a number is said on the phone.
+NOTHING_APPROVED = "お取引は承認されていません。お手続きを中止しました。"
+IB_STOPPED = "安全のため、インターネットバンキングのご利用を停止しました。"
+CALL_THE_BANK = "お心当たりのないお取引の場合は、至急、銀行にご連絡ください。"
+CALL_THE_BANK_AT = (
+    "お手数ですが、銀行の、{number}、までお電話ください。もう一度申し上げます。{number}、です。"
+)
+LOCK_ASK = (
+    "インターネットバンキングのご利用停止のお電話です。"
+    "ご利用を停止する場合は、1を押してください。停止しない場合は、そのまま電話をお切りください。"
+)
+LOCK_NOT_DONE = "ご利用の停止は行いませんでした。お電話を終了します。"
+LOCK_NOT_REGISTERED = (
+    "おかけのお電話番号は、ご登録がありません。ご利用の停止は行いませんでした。お電話を終了します。"
+)
+LOCK_RESUME = "ご利用の再開には、銀行での手続きが必要です。"
+READINGS = ("ぜろ", "いち", "に", "さん", "よん", "ご", "ろく", "なな", "はち", "きゅう")
+DIGIT_READINGS = dict(zip("0123456789", READINGS, strict=True))
 INVALID_INPUT = "1か9を押してください。"
 
 
@@ -81,6 +101,19 @@ def money(amount: int, currency: str) -> str:
 def spaced_digits(text: str) -> str:
     """Digits to be read one by one: ``4567`` -> ``4、5、6、7``."""
     return "、".join(c for c in text if c in ASCII_DIGITS)
+
+
+def phone_reading(number: str) -> str:
+    """A phone number read digit by digit: ``0120-123-456`` -> ``ぜろ、いち、に、ぜろ、の、いち、...``."""
+    groups = [g for g in number.replace("(", "-").replace(")", "-").replace(" ", "-").split("-") if g]
+    return "、の、".join("、".join(DIGIT_READINGS[c] for c in g if c in DIGIT_READINGS) for g in groups)
+
+
+def contact(number: str) -> str:
+    """Where to call: the bank's number when configured, else the bank."""
+    if not number:
+        return CALL_THE_BANK
+    return CALL_THE_BANK_AT.format(number=phone_reading(number))
 
 
 def describe(doc: dict[str, Any]) -> str:
@@ -163,7 +196,40 @@ class Voice:
         return str(response)
 
     def result(self, status: str) -> str:
+        return self._spoken(RESULTS.get(status, RESULTS["unknown_call"]))
+
+    def _spoken(self, text: str) -> str:
         response = VoiceResponse()
-        self._say(response, RESULTS.get(status, RESULTS["unknown_call"]))
+        self._say(response, text)
         response.hangup()
         return str(response)
+
+    def fraud_reported(self, locked: bool, bank_number: str) -> str:
+        """After a "9": nothing approved, internet banking stopped (when it was), whom to call."""
+        return self._spoken(NOTHING_APPROVED + (IB_STOPPED if locked else "") + contact(bank_number))
+
+    def lock_ask(self, action: str) -> str:
+        """The self-lock line: press 1 to stop internet banking; no input: asked once more."""
+        response = VoiceResponse()
+        for intro in ("", NO_INPUT_AGAIN):
+            gather = response.gather(
+                num_digits=1,
+                action=action,
+                method="POST",
+                timeout=GATHER_TIMEOUT,
+                finish_on_key="#",
+                action_on_empty_result=False,
+            )
+            self._say(gather, intro + LOCK_ASK)
+        self._say(response, LOCK_NOT_DONE)
+        response.hangup()
+        return str(response)
+
+    def lock_done(self, bank_number: str) -> str:
+        return self._spoken(IB_STOPPED + LOCK_RESUME + contact(bank_number))
+
+    def lock_not_done(self) -> str:
+        return self._spoken(LOCK_NOT_DONE)
+
+    def lock_not_registered(self) -> str:
+        return self._spoken(LOCK_NOT_REGISTERED)

@@ -1,4 +1,4 @@
-"""The Twilio webhooks: ``/webhooks/twilio/voice``, ``/confirm`` and ``/status``.
+"""The Twilio webhooks: ``/webhooks/twilio/voice``, ``/confirm``, ``/lock`` and ``/status``.
 
 Every view is wrapped in ``signed``: the ``X-Twilio-Signature`` header must be Twilio's
 HMAC-SHA1 of ``AUTHGW_PUBLIC_URL`` + the request's path and query, and the form parameters,
@@ -78,6 +78,13 @@ def voice() -> Response:
 @signed
 def confirm() -> Response:
     return twiml(_calls().keys_pressed(request.form, request.args.get("n")))
+
+
+@bp.post("/lock")
+@signed
+def lock() -> Response:
+    """The key pressed on a self-lock number (``authgw.webhooks.selflock``)."""
+    return twiml(_calls().lock_line.keys_pressed(request.form))
 
 
 @bp.post("/status")

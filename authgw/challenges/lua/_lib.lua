@@ -130,29 +130,139 @@ local function settle(ch_key, open_key, events_key, lines_key, maxlen, now_ms, i
   return status
 end
 
--- Count one wrong code: against the challenge's attempts and the customer's consecutive
--- failures, locking the customer at the threshold and failing the challenge when its
--- attempts are used up. Returns attempts left and whether the customer is now locked.
-local function count_failure(ch_key, cust_key, open_key, events_key, lines_key, maxlen,
-                             now_iso, keep_ms, threshold, id, customer_id, method)
-  local attempts = redis.call('HINCRBY', ch_key, 'attempts', -1)
+-- The lock model (API.md "Locks and fraud response"), the one place locks are made, judged
+-- and ended. A lock is the customer's fields `locked` ('1' while locked), `locked_at`,
+-- `lock_reason` (failures | fraud_report | self_lock | operator), `lock_by`, `lock_note`,
+-- `lock_until_ms` and `lock_until` (a temporary lock for failures only), and `temp_locks`
+-- (temporary locks so far: only an operator's unlock resets it).
+--
+-- The lockout policy travels as one argument, 'threshold,mode,wait s,wait max s,max temporary'
+-- (mode permanent | temporary | mixed), built by authgw.challenges.locks.policy_arg.
+local function lockout_policy(arg)
+  local threshold, mode, wait, wait_max, max_temp =
+    string.match(arg, '^(%d+),(%a+),(%d+),(%d+),(%d+)$')
+  return {threshold = tonumber(threshold), mode = mode, wait = tonumber(wait),
+          wait_max = tonumber(wait_max), max_temp = tonumber(max_temp)}
+end
+
+-- Whether the customer is locked as of now_ms. A temporary lock whose `until` has passed ends
+-- here, when the next request looks (no sweeper): the failure count is reset, the count of
+-- temporary locks is kept, and `customer.unlocked` is written with no `by` and
+-- reason `lock_expired` (dated when recorded, like every event; `until` says when it ended).
+local function lock_state(cust_key, events_key, maxlen, now_ms)
+  local v = redis.call('HMGET', cust_key, 'locked', 'lock_until_ms', 'lock_until', 'customer_id')
+  if v[1] ~= '1' then return false end
+  if not v[2] or now_ms < tonumber(v[2]) then return true end
+  redis.call('HSET', cust_key, 'locked', 0, 'failed', 0)
+  redis.call('HDEL', cust_key, 'locked_at', 'lock_reason', 'lock_by', 'lock_note',
+             'lock_until_ms', 'lock_until')
+  add_event(events_key, maxlen, iso_from_ms(now_ms), 'customer.unlocked', v[4],
+            {'reason', 'lock_expired', 'until', v[3]})
+  return false
+end
+
+-- A phone number masked but for its last four digits (a lock's `by` for a caller).
+local function masked_number(number)
+  local digits = select(2, string.gsub(number, '%d', ''))
+  local seen = 0
+  return (string.gsub(number, '%d', function(d)
+    seen = seen + 1
+    if seen > digits - 4 then return d end
+    return '*'
+  end))
+end
+
+-- Lock the customer: `reason`, `by` ('' for none), `note` ('' for none), `until_ms` (nil: until
+-- an operator unlocks). Writes `customer.locked` with `extra` (name, value pairs) added.
+local function lock_customer(cust_key, events_key, maxlen, now_ms, reason, by, note, until_ms, extra)
+  local now_iso = iso_from_ms(now_ms)
+  local until_iso = ''
+  redis.call('HDEL', cust_key, 'lock_by', 'lock_note', 'lock_until_ms', 'lock_until')
+  redis.call('HSET', cust_key, 'locked', '1', 'locked_at', now_iso, 'lock_reason', reason)
+  if by ~= '' then redis.call('HSET', cust_key, 'lock_by', by) end
+  if note ~= '' then redis.call('HSET', cust_key, 'lock_note', note) end
+  if until_ms then
+    until_iso = iso_from_ms(until_ms)
+    redis.call('HSET', cust_key, 'lock_until_ms', until_ms, 'lock_until', until_iso)
+  end
+  local fields = {'reason', reason, 'until', until_iso, 'by', by, 'note', note}
+  for _, value in ipairs(extra or {}) do fields[#fields + 1] = value end
+  add_event(events_key, maxlen, now_iso, 'customer.locked',
+            redis.call('HGET', cust_key, 'customer_id'), fields)
+end
+
+-- One more consecutive failure of the customer, locking at the threshold as the policy says:
+-- permanent; temporary (wait doubling per earlier temporary lock, capped); mixed (temporary
+-- until `max_temp` of them, then permanent). Returns locked (true/false) and how many more
+-- wrong codes lock (0 once locked).
+local function count_lock_failure(cust_key, events_key, maxlen, now_ms, policy_arg, extra)
+  local policy = lockout_policy(policy_arg)
   local failed = redis.call('HINCRBY', cust_key, 'failed', 1)
+  if redis.call('HGET', cust_key, 'locked') == '1' then return true, 0 end
+  if failed < policy.threshold then return false, policy.threshold - failed end
+  local until_ms = nil
+  local temporary = tonumber(redis.call('HGET', cust_key, 'temp_locks') or '0')
+  if policy.mode == 'temporary' or (policy.mode == 'mixed' and temporary < policy.max_temp) then
+    local wait = policy.wait
+    for _ = 1, temporary do
+      wait = wait * 2
+      if wait >= policy.wait_max then break end
+    end
+    until_ms = now_ms + math.min(wait, policy.wait_max) * 1000
+    redis.call('HINCRBY', cust_key, 'temp_locks', 1)
+  end
+  lock_customer(cust_key, events_key, maxlen, now_ms, 'failures', '', '', until_ms, extra)
+  return true, 0
+end
+
+-- Clear the lock and the failure count; `operator` also resets the count of temporary locks.
+local function clear_lock(cust_key, operator)
+  redis.call('HSET', cust_key, 'locked', 0, 'failed', 0)
+  redis.call('HDEL', cust_key, 'locked_at', 'lock_reason', 'lock_by', 'lock_note',
+             'lock_until_ms', 'lock_until')
+  if operator then redis.call('HDEL', cust_key, 'temp_locks') end
+end
+
+-- Whether `ids` (the open challenges the caller read) are exactly the open zset's members.
+local function open_is(open_key, ids)
+  if redis.call('ZCARD', open_key) ~= #ids then return false end
+  for _, id in ipairs(ids) do
+    if not redis.call('ZSCORE', open_key, id) then return false end
+  end
+  return true
+end
+
+-- Cancel every pending and verified challenge among `ch_keys`/`ids` (the open set, checked
+-- with open_is before anything was written), writing `challenge.cancelled` with `reason`.
+local function cancel_open(ch_keys, ids, open_key, events_key, lines_key, maxlen, now_ms, keep_ms,
+                           customer_id, reason)
+  local now_iso = iso_from_ms(now_ms)
+  for i, id in ipairs(ids) do
+    local status = settle(ch_keys[i], open_key, events_key, lines_key, maxlen, now_ms, id)
+    if status == 'pending' or status == 'verified' then
+      end_challenge(ch_keys[i], open_key, lines_key, id, 'cancelled', now_iso, keep_ms)
+      add_event(events_key, maxlen, now_iso, 'challenge.cancelled', customer_id,
+                {'challenge_id', id, 'reason', reason})
+    end
+  end
+end
+
+-- Count one wrong code: against the challenge's attempts and the customer's consecutive
+-- failures (count_lock_failure), failing the challenge when its attempts are used up.
+-- Returns attempts left, whether the customer is now locked (0|1) and failures before lock.
+local function count_failure(ch_key, cust_key, open_key, events_key, lines_key, maxlen,
+                             now_ms, now_iso, keep_ms, policy, id, customer_id, method)
+  local attempts = redis.call('HINCRBY', ch_key, 'attempts', -1)
   add_event(events_key, maxlen, now_iso, 'challenge.failed_attempt', customer_id,
             {'challenge_id', id, 'method', method})
-  local locked = 0
-  if failed >= threshold and redis.call('HGET', cust_key, 'locked') ~= '1' then
-    redis.call('HSET', cust_key, 'locked', '1', 'locked_at', now_iso)
-    add_event(events_key, maxlen, now_iso, 'customer.locked', customer_id, {'challenge_id', id})
-    locked = 1
-  elseif redis.call('HGET', cust_key, 'locked') == '1' then
-    locked = 1
-  end
+  local locked, before_lock = count_lock_failure(cust_key, events_key, maxlen, now_ms, policy,
+                                                 {'challenge_id', id})
   if attempts <= 0 then
     end_challenge(ch_key, open_key, lines_key, id, 'failed', now_iso, keep_ms)
     add_event(events_key, maxlen, now_iso, 'challenge.failed', customer_id,
               {'challenge_id', id, 'method', method})
   end
-  return attempts, locked
+  return attempts, locked and 1 or 0, before_lock
 end
 
 -- The smallest accepted time step later than the customer's last accepted one, or nil.

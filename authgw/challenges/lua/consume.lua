@@ -1,11 +1,12 @@
 -- consume: use a verified challenge for the transaction it was made for, exactly once.
 --
 -- KEYS[1] challenge hash   KEYS[2] open zset   KEYS[3] events stream   KEYS[4] lines hash
+-- KEYS[5] customer hash (a locked customer's challenge is not consumed: it stays verified)
 -- ARGV[1] now (ms)   ARGV[2] now (RFC 3339)   ARGV[3] events max length   ARGV[4] retention (ms)
 -- ARGV[5] client     ARGV[6] transaction digest presented   ARGV[7] challenge id
 --
 -- Returns {'ok', challenge field, value, ...}, {'challenge_not_found'}, {'already_consumed'}, {'challenge_expired'},
--- {'challenge_not_verified'}, {'digest_mismatch'}.
+-- {'challenge_not_verified'}, {'digest_mismatch'}, {'customer_locked'}.
 local ch, open, events, lines = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id = ARGV[7]
 if redis.call('HGET', ch, 'client') ~= ARGV[5] then return {'challenge_not_found'} end
@@ -13,6 +14,7 @@ local status = settle(ch, open, events, lines, ARGV[3], tonumber(ARGV[1]), id)
 if status == 'consumed' then return {'already_consumed'} end
 if status == 'expired' then return {'challenge_expired'} end
 if status ~= 'verified' then return {'challenge_not_verified'} end
+if lock_state(KEYS[5], events, ARGV[3], tonumber(ARGV[1])) then return {'customer_locked'} end
 local doc = cjson.decode(redis.call('HGET', ch, 'doc'))
 if doc['transaction_digest'] ~= ARGV[6] then return {'digest_mismatch'} end
 end_challenge(ch, open, lines, id, 'consumed', ARGV[2], tonumber(ARGV[4]))

@@ -34,7 +34,7 @@ if idem then
 end
 
 if redis.call('EXISTS', cust) == 0 then return {'customer_not_found'} end
-if redis.call('HGET', cust, 'locked') == '1' then return {'customer_locked'} end
+if lock_state(cust, events, maxlen, now_ms) then return {'customer_locked'} end
 
 local pool = cjson.decode(ARGV[14])
 local usable = {}

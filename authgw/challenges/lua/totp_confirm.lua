@@ -3,18 +3,18 @@
 -- not, NIST SP 800-63B-4), and its step is recorded so the code cannot be replayed.
 --
 -- KEYS[1] customer hash   KEYS[2] events stream
--- ARGV[1] now (RFC 3339)  ARGV[2] events max length   ARGV[3] lockout threshold
+-- ARGV[1] now (RFC 3339)  ARGV[2] events max length   ARGV[3] lockout policy (see _lib.lua)
 -- ARGV[4] the pending ciphertext the caller computed codes with
 -- ARGV[5] comma-separated time steps whose code matched ('' for none)
--- ARGV[6] the client confirming (`by` of `totp.enrolled`)
+-- ARGV[6] the client confirming (`by` of `totp.enrolled`)   ARGV[7] now (ms)
 --
--- Returns {'ok', customer field, value, ...}, {'invalid_code', failures, locked 0|1}, {'stale'}, {'customer_not_found'},
+-- Returns {'ok', customer field, value, ...}, {'invalid_code', failures, locked 0|1, failures before lock}, {'stale'}, {'customer_not_found'},
 -- {'customer_locked'}, {'no_pending_enrolment'}.
 local cust, events = KEYS[1], KEYS[2]
 local now_iso, maxlen = ARGV[1], ARGV[2]
 if redis.call('EXISTS', cust) == 0 then return {'customer_not_found'} end
 local customer_id = redis.call('HGET', cust, 'customer_id')
-if redis.call('HGET', cust, 'locked') == '1' then return {'customer_locked'} end
+if lock_state(cust, events, maxlen, tonumber(ARGV[7])) then return {'customer_locked'} end
 local pending = redis.call('HGET', cust, 'totp_pending') or ''
 if pending == '' then return {'no_pending_enrolment'} end
 if pending ~= ARGV[4] then return {'stale'} end
@@ -25,11 +25,6 @@ if step then
   add_event(events, maxlen, now_iso, 'totp.enrolled', customer_id, {'method', 'totp', 'by', ARGV[6]})
   return {'ok', unpack(redis.call('HGETALL', cust))}
 end
-local failed = redis.call('HINCRBY', cust, 'failed', 1)
-local locked = 0
-if failed >= tonumber(ARGV[3]) then
-  redis.call('HSET', cust, 'locked', '1', 'locked_at', now_iso)
-  add_event(events, maxlen, now_iso, 'customer.locked', customer_id, {'method', 'totp'})
-  locked = 1
-end
-return {'invalid_code', failed, locked}
+local locked, before_lock = count_lock_failure(cust, events, maxlen, tonumber(ARGV[7]), ARGV[3],
+                                              {'method', 'totp'})
+return {'invalid_code', tonumber(redis.call('HGET', cust, 'failed')), locked and 1 or 0, before_lock}

@@ -1,4 +1,5 @@
--- unlock: the bank's reset procedure: clear the lock and the consecutive-failure count.
+-- unlock: the bank's reset procedure: clear the lock, the consecutive-failure count and the
+-- count of temporary locks (clear_lock in _lib.lua).
 --
 -- KEYS[1] customer hash   KEYS[2] events stream
 -- ARGV[1] now (RFC 3339)  ARGV[2] events retention (ms)   ARGV[3] client that unlocked
@@ -7,8 +8,7 @@
 local cust = KEYS[1]
 if redis.call('EXISTS', cust) == 0 then return {'customer_not_found'} end
 local was_locked = redis.call('HGET', cust, 'locked') == '1'
-redis.call('HSET', cust, 'locked', 0, 'failed', 0)
-redis.call('HDEL', cust, 'locked_at')
+clear_lock(cust, true)
 if was_locked then
   add_event(KEYS[2], ARGV[2], ARGV[1], 'customer.unlocked', redis.call('HGET', cust, 'customer_id'),
             {'by', ARGV[3]})

@@ -3,12 +3,12 @@
 -- KEYS[1] challenge hash   KEYS[2] customer hash   KEYS[3] open zset
 -- KEYS[4] events stream    KEYS[5] lines hash
 -- ARGV[1] now (ms)   ARGV[2] now (RFC 3339)   ARGV[3] events max length   ARGV[4] retention (ms)
--- ARGV[5] client     ARGV[6] lockout threshold
+-- ARGV[5] client     ARGV[6] lockout policy (lockout_policy in _lib.lua)
 -- ARGV[7] the TOTP ciphertext the caller computed codes with ('' if it found none)
 -- ARGV[8] comma-separated time steps whose code matched ('' for none)
 -- ARGV[9] challenge id
 --
--- Returns {'ok', challenge field, value, ...}, {'invalid_code', attempts left, locked 0|1}, {'stale'} (the secret changed
+-- Returns {'ok', challenge field, value, ...}, {'invalid_code', attempts left, locked 0|1, failures before lock}, {'stale'} (the secret changed
 -- since the caller read it: read again), {'challenge_not_found'}, {'challenge_expired'},
 -- {'challenge_not_pending'}, {'customer_locked'}, {'method_unavailable'}.
 local ch, cust, open, events, lines = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -22,7 +22,7 @@ if not has_method(ch, 'totp') then return {'method_unavailable'} end
 if status == 'expired' then return {'challenge_expired'} end
 if status ~= 'pending' then return {'challenge_not_pending'} end
 if redis.call('EXISTS', cust) == 0 then return {'challenge_not_pending'} end
-if redis.call('HGET', cust, 'locked') == '1' then return {'customer_locked'} end
+if lock_state(cust, events, maxlen, now_ms) then return {'customer_locked'} end
 local secret = redis.call('HGET', cust, 'totp') or ''
 if secret == '' then return {'method_unavailable'} end
 if secret ~= ARGV[7] then return {'stale'} end
@@ -35,6 +35,6 @@ if step then
             {'challenge_id', id, 'method', 'totp'})
   return {'ok', unpack(redis.call('HGETALL', ch))}
 end
-local attempts, locked = count_failure(ch, cust, open, events, lines, maxlen, now_iso, keep_ms,
-                                       tonumber(ARGV[6]), id, customer_id, 'totp')
-return {'invalid_code', attempts, locked}
+local attempts, locked, before_lock = count_failure(ch, cust, open, events, lines, maxlen, now_ms,
+                                                    now_iso, keep_ms, ARGV[6], id, customer_id, 'totp')
+return {'invalid_code', attempts, locked, before_lock}

@@ -68,7 +68,7 @@ local function unmatched(reason, id)
   return {'unmatched', reason}
 end
 
-if redis.call('HGET', cust, 'locked') == '1' then return unmatched('customer_locked', hint) end
+if lock_state(cust, events, maxlen, now_ms) then return unmatched('customer_locked', hint) end
 if attestation_refused ~= '' then return unmatched(attestation_refused, hint) end
 if not ch then return unmatched('no_challenge') end
 local status = settle(ch, open, events, lines, maxlen, now_ms, hint)

@@ -3,22 +3,27 @@
 -- Confirm mode: 1 verifies, 9 denies, anything else changes nothing. Code mode: the
 -- challenge's code verifies; 9 alone denies; any other entry is a wrong code, counted exactly
 -- like a wrong TOTP code (count_failure: the challenge's attempts, the customer's consecutive
--- failures, the lock). A denial ends the challenge and counts a fraud report on the customer.
+-- failures, the lock). A denial ends the challenge and is a fraud report: `customer.fraud_reported`
+-- always, and unless ARGV[10] is '0' a `fraud_report` lock that cancels every open challenge.
 --
 -- KEYS[1] challenge hash   KEYS[2] customer hash   KEYS[3] open zset   KEYS[4] events stream
 -- KEYS[5] lines hash       KEYS[6] the call marker (written by answer_call.lua)
+-- KEYS[7..] the customer's open challenges' hashes as the caller read them (only for a "9")
 -- ARGV[1] now (ms)   ARGV[2] now (RFC 3339)   ARGV[3] events max length   ARGV[4] retention (ms)
--- ARGV[5] lockout threshold   ARGV[6] CallSid   ARGV[7] challenge id   ARGV[8] digits
+-- ARGV[5] lockout policy (see _lib.lua)   ARGV[6] CallSid   ARGV[7] challenge id   ARGV[8] digits
 -- ARGV[9] the entry's number within the call (1, 2, ...): an entry delivered twice is judged once
+-- ARGV[10] '1': a fraud report locks the customer
+-- ARGV[11..] the open challenges' ids, in KEYS order
 --
--- Returns {'verified'}, {'denied'}, {'invalid_input'} (confirm mode, not 1 or 9),
--- {'invalid_code', attempts left, locked 0|1, keys to gather}, {'challenge_expired'},
--- {'challenge_not_pending'}, {'customer_locked'}, {'unknown_call'} (this call opened no
--- dialogue for this challenge), {'replay', the first answer's status, attempts, locked,
--- keys to gather}.
+-- Returns {status, attempts left, locked 0|1, keys to gather, failures before lock} for every
+-- judged entry: 'verified', 'denied' (locked: whether the report locked the customer),
+-- 'invalid_input' (confirm mode, not 1 or 9), 'invalid_code', 'challenge_expired',
+-- 'challenge_not_pending', 'customer_locked'; {'unknown_call'} (this call opened no
+-- dialogue for this challenge), {'retry'} (a "9" whose open set changed since it was read:
+-- nothing written), {'replay', the first answer's status, attempts, locked, keys to gather}.
 local ch, cust, open, events, lines, marker = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now_ms, now_iso, maxlen, keep_ms = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
-local threshold, sid, id, digits, n = tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
+local policy, sid, id, digits, n = ARGV[5], ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
 
 local call = redis.call('HMGET', marker, 'challenge_id', 'mode', 'from', 'n', 'result',
                         'attempts', 'locked', 'digits')
@@ -29,18 +34,17 @@ if n <= tonumber(call[4] or '0') then
 end
 local mode, from = call[2], call[3]
 
-local function answer(result, attempts, locked)
+local function answer(result, attempts, locked, before_lock)
   redis.call('HSET', marker, 'n', n, 'result', result, 'attempts', attempts or 0,
              'locked', locked or 0)
-  if result == 'invalid_code' then return {result, attempts, locked, digits_wanted} end
-  return {result}
+  return {result, attempts or 0, locked or 0, digits_wanted, before_lock or 0}
 end
 
 local status = settle(ch, open, events, lines, maxlen, now_ms, id)
 if status == 'expired' then return answer('challenge_expired') end
 if status ~= 'pending' then return answer('challenge_not_pending') end
 if redis.call('EXISTS', cust) == 0 then return answer('challenge_not_pending') end
-if redis.call('HGET', cust, 'locked') == '1' then return answer('customer_locked') end
+if lock_state(cust, events, maxlen, now_ms) then return answer('customer_locked') end
 local registered = false
 for _, phone in ipairs(cjson.decode(redis.call('HGET', cust, 'phones') or '[]')) do
   if phone == from then registered = true end
@@ -59,6 +63,13 @@ if approve then
   return answer('verified')
 end
 if digits == '9' then
+  local fraud_locks = ARGV[10] == '1'
+  local open_keys, open_ids = {}, {}
+  for i = 7, #KEYS do
+    open_keys[#open_keys + 1] = KEYS[i]
+    open_ids[#open_ids + 1] = ARGV[i + 4]
+  end
+  if fraud_locks and not open_is(open, open_ids) then return {'retry'} end
   end_challenge(ch, open, lines, id, 'denied', now_iso, keep_ms)
   redis.call('HSET', ch, 'denied_from', from, 'call_sid', sid)
   redis.call('HINCRBY', cust, 'fraud_reports', 1)
@@ -66,9 +77,17 @@ if digits == '9' then
   add_event(events, maxlen, now_iso, 'challenge.denied', customer_id,
             {'challenge_id', id, 'method', 'callback', 'from', from, 'call_sid', sid,
              'reason', 'fraud_report'})
-  return answer('denied')
+  add_event(events, maxlen, now_iso, 'customer.fraud_reported', customer_id,
+            {'challenge_id', id, 'from', from, 'call_sid', sid})
+  if not fraud_locks then return answer('denied') end
+  lock_customer(cust, events, maxlen, now_ms, 'fraud_report', masked_number(from), '', nil,
+                {'challenge_id', id})
+  cancel_open(open_keys, open_ids, open, events, lines, maxlen, now_ms, keep_ms, customer_id,
+              'customer_locked')
+  return answer('denied', 0, 1)
 end
 if mode == 'confirm' then return answer('invalid_input') end
-local attempts, locked = count_failure(ch, cust, open, events, lines, maxlen, now_iso, keep_ms,
-                                       threshold, id, customer_id, 'callback')
-return answer('invalid_code', attempts, locked)
+local attempts, locked, before_lock = count_failure(ch, cust, open, events, lines, maxlen, now_ms,
+                                                    now_iso, keep_ms, policy, id, customer_id,
+                                                    'callback')
+return answer('invalid_code', attempts, locked, before_lock)
