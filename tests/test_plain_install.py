@@ -1,0 +1,146 @@
+"""A bank's first install: the wheel, ``pip install``-ed without extras into a fresh venv, serves.
+
+The suite itself runs with the ``test`` extra, which brings in packages (``packaging``, for
+one) that the runtime may need without declaring them; only an install without extras shows
+that. The wheel is built from a copy of the sources, installed with pip's ordinary resolver
+(its cache makes a second run quick) and started as an operator would: ``authgw serve --dev``
+on the embedded store, once on fakeredis (no ``redis-server`` on the PATH, as on a machine with
+only Python) and once on a ``redis-server``.
+
+Where the machine cannot make a venv with pip (no ``ensurepip``) the tests skip and say so;
+under ``CI=true`` or ``AUTHGW_REQUIRE_REAL_REDIS=1`` (``.ci/run``) that is a failure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from authgw.embedded import free_port
+from tests.conftest import http, redis_binary
+
+pytestmark = pytest.mark.topology
+
+ROOT = Path(__file__).resolve().parent.parent
+# What the wheel is built from (pyproject.toml's packages and package data).
+SOURCES = ("pyproject.toml", "README.md", "authgw", "config")
+INSTALL_TIMEOUT = 900.0
+START_TIMEOUT = 60.0
+DEV_KEY = "dev-corebank-key-0001"  # authgw serve --dev's corebank key
+
+
+def required() -> bool:
+    return os.environ.get("CI") == "true" or os.environ.get("AUTHGW_REQUIRE_REAL_REDIS") == "1"
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """The caller's environment without anything that would let the test venv leak in."""
+    dropped = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PROMETHEUS_MULTIPROC_DIR")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGW_") and k not in dropped}
+    env.update(overrides)
+    return env
+
+
+def run(argv: list[str], what: str, cwd: Path) -> None:
+    done = subprocess.run(
+        argv, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False
+    )
+    assert done.returncode == 0, f"{what} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+
+
+@pytest.fixture(scope="module")
+def plain_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bin folder of a fresh venv holding the project's wheel and its dependencies only."""
+    if importlib.util.find_spec("ensurepip") is None:
+        reason = "this Python has no ensurepip, so no venv with pip can be made (Debian: python3-venv)"
+        if required():
+            pytest.fail(f"CI needs the plain-install test, but {reason}")
+        pytest.skip(reason)
+    work = tmp_path_factory.mktemp("plain-install")
+    source = work / "src"
+    source.mkdir()
+    for name in SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, source / name)
+    pip = ["-m", "pip", "--disable-pip-version-check", "-q"]
+    dist = work / "dist"
+    run([sys.executable, *pip, "wheel", "--no-deps", "-w", str(dist), str(source)], "pip wheel", work)
+    (wheel,) = dist.glob("authgw-*.whl")
+    run([sys.executable, "-m", "venv", str(work / "venv")], "python -m venv", work)
+    bin_dir = work / "venv" / ("Scripts" if os.name == "nt" else "bin")
+    run([str(bin_dir / "python"), *pip, "install", str(wheel)], "pip install <wheel> (no extras)", work)
+    return bin_dir
+
+
+@contextmanager
+def serving(bin_dir: Path, path: str) -> Iterator[tuple[str, str]]:
+    """``authgw serve --dev`` from the venv until /readyz is 200; yields (base URL, log so far)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory() as cwd:
+
+        def output() -> str:
+            log.seek(0)
+            return log.read().decode("utf-8", "replace")
+
+        process = subprocess.Popen(
+            [str(bin_dir / "authgw"), "serve", "--dev", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=cwd,  # not the repository: nothing may be imported from the sources
+            env=clean_env(PATH=path),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while True:
+                assert process.poll() is None, f"authgw serve exited early:\n{output()}"
+                try:
+                    if http("GET", f"{base}/readyz", key=None)[0] == 200:
+                        break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, f"authgw serve never became ready:\n{output()}"
+                time.sleep(0.1)  # polling for start-up, not measuring time
+            yield base, output()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+        assert process.returncode == 0, f"authgw serve did not stop cleanly:\n{output()}"
+
+
+def assert_serves(base: str) -> None:
+    status, body = http("GET", f"{base}/readyz", key=None)
+    assert (status, body["status"]) == (200, "ready")
+    status, body = http("PUT", f"{base}/v1/customers/cust-001", {"phones": ["090-1234-5678"]}, key=DEV_KEY)
+    assert (status, body["phones"]) == (200, ["+819012345678"])
+
+
+def test_a_plain_install_serves_on_fakeredis_where_no_redis_server_exists(plain_venv):
+    # The venv's own bin folder only: no redis-server, so the embedded store is fakeredis's.
+    with serving(plain_venv, str(plain_venv)) as (base, log):
+        assert "embedded store (fakeredis)" in log, log
+        assert_serves(base)
+
+
+def test_a_plain_install_serves_on_a_redis_server_on_the_path(plain_venv):
+    binary = redis_binary("the plain-install test on redis-server")
+    with serving(plain_venv, os.pathsep.join([str(plain_venv), str(Path(binary).parent)])) as (base, log):
+        assert "embedded store (redis-server)" in log, log
+        assert_serves(base)
