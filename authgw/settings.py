@@ -66,6 +66,10 @@ class Settings:
     callback_confirm_above: int = 0
     callback_refuse_failed_attestation: bool = True
     call_retention_seconds: int = 30 * 86400
+    # Tokens Twilio signs with, the current (first) one included; any one validates.
+    twilio_auth_tokens: tuple[str, ...] = field(default=(), repr=False)
+    # ``Authorization: Bearer <token>`` for /metrics, held as a digest; None: /metrics is open.
+    metrics_token: ApiKey | None = field(default=None, repr=False)
 
 
 def _defaults() -> dict[str, Any]:
@@ -137,6 +141,25 @@ def parse_secret_keys(text: str) -> tuple[bytes, ...]:
     return keys
 
 
+def parse_twilio_tokens(text: str) -> tuple[str, ...]:
+    """``AUTHGW_TWILIO_AUTH_TOKEN``: comma-separated; the first is current, any validates."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def parse_metrics_token(text: str) -> ApiKey | None:
+    """``AUTHGW_METRICS_TOKEN``: one bearer token, hashed at once; empty: /metrics is open."""
+    import hashlib
+
+    token = text.strip()
+    if not token:
+        return None
+    if len(token) < 16 or any(c.isspace() or c == "," for c in token):
+        raise ConfigError(
+            "AUTHGW_METRICS_TOKEN", "must be one token of at least 16 characters, no spaces or commas"
+        )
+    return ApiKey("metrics", hashlib.sha256(token.encode()).digest())
+
+
 def parse_numbers(name: str, text: str, region: str) -> tuple[str, ...]:
     numbers: list[str] = []
     for raw in (p.strip() for p in text.split(",")):
@@ -161,7 +184,7 @@ def load_settings(
     """Merge defaults, ``AUTHGW_CONFIG_FILE``, the environment and ``overrides`` (tests)."""
     env = os.environ if environ is None else environ
     raw: dict[str, Any] = _defaults()
-    for secret in ("api_keys", "secret_key", "twilio_auth_token"):
+    for secret in ("api_keys", "secret_key", "twilio_auth_token", "metrics_token"):
         raw.setdefault(secret, "")
     config_file = env.get(ENV_PREFIX + "CONFIG_FILE")
     if config_file:
@@ -214,7 +237,7 @@ def _validate(raw: dict[str, Any]) -> Settings:
 
     api_keys = raw["api_keys"]
     secret_key = raw["secret_key"]
-    token = str(raw["twilio_auth_token"])
+    twilio_tokens = parse_twilio_tokens(str(raw["twilio_auth_token"]))
     settings = Settings(
         redis_url=redis_url,
         key_prefix=prefix,
@@ -249,7 +272,7 @@ def _validate(raw: dict[str, Any]) -> Settings:
         rate_limit_caller=_as_int(env_name("rate_limit_caller"), raw["rate_limit_caller"], 0, 10**9),
         api_keys=api_keys if isinstance(api_keys, tuple) else parse_api_keys(str(api_keys)),
         secret_keys=secret_key if isinstance(secret_key, tuple) else parse_secret_keys(str(secret_key)),
-        twilio_auth_token=token,
+        twilio_auth_token=twilio_tokens[0] if twilio_tokens else "",
         callback_voice=str(raw["callback_voice"]).strip(),
         callback_confirm_above=_as_int(
             env_name("callback_confirm_above"), raw["callback_confirm_above"], 0, 99_999_999_999
@@ -260,6 +283,8 @@ def _validate(raw: dict[str, Any]) -> Settings:
         call_retention_seconds=_as_int(
             env_name("call_retention_seconds"), raw["call_retention_seconds"], 86400, 400 * 86400
         ),
+        twilio_auth_tokens=twilio_tokens,
+        metrics_token=parse_metrics_token(str(raw["metrics_token"])),
     )
     if settings.redis_wait_replicas and settings.redis_wait_timeout >= settings.redis_timeout:
         raise ConfigError("AUTHGW_REDIS_WAIT_TIMEOUT", "must be shorter than AUTHGW_REDIS_TIMEOUT")
