@@ -16,19 +16,14 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from authgw.embedded import free_port
 from tests.conftest import http, redis_binary
+from tests.serving import serving
 
 pytestmark = pytest.mark.topology
 
@@ -36,7 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # What the wheel is built from (pyproject.toml's packages and package data).
 SOURCES = ("pyproject.toml", "README.md", "authgw", "config")
 INSTALL_TIMEOUT = 900.0
-START_TIMEOUT = 60.0
 DEV_KEY = "dev-corebank-key-0001"  # authgw serve --dev's corebank key
 
 
@@ -85,44 +79,10 @@ def plain_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return bin_dir
 
 
-@contextmanager
-def serving(bin_dir: Path, path: str) -> Iterator[tuple[str, str]]:
-    """``authgw serve --dev`` from the venv until /readyz is 200; yields (base URL, log so far)."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory() as cwd:
-
-        def output() -> str:
-            log.seek(0)
-            return log.read().decode("utf-8", "replace")
-
-        process = subprocess.Popen(
-            [str(bin_dir / "authgw"), "serve", "--dev", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=cwd,  # not the repository: nothing may be imported from the sources
-            env=clean_env(PATH=path),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while True:
-                assert process.poll() is None, f"authgw serve exited early:\n{output()}"
-                try:
-                    if http("GET", f"{base}/readyz", key=None)[0] == 200:
-                        break
-                except OSError:
-                    pass
-                assert time.monotonic() < deadline, f"authgw serve never became ready:\n{output()}"
-                time.sleep(0.1)  # polling for start-up, not measuring time
-            yield base, output()
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        assert process.returncode == 0, f"authgw serve did not stop cleanly:\n{output()}"
+def dev_serve(bin_dir: Path, path: str) -> tuple[list[str], dict[str, str], str]:
+    """``authgw serve --dev`` of the venv, with this PATH, run outside the repository (so that
+    nothing can be imported from the sources)."""
+    return [str(bin_dir / "authgw"), "serve", "--dev"], clean_env(PATH=path), str(bin_dir)
 
 
 def assert_serves(base: str) -> None:
@@ -134,13 +94,14 @@ def assert_serves(base: str) -> None:
 
 def test_a_plain_install_serves_on_fakeredis_where_no_redis_server_exists(plain_venv):
     # The venv's own bin folder only: no redis-server, so the embedded store is fakeredis's.
-    with serving(plain_venv, str(plain_venv)) as (base, log):
+    with serving(*dev_serve(plain_venv, str(plain_venv))) as (base, log):
         assert "embedded store (fakeredis)" in log, log
         assert_serves(base)
 
 
 def test_a_plain_install_serves_on_a_redis_server_on_the_path(plain_venv):
     binary = redis_binary("the plain-install test on redis-server")
-    with serving(plain_venv, os.pathsep.join([str(plain_venv), str(Path(binary).parent)])) as (base, log):
+    path = os.pathsep.join([str(plain_venv), str(Path(binary).parent)])
+    with serving(*dev_serve(plain_venv, path)) as (base, log):
         assert "embedded store (redis-server)" in log, log
         assert_serves(base)
