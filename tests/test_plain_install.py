@@ -7,8 +7,9 @@ that. The wheel is built from a copy of the sources, installed with pip's ordina
 on the embedded store, once on fakeredis (no ``redis-server`` on the PATH, as on a machine with
 only Python) and once on a ``redis-server``.
 
-Where the machine cannot make a venv with pip (no ``ensurepip``) the tests skip and say so;
-under ``CI=true`` or ``AUTHGW_REQUIRE_REAL_REDIS=1`` (``.ci/run``) that is a failure.
+Where the machine cannot make a venv with pip (no ``ensurepip``), pip cannot reach a package
+index at all, or (for the second) there is no ``redis-server``, the tests skip and say why;
+under ``CI=true`` or ``AUTHGW_REQUIRE_REAL_REDIS=1`` (``.ci/run``) each of these is a failure.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("pyproject.toml", "README.md", "authgw", "config")
 INSTALL_TIMEOUT = 900.0
 DEV_KEY = "dev-corebank-key-0001"  # authgw serve --dev's corebank key
+# What pip says when it cannot reach an index at all (as opposed to finding no fitting version).
+OFFLINE = ("NewConnectionError", "Temporary failure in name resolution", "Network is unreachable")
 
 
 def required() -> bool:
@@ -46,21 +49,27 @@ def clean_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def skip_unless_required(reason: str) -> None:
+    if required():
+        pytest.fail(f"CI needs the plain-install test, but {reason}")
+    pytest.skip(reason)
+
+
 def run(argv: list[str], what: str, cwd: Path) -> None:
     done = subprocess.run(
         argv, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False
     )
-    assert done.returncode == 0, f"{what} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+    output = f"{done.stdout}\n{done.stderr}"
+    if done.returncode and any(sign in output for sign in OFFLINE):
+        skip_unless_required(f"{what} could not reach the package index (offline?)")
+    assert done.returncode == 0, f"{what} failed ({done.returncode}):\n{output}"
 
 
 @pytest.fixture(scope="module")
 def plain_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bin folder of a fresh venv holding the project's wheel and its dependencies only."""
     if importlib.util.find_spec("ensurepip") is None:
-        reason = "this Python has no ensurepip, so no venv with pip can be made (Debian: python3-venv)"
-        if required():
-            pytest.fail(f"CI needs the plain-install test, but {reason}")
-        pytest.skip(reason)
+        skip_unless_required("this Python has no ensurepip, so no venv with pip can be made (python3-venv)")
     work = tmp_path_factory.mktemp("plain-install")
     source = work / "src"
     source.mkdir()
@@ -100,6 +109,8 @@ def test_a_plain_install_serves_on_fakeredis_where_no_redis_server_exists(plain_
 
 
 def test_a_plain_install_serves_on_a_redis_server_on_the_path(plain_venv):
+    if shutil.which("redis-server") is None:
+        skip_unless_required("no redis-server on the PATH for the plain-install test on redis-server")
     binary = redis_binary("the plain-install test on redis-server")
     path = os.pathsep.join([str(plain_venv), str(Path(binary).parent)])
     with serving(*dev_serve(plain_venv, path)) as (base, log):
