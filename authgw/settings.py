@@ -61,15 +61,15 @@ class Settings:
     api_keys: tuple[ApiKey, ...] = field(repr=False)
     secret_keys: tuple[bytes, ...] = field(repr=False)
     twilio_auth_token: str = field(repr=False)
+    # Tokens Twilio signs with, the current (first) one included; any one validates.
+    twilio_auth_tokens: tuple[str, ...] = field(default=(), repr=False)
+    # ``Authorization: Bearer <token>`` for /metrics, held as a digest; None: /metrics is open.
+    metrics_token: ApiKey | None = field(default=None, repr=False)
     # Phone callback (authgw.webhooks).
     callback_voice: str = "Polly.Mizuki"
     callback_confirm_above: int = 0
     callback_refuse_failed_attestation: bool = True
     call_retention_seconds: int = 30 * 86400
-    # Tokens Twilio signs with, the current (first) one included; any one validates.
-    twilio_auth_tokens: tuple[str, ...] = field(default=(), repr=False)
-    # ``Authorization: Bearer <token>`` for /metrics, held as a digest; None: /metrics is open.
-    metrics_token: ApiKey | None = field(default=None, repr=False)
 
 
 def _defaults() -> dict[str, Any]:
@@ -273,6 +273,8 @@ def _validate(raw: dict[str, Any]) -> Settings:
         api_keys=api_keys if isinstance(api_keys, tuple) else parse_api_keys(str(api_keys)),
         secret_keys=secret_key if isinstance(secret_key, tuple) else parse_secret_keys(str(secret_key)),
         twilio_auth_token=twilio_tokens[0] if twilio_tokens else "",
+        twilio_auth_tokens=twilio_tokens,
+        metrics_token=parse_metrics_token(str(raw["metrics_token"])),
         callback_voice=str(raw["callback_voice"]).strip(),
         callback_confirm_above=_as_int(
             env_name("callback_confirm_above"), raw["callback_confirm_above"], 0, 99_999_999_999
@@ -283,8 +285,6 @@ def _validate(raw: dict[str, Any]) -> Settings:
         call_retention_seconds=_as_int(
             env_name("call_retention_seconds"), raw["call_retention_seconds"], 86400, 400 * 86400
         ),
-        twilio_auth_tokens=twilio_tokens,
-        metrics_token=parse_metrics_token(str(raw["metrics_token"])),
     )
     if settings.redis_wait_replicas and settings.redis_wait_timeout >= settings.redis_timeout:
         raise ConfigError("AUTHGW_REDIS_WAIT_TIMEOUT", "must be shorter than AUTHGW_REDIS_TIMEOUT")
