@@ -1,5 +1,8 @@
 """Operations: ``/healthz``, ``/readyz``, ``/metrics`` (Prometheus) and ``/openapi.json``.
 
+``/metrics`` is open unless ``AUTHGW_METRICS_TOKEN`` is set; then it needs
+``Authorization: Bearer <token>`` (compared in constant time, as API keys are), else 401.
+
 Metrics work under several gunicorn workers: when ``PROMETHEUS_MULTIPROC_DIR`` is set (the CLI
 sets it), each worker writes its values there and a scrape adds them up.
 """
@@ -14,7 +17,8 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from authgw.errors import StoreUnavailable
+from authgw.auth import authenticate
+from authgw.errors import ApiError, StoreUnavailable
 from authgw.http import as_json, problem_response
 from authgw.openapi import openapi_document
 from authgw.store import Store
@@ -38,6 +42,12 @@ def readyz() -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
+    token = current_app.extensions["authgw"].settings.metrics_token
+    if token is not None:
+        try:
+            authenticate(request.headers.get("Authorization"), (token,))
+        except ApiError:
+            raise ApiError("unauthorized", "Expected Authorization: Bearer <metrics token>") from None
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

@@ -70,6 +70,10 @@ class Settings:
     api_keys: tuple[ApiKey, ...] = field(repr=False)
     secret_keys: tuple[bytes, ...] = field(repr=False)
     twilio_auth_token: str = field(repr=False)
+    # Tokens Twilio signs with, the current (first) one included; any one validates.
+    twilio_auth_tokens: tuple[str, ...] = field(default=(), repr=False)
+    # ``Authorization: Bearer <token>`` for /metrics, held as a digest; None: /metrics is open.
+    metrics_token: ApiKey | None = field(default=None, repr=False)
     # Phone callback (authgw.webhooks).
     callback_voice: str = "Polly.Mizuki"
     callback_confirm_above: int = 0
@@ -164,6 +168,25 @@ def parse_secret_keys(text: str) -> tuple[bytes, ...]:
     return keys
 
 
+def parse_twilio_tokens(text: str) -> tuple[str, ...]:
+    """``AUTHGW_TWILIO_AUTH_TOKEN``: comma-separated; the first is current, any validates."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def parse_metrics_token(text: str) -> ApiKey | None:
+    """``AUTHGW_METRICS_TOKEN``: one bearer token, hashed at once; empty: /metrics is open."""
+    import hashlib
+
+    token = text.strip()
+    if not token:
+        return None
+    if len(token) < 16 or any(c.isspace() or c == "," for c in token):
+        raise ConfigError(
+            "AUTHGW_METRICS_TOKEN", "must be one token of at least 16 characters, no spaces or commas"
+        )
+    return ApiKey("metrics", hashlib.sha256(token.encode()).digest())
+
+
 def parse_numbers(name: str, text: str, region: str) -> tuple[str, ...]:
     numbers: list[str] = []
     for raw in (p.strip() for p in text.split(",")):
@@ -191,7 +214,7 @@ def load_settings(
         if env.get(ENV_PREFIX + old.upper()) is not None:
             raise ConfigError(ENV_PREFIX + old.upper(), why)
     raw: dict[str, Any] = _defaults()
-    for secret in ("api_keys", "secret_key", "twilio_auth_token"):
+    for secret in ("api_keys", "secret_key", "twilio_auth_token", "metrics_token"):
         raw.setdefault(secret, "")
     config_file = env.get(ENV_PREFIX + "CONFIG_FILE")
     if config_file:
@@ -247,7 +270,7 @@ def _validate(raw: dict[str, Any]) -> Settings:
 
     api_keys = raw["api_keys"]
     secret_key = raw["secret_key"]
-    token = str(raw["twilio_auth_token"])
+    twilio_tokens = parse_twilio_tokens(str(raw["twilio_auth_token"]))
     settings = Settings(
         redis_url=redis_url,
         key_prefix=prefix,
@@ -282,7 +305,9 @@ def _validate(raw: dict[str, Any]) -> Settings:
         rate_limit_caller=_as_int(env_name("rate_limit_caller"), raw["rate_limit_caller"], 0, 10**9),
         api_keys=api_keys if isinstance(api_keys, tuple) else parse_api_keys(str(api_keys)),
         secret_keys=secret_key if isinstance(secret_key, tuple) else parse_secret_keys(str(secret_key)),
-        twilio_auth_token=token,
+        twilio_auth_token=twilio_tokens[0] if twilio_tokens else "",
+        twilio_auth_tokens=twilio_tokens,
+        metrics_token=parse_metrics_token(str(raw["metrics_token"])),
         callback_voice=str(raw["callback_voice"]).strip(),
         callback_confirm_above=_as_int(
             env_name("callback_confirm_above"), raw["callback_confirm_above"], 0, 99_999_999_999

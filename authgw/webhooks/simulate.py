@@ -1,9 +1,10 @@
 """``authgw simulate-call``: play Twilio's part for the test harness and for people trying it.
 
 It builds the parameters Twilio posts for an inbound call, signs them exactly as Twilio does
-(HMAC-SHA1 with the auth token over ``AUTHGW_PUBLIC_URL`` + path and the sorted parameters,
-via ``RequestValidator.compute_signature``), posts them to the gateway and prints the TwiML
-that came back. With ``--digits`` it then follows the answer's ``<Gather>`` to its action, as
+(HMAC-SHA1 with the auth token, the first of ``AUTHGW_TWILIO_AUTH_TOKEN``'s list, over
+``AUTHGW_PUBLIC_URL`` + path and the sorted parameters, via
+``RequestValidator.compute_signature``), posts them to the gateway and prints the TwiML that
+came back. With ``--digits`` it then follows the answer's ``<Gather>`` to its action, as
 Twilio does when the caller presses keys, with the same CallSid. ``--url`` sends the requests
 somewhere other than the public URL (the gateway on loopback behind the public name); the
 signature is still over the public URL, as Twilio's would be.
@@ -28,7 +29,7 @@ import phonenumbers
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from authgw.errors import ConfigError
-from authgw.settings import load_settings
+from authgw.settings import load_settings, parse_twilio_tokens
 
 VOICE_PATH = "/webhooks/twilio/voice"
 ACCOUNT_SID = "AC" + "0" * 32  # a simulated account
@@ -47,7 +48,8 @@ def _say(text: str) -> None:
 
 
 def _signing(url: str | None) -> tuple[str, str, str]:
-    """The auth token, public URL and region, as the gateway is configured.
+    """The auth token (the first, current one of the list), public URL and region, as the
+    gateway is configured.
 
     Unset, they default to what `authgw serve --dev` fills in, the public URL to ``url``.
     """
@@ -56,7 +58,8 @@ def _signing(url: str | None) -> tuple[str, str, str]:
         token, public_url, region = settings.twilio_auth_token, settings.public_url, settings.default_region
     except ConfigError:
         # The simulator needs only these: the API keys and secrets it cannot see do not matter.
-        token = os.environ.get("AUTHGW_TWILIO_AUTH_TOKEN", "")
+        tokens = parse_twilio_tokens(os.environ.get("AUTHGW_TWILIO_AUTH_TOKEN", ""))
+        token = tokens[0] if tokens else ""
         public_url = os.environ.get("AUTHGW_PUBLIC_URL", "").strip().rstrip("/")
         region = os.environ.get("AUTHGW_DEFAULT_REGION", "JP").upper()
     if not token:

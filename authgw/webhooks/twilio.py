@@ -2,7 +2,8 @@
 
 Every view is wrapped in ``signed``: the ``X-Twilio-Signature`` header must be Twilio's
 HMAC-SHA1 of ``AUTHGW_PUBLIC_URL`` + the request's path and query, and the form parameters,
-keyed with the auth token. The Host header is never used: behind a TLS-terminating proxy or a
+keyed with the auth token, or with any token of ``AUTHGW_TWILIO_AUTH_TOKEN``'s list while the
+account's token is being rotated. The Host header is never used: behind a TLS-terminating proxy or a
 load balancer the application sees another URL than the one Twilio signed. A missing or bad
 signature is 403 before anything is read or written.
 """
@@ -50,14 +51,17 @@ def signed(view: Callable[..., Response]) -> Callable[..., Response]:
         settings = current_app.extensions["authgw"].settings
         signature = request.headers.get("X-Twilio-Signature", "")
         if (
-            not settings.twilio_auth_token
+            not settings.twilio_auth_tokens
             or not settings.public_url
             or not signature
             or request.mimetype != FORM
         ):
             raise ApiError("forbidden")
-        validator = RequestValidator(settings.twilio_auth_token)
-        if not validator.validate(signed_url(settings.public_url), request.form, signature):
+        url = signed_url(settings.public_url)
+        if not any(
+            RequestValidator(token).validate(url, request.form, signature)
+            for token in settings.twilio_auth_tokens
+        ):
             raise ApiError("forbidden")
         return view(*args, **kwargs)
 
