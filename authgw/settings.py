@@ -66,6 +66,8 @@ class Settings:
     callback_confirm_above: int = 0
     callback_refuse_failed_attestation: bool = True
     call_retention_seconds: int = 30 * 86400
+    # Readiness: the host's clock may be this far off the store's before /readyz says 503.
+    clock_skew_max_seconds: float = 2.0
 
 
 def _defaults() -> dict[str, Any]:
@@ -259,6 +261,9 @@ def _validate(raw: dict[str, Any]) -> Settings:
         ),
         call_retention_seconds=_as_int(
             env_name("call_retention_seconds"), raw["call_retention_seconds"], 86400, 400 * 86400
+        ),
+        clock_skew_max_seconds=_as_float(
+            env_name("clock_skew_max_seconds"), raw["clock_skew_max_seconds"], 0.1, 3600
         ),
     )
     if settings.redis_wait_replicas and settings.redis_wait_timeout >= settings.redis_timeout:

@@ -61,6 +61,21 @@ local function iso_from_ms(ms)
                        math.floor(rest / 3600), math.floor(rest % 3600 / 60), rest % 60, ms % 1000)
 end
 
+-- The store's clock in ms: TIME, read inside the script that judges, so that no host's clock
+-- decides an expiry, a TOTP step, a window or a date. A script takes its now from here on
+-- its first line, overwriting the estimate its caller passed (`ARGV[1], ARGV[2] = clock_now()`).
+-- (Tests that move time by hand stand their clock in for TIME: authgw.store.load_scripts.)
+local function clock_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Now on the store's clock: ms, and RFC 3339.
+local function clock_now()
+  local ms = clock_ms()
+  return ms, iso_from_ms(ms)
+end
+
 -- The challenge's status as of now_ms. A pending or verified challenge whose time is up
 -- becomes `expired` here, once. Its event is dated when it is recorded, like every other, so
 -- the trail stays in order; `expires_at` in the event says when the time ran out. The

@@ -5,6 +5,7 @@
 -- ARGV[5] client     ARGV[6] challenge id
 --
 -- Returns {'ok', challenge field, value, ...}, {'challenge_not_found'}, {'challenge_not_pending'}.
+ARGV[1], ARGV[2] = clock_now()  -- the store's now (TIME), not the caller's estimate
 local ch, open, events, lines = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id = ARGV[6]
 if redis.call('HGET', ch, 'client') ~= ARGV[5] then return {'challenge_not_found'} end

@@ -6,6 +6,7 @@
 --
 -- Returns {'ok', challenge field, value, ...}, {'challenge_not_found'}, {'already_consumed'}, {'challenge_expired'},
 -- {'challenge_not_verified'}, {'digest_mismatch'}.
+ARGV[1], ARGV[2] = clock_now()  -- the store's now (TIME), not the caller's estimate
 local ch, open, events, lines = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id = ARGV[7]
 if redis.call('HGET', ch, 'client') ~= ARGV[5] then return {'challenge_not_found'} end

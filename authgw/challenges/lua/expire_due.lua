@@ -5,6 +5,7 @@
 -- ARGV[1] now (ms)    ARGV[2] events max length   ARGV[3..] the challenges' ids, in KEYS order
 --
 -- Returns {'ok', number settled}.
+ARGV[1] = clock_ms()  -- the store's now (TIME), not the caller's estimate
 local settled = 0
 for i = 4, #KEYS do
   local id = ARGV[i - 1]

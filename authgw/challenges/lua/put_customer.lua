@@ -4,6 +4,7 @@
 -- ARGV[1] customer id   ARGV[2] phones (JSON array of E.164)   ARGV[3] region   ARGV[4] now
 --
 -- Returns {'ok', created 0|1, the previous phones (JSON array), customer field, value, ...}.
+ARGV[4] = iso_from_ms(clock_ms())  -- the store's now (TIME), not the caller's estimate
 local cust = KEYS[1]
 local previous = redis.call('HGET', cust, 'phones') or '[]'
 local created = redis.call('EXISTS', cust) == 0 and 1 or 0

@@ -4,6 +4,7 @@
 -- ARGV[1] now (ms)         ARGV[2] events max length   ARGV[3] client   ARGV[4] challenge id
 --
 -- Returns {'ok', field, value, ...} or {'challenge_not_found'}.
+ARGV[1] = clock_ms()  -- the store's now (TIME), not the caller's estimate
 local ch = KEYS[1]
 if redis.call('HGET', ch, 'client') ~= ARGV[3] then return {'challenge_not_found'} end
 local id = ARGV[4]

@@ -9,6 +9,7 @@
 --
 -- Returns {'ok', customer field, value, ...}, {'invalid_code', failures, locked 0|1}, {'stale'}, {'customer_not_found'},
 -- {'customer_locked'}, {'no_pending_enrolment'}.
+ARGV[1] = iso_from_ms(clock_ms())  -- the store's now (TIME), not the caller's estimate
 local cust, events = KEYS[1], KEYS[2]
 local now_iso, maxlen = ARGV[1], ARGV[2]
 if redis.call('EXISTS', cust) == 0 then return {'customer_not_found'} end

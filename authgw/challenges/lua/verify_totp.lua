@@ -11,6 +11,7 @@
 -- Returns {'ok', challenge field, value, ...}, {'invalid_code', attempts left, locked 0|1}, {'stale'} (the secret changed
 -- since the caller read it: read again), {'challenge_not_found'}, {'challenge_expired'},
 -- {'challenge_not_pending'}, {'customer_locked'}, {'method_unavailable'}.
+ARGV[1], ARGV[2] = clock_now()  -- the store's now (TIME), not the caller's estimate
 local ch, cust, open, events, lines = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now_ms, now_iso, maxlen, keep_ms = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
 local id = ARGV[9]

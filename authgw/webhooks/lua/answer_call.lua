@@ -22,6 +22,7 @@
 --   {'gather', challenge id, mode, document JSON, keys to gather}   confirm or code mode: ask
 --                                  the caller (1 key in confirm mode, the code's length in code mode)
 --   {'replay', outcome, challenge id}   this CallSid was already judged for this customer
+ARGV[1], ARGV[2] = clock_now()  -- the store's now (TIME), not the caller's estimate
 local cust, open, events, lines, marker = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now_ms, now_iso, maxlen = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local marker_ttl = tonumber(ARGV[5])

@@ -5,6 +5,7 @@
 -- ARGV[4] CallStatus   ARGV[5] CallDuration ('' none)   ARGV[6] From   ARGV[7] To
 --
 -- Returns {'ok', number of status callbacks recorded for this call}.
+ARGV[1], ARGV[2] = clock_now()  -- the store's now (TIME), not the caller's estimate
 local rec = KEYS[1]
 if redis.call('EXISTS', rec) == 0 then
   -- A status for a call whose webhook never reached us (or whose record expired).

@@ -16,6 +16,7 @@
 -- {'challenge_not_pending'}, {'customer_locked'}, {'unknown_call'} (this call opened no
 -- dialogue for this challenge), {'replay', the first answer's status, attempts, locked,
 -- keys to gather}.
+ARGV[1], ARGV[2] = clock_now()  -- the store's now (TIME), not the caller's estimate
 local ch, cust, open, events, lines, marker = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now_ms, now_iso, maxlen, keep_ms = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
 local threshold, sid, id, digits, n = tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9])
