@@ -414,6 +414,11 @@ class Store:
                 self.client.set(self.keys.readiness_probe(), "1", px=ttl_ms)
         except StoreUnavailable as exc:
             cause = exc.__cause__
+            # redis-py strips the code off the errors it has a class for.
+            if isinstance(cause, redis.exceptions.OutOfMemoryError):
+                return "out_of_memory"
+            if isinstance(cause, redis.exceptions.ReadOnlyError):
+                return "read_only_replica"
             if isinstance(cause, redis.exceptions.ResponseError):
                 code = str(cause).split(" ", 1)[0]
                 return WRITE_REFUSALS.get(code, "write_refused")
