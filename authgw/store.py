@@ -407,11 +407,23 @@ class Store:
         """Write the readiness probe key (it expires by itself): ``None`` when the store took
         the write, else why not: ``out_of_memory`` (``maxmemory`` reached under
         ``noeviction``), ``read_only_replica``, ``too_few_replicas`` (``min-replicas-to-write``),
-        ``write_refused`` (any other refusal). Raises ``StoreUnavailable`` when it does not
-        answer at all."""
+        ``write_refused`` (any other refusal); with ``wait_replicas``, ``too_few_replicas`` too
+        when fewer replicas confirm it in time (``WAIT``), as every transition would find.
+        Raises ``StoreUnavailable`` when it does not answer at all."""
+        key = self.keys.readiness_probe()
         try:
             with self.boundary():
-                self.client.set(self.keys.readiness_probe(), "1", px=ttl_ms)
+                if not self.wait_replicas:
+                    self.client.set(key, "1", px=ttl_ms)
+                    return None
+                node = self.client
+                if hasattr(node, "get_node_from_key"):  # Cluster: WAIT goes to the key's node
+                    node = node.get_redis_connection(node.get_node_from_key(key))
+                pipe = node.pipeline(transaction=False)
+                pipe.set(key, "1", px=ttl_ms)
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+                _, acked = pipe.execute()
+                return "too_few_replicas" if int(acked) < self.wait_replicas else None
         except StoreUnavailable as exc:
             cause = exc.__cause__
             # redis-py strips the code off the errors it has a class for.
@@ -423,7 +435,6 @@ class Store:
                 code = str(cause).split(" ", 1)[0]
                 return WRITE_REFUSALS.get(code, "write_refused")
             raise
-        return None
 
 
 # A server's refusal of a write, by the code its error starts with, as /readyz names it.

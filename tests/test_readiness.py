@@ -103,6 +103,11 @@ def test_too_few_replicas_for_min_replicas_to_write_is_not_ready(server, admin):
     ready(app)
 
 
+def test_too_few_replicas_to_confirm_a_write_is_not_ready_when_the_gateway_waits_for_them(server):
+    # AUTHGW_REDIS_WAIT_REPLICAS=1 and no replica: every transition would answer 503.
+    not_ready(gateway(server, redis_wait_replicas=1, redis_wait_timeout=0.05), "too_few_replicas")
+
+
 @pytest.mark.parametrize("skew", [5.0, -5.0, 600.0])
 def test_a_host_clock_off_the_store_s_is_not_ready(server, skew):
     app = gateway(server, host_clock=lambda: time.time() + skew)

@@ -159,7 +159,7 @@ class Customers:
     def _secret(self, keys: CustomerKeys, which: str) -> tuple[str, str, Now]:
         """The customer id and the ``which`` TOTP ciphertext ('' for none), with the store's now
         (``TIME``) to compute codes at: one read, with any held rate-limit counters."""
-        customer_id, sealed, now_ms = self.d.store.read("totp_secret", [keys.customer], [which])
+        customer_id, sealed, now_ms = expect_ok(self.d.store.read("totp_secret", [keys.customer], [which]))
         return customer_id, sealed, Now(int(now_ms))
 
     def _steps(self, sealed: str, customer_id: str, code: str, now: float) -> str:

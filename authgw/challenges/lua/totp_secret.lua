@@ -4,6 +4,6 @@
 -- KEYS[1] customer hash
 -- ARGV[1] which secret: 'totp' (the active one) or 'totp_pending'
 --
--- Returns {customer id or '', ciphertext or '', now (ms, the store's clock)}.
+-- Returns {'ok', customer id or '', ciphertext or '', now (ms, the store's clock)}.
 local v = redis.call('HMGET', KEYS[1], 'customer_id', ARGV[1])
-return {v[1] or '', v[2] or '', clock_ms()}
+return {'ok', v[1] or '', v[2] or '', clock_ms()}
