@@ -249,3 +249,27 @@ def test_on_the_real_store_clock_reading_the_time_costs_no_round_trip_per_reques
     assert cost(lambda: fast.get(f"/v1/challenges/{challenge['id']}")) == 1
     assert cost(lambda: verify(fast, challenge, wrong_code(secrets[0], time.time()))) == 2
     assert cost(lambda: consume(fast, challenge)) == 1
+
+
+def test_codes_computed_at_a_time_other_than_the_store_s_are_not_judged(store):
+    """The script that judges a code checks the time it was computed at against its own."""
+    (api,) = real_hosts(store, 0)
+    register(api)
+    secret = api.post("/v1/customers/cust-001/totp").get_json()["secret"]
+    assert (
+        api.post("/v1/customers/cust-001/totp/confirm", {"code": totp_code(secret, time.time())}).status_code
+        == 200
+    )
+    challenge = new_challenge(api)
+    gw = api.client.application.extensions["authgw"]
+    keys = gw.store.keys.for_customer("cust-001")
+    sealed = store.hget(keys.customer, "totp")
+    then = int((time.time() + SLOW) * 1000)  # a host 10 minutes slow, its codes of then
+    result = gw.store.run(
+        "verify_totp",
+        [keys.challenge(challenge["id"]), keys.customer, keys.open, keys.events, keys.lines],
+        [then, rfc3339(then), 1000, 86_400_000, "corebank", 6, sealed, "", challenge["id"]],
+    )
+    assert result == ["stale"]
+    assert api.get("/v1/customers/cust-001").get_json()["failed_attempts"] == 0
+    assert status(api, challenge) == "pending"
