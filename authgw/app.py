@@ -1,7 +1,10 @@
 """The application factory: ``create_app(config=None)``.
 
 ``config`` (tests, embedding) may hold settings overrides by name, plus ``redis_client`` (a
-ready client, e.g. fakeredis) and ``clock`` (a callable returning UNIX seconds). Settings are
+ready client, e.g. fakeredis), ``clock`` and ``host_clock`` (callables returning UNIX seconds).
+Time is the store's: every script reads ``TIME``. ``clock`` is for tests that move time by
+hand: it stands in for the store's ``TIME`` (``authgw.store.Store``) and is the host's clock
+too, unless ``host_clock`` sets the host's apart (default: the system clock). Settings are
 read here, never at import; a bad or missing one raises ``ConfigError``.
 """
 
@@ -57,7 +60,8 @@ class Gateway:
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     config = dict(config or {})
     client = config.pop("redis_client", None)
-    clock: Callable[[], float] = config.pop("clock", time.time)
+    clock: Callable[[], float] | None = config.pop("clock", None)
+    host_clock: Callable[[], float] = config.pop("host_clock", None) or clock or time.time
     settings = load_settings(config)
     if client is None:
         if not settings.redis_url:
@@ -72,9 +76,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.before_request(refuse_large)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     store = Store(
-        client, settings.key_prefix, settings.redis_wait_replicas, int(settings.redis_wait_timeout * 1000)
+        client,
+        settings.key_prefix,
+        settings.redis_wait_replicas,
+        int(settings.redis_wait_timeout * 1000),
+        clock=clock,
     )
-    domain = Domain.build(settings, store, clock)
+    domain = Domain.build(settings, store, host_clock)
     customers = Customers(domain)
     app.extensions["authgw"] = Gateway(settings, store, domain, customers, Challenges(domain, customers))
 
@@ -82,7 +90,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     ratelimit.install(app, store, settings)
     app.register_blueprint(ops)
     app.register_blueprint(webhooks)
-    install_metrics(app, store)
+    install_metrics(app, store, domain.store_clock)
     logs.install(app)
     _register_errors(app)
     return app

@@ -87,6 +87,10 @@ class Keys:
         """The call's record: when first seen, its numbers, outcome, Twilio's status callbacks."""
         return f"{self.prefix}:{{s:{call_sid}}}:status"
 
+    def readiness_probe(self) -> str:
+        """The key ``/readyz`` writes (with a short TTL) to learn whether the store takes writes."""
+        return f"{self.prefix}:{{ready}}:probe"
+
     def call_events(self) -> str:
         """Stream: calls no customer can be told about (withheld, strangers) and call statuses."""
         return f"{self.prefix}:{{calls}}:events"

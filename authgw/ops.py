@@ -9,19 +9,20 @@ sets it), each worker writes its values there and a scrape adds them up.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, request
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from authgw.auth import authenticate
-from authgw.errors import ApiError, StoreUnavailable
-from authgw.http import as_json, problem_response
+from authgw.errors import ApiError, StoreUnavailable, problem
+from authgw.http import PROBLEM_TYPE, as_json
 from authgw.openapi import openapi_document
-from authgw.store import Store
+from authgw.store import Store, StoreClock
 
 bp = Blueprint("ops", __name__)
 
@@ -31,12 +32,38 @@ def healthz() -> Response:
     return as_json({"status": "ok"})
 
 
+# Why /readyz says 503, by the reason its body names.
+NOT_READY = {
+    "store_unreachable": "The store does not answer",
+    "out_of_memory": "The store refuses writes: out of memory (maxmemory reached, noeviction)",
+    "read_only_replica": "The store refuses writes: it is a read-only replica",
+    "too_few_replicas": "The store refuses writes: too few replicas for min-replicas-to-write",
+    "write_refused": "The store refuses writes",
+    "clock_skew": "This host's clock is too far off the store's",
+}
+
+
 @bp.get("/readyz")
 def readyz() -> Response:
+    """200 only while the store takes a write and this host's clock agrees with the store's:
+    one probe write (a key that expires by itself), then one ``TIME``."""
+    gateway = current_app.extensions["authgw"]
+    clock: StoreClock = gateway.domain.store_clock
+    offset = None
     try:
-        current_app.extensions["authgw"].store.ping()
+        reason = gateway.store.probe_write()
+        if reason is None:
+            offset = round(clock.measure(), 3) + 0.0  # + 0.0: never "-0.0"
+            if abs(offset) > gateway.settings.clock_skew_max_seconds:
+                reason = "clock_skew"
     except StoreUnavailable:
-        return problem_response(code="store_unavailable", detail="The store does not answer")
+        reason = "store_unreachable"
+    if reason is not None:
+        body = problem("store_unavailable", NOT_READY[reason], reason=reason)
+        if offset is not None:
+            body["clock_offset_seconds"] = offset
+            body["clock_skew_max_seconds"] = gateway.settings.clock_skew_max_seconds
+        return Response(json.dumps(body), status=503, mimetype=PROBLEM_TYPE)
     return as_json({"status": "ready"})
 
 
@@ -93,6 +120,12 @@ class Metrics:
         self.rate_limited = Counter(
             "authgw_rate_limited_total", "Requests refused with 429", ["route"], registry=self.registry
         )
+        self.clock_offset = Gauge(
+            "authgw_clock_offset_seconds",
+            "The store's clock (Redis TIME) minus this host's, as last measured",
+            registry=self.registry,
+            multiprocess_mode="livemostrecent",
+        )
 
     def observe_script(self, name: str, result: Any) -> None:
         """Count one script answer; its first item is its status (``ok`` or a code)."""
@@ -104,11 +137,15 @@ class Metrics:
             self.lockouts.inc()
 
 
-def install_metrics(app: Flask, store: Store | None = None) -> None:
+def install_metrics(app: Flask, store: Store | None = None, clock: StoreClock | None = None) -> None:
     m = Metrics()
     app.extensions["authgw.metrics"] = m
     if store is not None:
         store.observers.append(m.observe_script)
+    if clock is not None:
+        clock.observers.append(m.clock_offset.set)
+        if clock.offset is not None:
+            m.clock_offset.set(clock.offset)
 
     @app.before_request
     def start_timer() -> None:

@@ -89,6 +89,8 @@ class Settings:
     fraud_report_locks: bool = True
     bank_contact_number: str = ""  # national format, e.g. 0120-123-456 ('' none)
     lock_numbers: tuple[str, ...] = ()
+    # Readiness: the host's clock may be this far off the store's before /readyz says 503.
+    clock_skew_max_seconds: float = 2.0
 
 
 def _defaults() -> dict[str, Any]:
@@ -320,6 +322,9 @@ def _validate(raw: dict[str, Any]) -> Settings:
         ),
         operators=tuple(dict.fromkeys(n.strip() for n in str(raw["operators"]).split(",") if n.strip())),
         **_lock_settings(raw, region),
+        clock_skew_max_seconds=_as_float(
+            env_name("clock_skew_max_seconds"), raw["clock_skew_max_seconds"], 0.1, 3600
+        ),
     )
     clients = {key.client for key in settings.api_keys}
     for name in settings.operators:

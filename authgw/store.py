@@ -14,6 +14,8 @@ transition that timed out may have run, and running it twice is not ours to deci
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
@@ -34,14 +36,30 @@ log = logging.getLogger(__name__)
 # Script packages: each holds a ``lua/`` folder; ``_lib.lua`` of the first is the shared prelude.
 SCRIPT_PACKAGES = ("authgw.challenges", "authgw.webhooks")
 
+# The prelude's one read of the store's clock (``clock_ms`` in ``_lib.lua``), and what stands in
+# for it when a test moves time by hand: the time in ms that ``Store`` then appends to every
+# script's ARGV (so no script may count its ARGV to the end).
+TIME_READ = "local t = redis.call('TIME')"
+TIME_FROM_ARGV = "local t = {math.floor(ARGV[#ARGV] / 1000), ARGV[#ARGV] % 1000 * 1000}"
+
+# How often a process measures its host's clock against the store's again (``StoreClock``).
+CLOCK_REFRESH_SECONDS = 30.0
+
 
 def _read_lua(package: str, name: str) -> str:
     return resources.files(package).joinpath("lua", name).read_text("utf-8")
 
 
-def load_scripts() -> dict[str, str]:
-    """Every ``<name>.lua`` of the script packages, each with the shared prelude in front."""
+def load_scripts(time_from_argv: bool = False) -> dict[str, str]:
+    """Every ``<name>.lua`` of the script packages, each with the shared prelude in front.
+
+    ``time_from_argv`` (tests only): the scripts take the store's clock from their last ARGV
+    instead of ``TIME``."""
     prelude = _read_lua(SCRIPT_PACKAGES[0], "_lib.lua")
+    if time_from_argv:
+        if prelude.count(TIME_READ) != 1:
+            raise RuntimeError("_lib.lua must read TIME exactly once, in clock_ms")
+        prelude = prelude.replace(TIME_READ, TIME_FROM_ARGV)
     sources: dict[str, str] = {}
     for package in SCRIPT_PACKAGES:
         folder = resources.files(package).joinpath("lua")
@@ -158,17 +176,43 @@ class Store:
     fewer confirm in time the request fails closed (``StoreNotDurable``, 503).
     """
 
-    def __init__(self, client: Any, prefix: str, wait_replicas: int = 0, wait_timeout_ms: int = 0) -> None:
+    def __init__(
+        self,
+        client: Any,
+        prefix: str,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        """``clock`` (tests only): a clock that stands in for the store's ``TIME``, so a test
+        can move the store's time by hand; every script then reads it from its last ARGV."""
         self.client = client
         self.keys = Keys(prefix)
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
-        self._scripts = {name: client.register_script(src) for name, src in load_scripts().items()}
+        self.stand_in_clock = clock
+        self._scripts = {
+            name: client.register_script(src) for name, src in load_scripts(clock is not None).items()
+        }
         self._loaded: set[str] = set()  # scripts this process has loaded (_load_once)
         # Counters held for the current request (a thread's or a greenlet's own context).
         self._deferred: ContextVar[Deferred | None] = ContextVar(f"authgw-deferred-{id(self)}", default=None)
         # Called with (script name, answer) after each script that answered (e.g. metrics).
         self.observers: list[Callable[[str, Any], None]] = []
+
+    def _argv(self, args: Sequence[Any]) -> list[Any]:
+        """A script's ARGV as sent: with the stand-in clock's time last, when there is one."""
+        if self.stand_in_clock is None:
+            return list(args)
+        return [*args, int(self.stand_in_clock() * 1000)]
+
+    def time_ms(self) -> int:
+        """The store's clock (``TIME``) in ms since 1970: one round trip."""
+        if self.stand_in_clock is not None:
+            return int(self.stand_in_clock() * 1000)
+        with self.boundary():
+            seconds, micros = self.client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
 
     def add_script(self, name: str, source: str) -> None:
         """Register one more script (e.g. ``authgw.ratelimit``'s) under ``name``."""
@@ -197,7 +241,7 @@ class Store:
             if self.wait_replicas and durable:
                 result = self._run_and_wait(name, list(keys), list(args))
             else:
-                result = self._scripts[name](keys=list(keys), args=list(args))
+                result = self._scripts[name](keys=list(keys), args=self._argv(args))
         for observe in self.observers:
             observe(name, result)
         return result
@@ -285,7 +329,11 @@ class Store:
                     # By name, not pipe.evalsha: redis-py's cluster pipeline refuses that
                     # method, but routes the command itself by its keys.
                     pipe.execute_command(
-                        "EVALSHA", self._scripts[step.name].sha, len(step.keys), *step.keys, *step.args
+                        "EVALSHA",
+                        self._scripts[step.name].sha,
+                        len(step.keys),
+                        *step.keys,
+                        *self._argv(step.args),
                     )
                 else:
                     getattr(pipe, step.name)(*step.args)
@@ -295,7 +343,7 @@ class Store:
                 if isinstance(result, redis.exceptions.NoScriptError):
                     # The server lost its scripts: that run did not happen; this one loads the
                     # script and runs it.
-                    results[i] = self._scripts[step.name](keys=step.keys, args=step.args)
+                    results[i] = self._scripts[step.name](keys=step.keys, args=self._argv(step.args))
                 elif isinstance(result, Exception):
                     raise result
         for step, result in zip(steps, results, strict=True):
@@ -317,6 +365,7 @@ class Store:
     def _run_and_wait(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """The script, then ``WAIT``, in one pipeline: one connection, one round trip."""
         script = self._scripts[name]
+        args = self._argv(args)
         node = self.client
         if hasattr(node, "get_node_from_key") and keys:
             # Cluster: WAIT has no key to route by, so both go to the node owning the slot.
@@ -351,3 +400,101 @@ class Store:
                 pool.disconnect()
                 for sentinel in getattr(getattr(pool, "sentinel_manager", None), "sentinels", []):
                     sentinel.close()
+
+    # -- readiness ------------------------------------------------------------------------
+
+    def probe_write(self, ttl_ms: int = 10_000) -> str | None:
+        """Write the readiness probe key (it expires by itself): ``None`` when the store took
+        the write, else why not: ``out_of_memory`` (``maxmemory`` reached under
+        ``noeviction``), ``read_only_replica``, ``too_few_replicas`` (``min-replicas-to-write``),
+        ``write_refused`` (any other refusal); with ``wait_replicas``, ``too_few_replicas`` too
+        when fewer replicas confirm it in time (``WAIT``), as every transition would find.
+        Raises ``StoreUnavailable`` when it does not answer at all."""
+        key = self.keys.readiness_probe()
+        try:
+            with self.boundary():
+                if not self.wait_replicas:
+                    self.client.set(key, "1", px=ttl_ms)
+                    return None
+                node = self.client
+                if hasattr(node, "get_node_from_key"):  # Cluster: WAIT goes to the key's node
+                    node = node.get_redis_connection(node.get_node_from_key(key))
+                pipe = node.pipeline(transaction=False)
+                pipe.set(key, "1", px=ttl_ms)
+                pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+                _, acked = pipe.execute()
+                return "too_few_replicas" if int(acked) < self.wait_replicas else None
+        except StoreUnavailable as exc:
+            cause = exc.__cause__
+            # redis-py strips the code off the errors it has a class for.
+            if isinstance(cause, redis.exceptions.OutOfMemoryError):
+                return "out_of_memory"
+            if isinstance(cause, redis.exceptions.ReadOnlyError):
+                return "read_only_replica"
+            if isinstance(cause, redis.exceptions.ResponseError):
+                code = str(cause).split(" ", 1)[0]
+                return WRITE_REFUSALS.get(code, "write_refused")
+            raise
+
+
+# A server's refusal of a write, by the code its error starts with, as /readyz names it.
+WRITE_REFUSALS = {"OOM": "out_of_memory", "READONLY": "read_only_replica", "NOREPLICAS": "too_few_replicas"}
+
+
+class StoreClock:
+    """The store's clock as this process reads it: the host's clock plus the offset to the
+    store's ``TIME``, measured on first use and again every ``refresh_seconds`` (one round trip
+    per process then, none per request).
+
+    Nothing is judged by it: the scripts read ``TIME`` themselves, and TOTP codes are computed
+    at the time the script that reads the secret returns. It dates what Python writes itself
+    (the call stream), picks which challenges are due, and is what ``/readyz`` and the
+    ``authgw_clock_offset_seconds`` gauge report.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        host: Callable[[], float],
+        refresh_seconds: float = CLOCK_REFRESH_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.host = host
+        self.refresh_seconds = refresh_seconds
+        self.monotonic = monotonic
+        self.offset: float | None = None  # store minus host, in seconds
+        self._due = 0.0
+        self._lock = threading.Lock()
+        # Called with each new offset (e.g. the metrics gauge).
+        self.observers: list[Callable[[float], None]] = []
+
+    def measure(self) -> float:
+        """Read ``TIME`` now: the store's clock minus the host's, in seconds (half the round
+        trip is allowed for)."""
+        before = self.host()
+        store_ms = self.store.time_ms()
+        after = self.host()
+        offset = store_ms / 1000 - (before + after) / 2
+        self.offset = offset
+        self._due = self.monotonic() + self.refresh_seconds
+        for observe in self.observers:
+            observe(offset)
+        return offset
+
+    def now_ms(self) -> int:
+        """Now on the store's clock, in ms since 1970 (an estimate good to a round trip)."""
+        stale = self.offset is None or self.monotonic() >= self._due
+        # One request measures; the others go on with the offset they have.
+        if stale and self._lock.acquire(blocking=self.offset is None):
+            try:
+                if self.offset is None or self.monotonic() >= self._due:
+                    self.measure()
+            except StoreUnavailable:
+                if self.offset is None:
+                    raise
+                self._due = self.monotonic() + 1  # the store is down: try again soon
+            finally:
+                self._lock.release()
+        assert self.offset is not None
+        return int((self.host() + self.offset) * 1000)

@@ -134,7 +134,9 @@ def test_too_few_replicas_fail_closed(server: Topology, clock: Any) -> None:
     api = Api(app.test_client(), API_KEY)
     rv = api.put("/v1/customers/cust-001", {"phones": ["090-1234-5678"]})
     assert rv.status_code == 503 and rv.get_json()["code"] == "store_unavailable"
-    assert app.test_client().get("/readyz").status_code == 200
+    # Not ready either: readiness means a write would succeed (issue 11 item 7).
+    rv = app.test_client().get("/readyz")
+    assert rv.status_code == 503 and rv.get_json()["reason"] == "too_few_replicas"
 
 
 def _call(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from authgw.challenges import models
-from authgw.challenges.domain import Domain
+from authgw.challenges.domain import Domain, Now
 from authgw.challenges.locks import lock_of, policy_arg, with_open
 from authgw.challenges.outcomes import RETRIES, expect_ok, pairs, status_of
 from authgw.challenges.phones import PhoneError, registrable
@@ -173,18 +173,22 @@ class Customers:
         code = models.parse(models.CodeBody, body).code
         keys = self._keys(customer_id)
         for _ in range(RETRIES):
-            with self.d.store.boundary():
-                sealed = self.d.store.client.hget(keys.customer, "totp_pending") or ""
-            now = self.d.now()
+            _, sealed, now = self._secret(keys, "totp_pending")  # and the store's now
             steps = self._steps(sealed, customer_id, code, now.seconds)
             result = self.d.store.run(
                 "totp_confirm",
                 [keys.customer, keys.events],
-                [now.iso, self.d.maxlen, policy_arg(self.d.settings), sealed, steps, client, now.ms],
+                [now.iso, self.d.maxlen, policy_arg(self.d.settings), sealed, steps, client],
             )
             if status_of(result) != "stale":
                 return render(pairs(expect_ok(result)))
         raise StoreUnavailable("the TOTP enrolment kept changing")
+
+    def _secret(self, keys: CustomerKeys, which: str) -> tuple[str, str, Now]:
+        """The customer id and the ``which`` TOTP ciphertext ('' for none), with the store's now
+        (``TIME``) to compute codes at: one read, with any held rate-limit counters."""
+        customer_id, sealed, now_ms = expect_ok(self.d.store.read("totp_secret", [keys.customer], [which]))
+        return customer_id, sealed, Now(int(now_ms))
 
     def _steps(self, sealed: str, customer_id: str, code: str, now: float) -> str:
         """The matching steps as the scripts take them; none when there is no secret."""

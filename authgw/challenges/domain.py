@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from authgw.challenges.totp import TotpPolicy
 from authgw.secretbox import SecretBox
 from authgw.settings import Settings
-from authgw.store import Store
+from authgw.store import Store, StoreClock
 
 
 def rfc3339(ms: int) -> str:
@@ -38,9 +38,10 @@ class Now:
 class Domain:
     settings: Settings
     store: Store
-    clock: Callable[[], float]
+    clock: Callable[[], float]  # the host's clock
     box: SecretBox
     totp: TotpPolicy
+    store_clock: StoreClock
 
     @classmethod
     def build(cls, settings: Settings, store: Store, clock: Callable[[], float]) -> Domain:
@@ -52,10 +53,13 @@ class Domain:
             totp=TotpPolicy(
                 settings.totp_issuer, settings.totp_digits, settings.totp_period, settings.totp_algorithm
             ),
+            store_clock=StoreClock(store, clock),
         )
 
     def now(self) -> Now:
-        return Now(int(self.clock() * 1000))
+        """Now on the store's clock, as this process estimates it (``StoreClock``). The scripts
+        replace it with their own ``TIME``; it dates only what Python writes itself."""
+        return Now(self.store_clock.now_ms())
 
     @property
     def retention_ms(self) -> int:

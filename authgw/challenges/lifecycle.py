@@ -72,20 +72,17 @@ def document(
     request: models.ChallengeCreate,
     payee: dict[str, Any],
     digest: str,
-    created_at: str,
-    expires_at: str,
     attempts: int,
     callback_mode: str,
 ) -> dict[str, Any]:
-    """The immutable part of a challenge record (its ``doc`` field)."""
+    """The immutable part of a challenge record (its ``doc`` field), but for ``created_at`` and
+    ``expires_at``: the creation script adds those, from the store's clock."""
     return {
         "kind": request.kind,
         "amount": request.amount,
         "currency": request.currency,
         "payee": payee,
         "transaction_digest": digest,
-        "created_at": created_at,
-        "expires_at": expires_at,
         "attempts": attempts,
         "callback_mode": callback_mode,
     }
@@ -227,8 +224,6 @@ class Challenges:
             request,
             payee,
             transaction_digest(request.customer_id, request.kind, request.amount, request.currency, payee),
-            now.iso,
-            rfc3339(expires_ms),
             settings.challenge_attempts,
             mode,
         )
@@ -252,7 +247,7 @@ class Challenges:
                 methods_json,
                 settings.challenge_attempts,
                 expires_ms,
-                doc["expires_at"],
+                rfc3339(expires_ms),
                 request_hash,
                 json.dumps(list(settings.callback_numbers)),
                 code,
@@ -260,10 +255,10 @@ class Challenges:
         )
         if status_of(result) == "replay":
             return self._read(client, result[1], as_created=True), False
-        methods_out, line = expect_ok(result)
+        methods_out, line, stored_doc = expect_ok(result)
         record = {
             "customer_id": request.customer_id,
-            "doc": doc_json,
+            "doc": stored_doc,
             "methods": methods_out,
             "status": "pending",
             "attempts": str(settings.challenge_attempts),
@@ -306,9 +301,9 @@ class Challenges:
         keys, ch = self._challenge_keys(challenge_id)
         store = self.d.store
         for _ in range(RETRIES):
-            customer_id, sealed = store.read_command("hmget", keys.customer, ["customer_id", "totp"])
-            now = self.d.now()
-            steps = self.customers._steps(sealed or "", customer_id or "", code, now.seconds)
+            # The codes are computed at the store's now, read with the secret.
+            customer_id, sealed, now = self.customers._secret(keys, "totp")
+            steps = self.customers._steps(sealed, customer_id, code, now.seconds)
             result = store.run(
                 "verify_totp",
                 [ch, keys.customer, keys.open, keys.events, keys.lines],
@@ -319,7 +314,7 @@ class Challenges:
                     self.d.retention_ms,
                     client,
                     policy_arg(self.d.settings),
-                    sealed or "",
+                    sealed,
                     steps,
                     challenge_id,
                 ],

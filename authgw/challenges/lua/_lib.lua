@@ -7,7 +7,7 @@
 -- clock, so the cut-off is taken from TIME). The stream key lives the retention past its
 -- newest event, so a quiet customer's trail goes once all of it is older than that.
 -- `maxlen` is the events retention in ms (the argument kept its old name at every call
--- site; scripts' headers may still call it "events max length").
+-- site; scripts' headers may still call it "events retention (ms)").
 local function add_event(events_key, maxlen, at, etype, customer_id, extra)
   local retention_ms = tonumber(maxlen)
   local fields = {'at', at, 'type', etype, 'customer_id', customer_id}
@@ -109,6 +109,21 @@ local function iso_from_ms(ms)
   local year = yoe + era * 400 + (month <= 2 and 1 or 0)
   return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', year, month, day,
                        math.floor(rest / 3600), math.floor(rest % 3600 / 60), rest % 60, ms % 1000)
+end
+
+-- The store's clock in ms: TIME, read inside the script that judges, so that no host's clock
+-- decides an expiry, a TOTP step, a window or a date. A script takes its now from here on
+-- its first line, overwriting the estimate its caller passed (`ARGV[1], ARGV[2] = clock_now()`).
+-- (Tests that move time by hand stand their clock in for TIME: authgw.store.load_scripts.)
+local function clock_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Now on the store's clock: ms, and RFC 3339.
+local function clock_now()
+  local ms = clock_ms()
+  return ms, iso_from_ms(ms)
 end
 
 -- The challenge's status as of now_ms. A pending or verified challenge whose time is up

@@ -2,11 +2,12 @@
 --
 -- KEYS[1] challenge hash   KEYS[2] open zset   KEYS[3] events stream   KEYS[4] lines hash
 -- KEYS[5] customer hash (a locked customer's challenge is not consumed: it stays verified)
--- ARGV[1] now (ms)   ARGV[2] now (RFC 3339)   ARGV[3] events max length   ARGV[4] retention (ms)
+-- ARGV[1] now (ms)   ARGV[2] now (RFC 3339)   ARGV[3] events retention (ms)   ARGV[4] retention (ms)
 -- ARGV[5] client     ARGV[6] transaction digest presented   ARGV[7] challenge id
 --
 -- Returns {'ok', challenge field, value, ...}, {'challenge_not_found'}, {'already_consumed'}, {'challenge_expired'},
 -- {'challenge_not_verified'}, {'digest_mismatch'}, {'customer_locked'}.
+ARGV[1], ARGV[2] = clock_now()  -- the store's now (TIME), not the caller's estimate
 local ch, open, events, lines = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id = ARGV[7]
 if redis.call('HGET', ch, 'client') ~= ARGV[5] then return {'challenge_not_found'} end

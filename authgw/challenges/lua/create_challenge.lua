@@ -3,19 +3,29 @@
 -- KEYS[1] customer hash      KEYS[2] open zset      KEYS[3] events stream
 -- KEYS[4] lines hash         KEYS[5] the new challenge's hash
 -- KEYS[6] idempotency record (only when ARGV[13] ~= '')
--- ARGV[1] now (ms)           ARGV[2] now (RFC 3339)      ARGV[3] events max length
+-- ARGV[1] now (ms)           ARGV[2] now (RFC 3339)      ARGV[3] events retention (ms)
 -- ARGV[4] record TTL (ms: time to expiry + retention)
 -- ARGV[5] challenge id       ARGV[6] client              ARGV[7] customer id
--- ARGV[8] immutable document (JSON)
+-- ARGV[8] immutable document (JSON, without created_at and expires_at: the script adds them)
 -- ARGV[9] requested methods (JSON array, '' for every usable one)
 -- ARGV[10] attempts          ARGV[11] expires (ms)       ARGV[12] expires (RFC 3339)
+--   (ARGV[1], ARGV[2], ARGV[11] and ARGV[12] are the caller's estimates: the script puts the
+--   store's now in their place, and the expiry as far from it as ARGV[11] was from ARGV[1])
 -- ARGV[13] request hash for the idempotency record, '' without one
 -- ARGV[14] designated numbers of the pool (JSON array)
 -- ARGV[15] code for code mode ('' otherwise)
 --
--- Returns {'ok', methods JSON, line}, {'replay', id}, {'idempotency_conflict'},
--- {'customer_not_found'}, {'customer_locked'}, {'method_unavailable'},
+-- Returns {'ok', methods JSON, line, document JSON as stored}, {'replay', id},
+-- {'idempotency_conflict'}, {'customer_not_found'}, {'customer_locked'}, {'method_unavailable'},
 -- {'method_unavailable', 'no_free_number', when the first number is free again (RFC 3339)}.
+
+-- The store's now (TIME), not the caller's estimate; expiry the same distance from it; both
+-- written into the document (the caller's leaves them out).
+local ttl_ms = tonumber(ARGV[11]) - tonumber(ARGV[1])
+ARGV[1], ARGV[2] = clock_now()
+ARGV[11], ARGV[12] = ARGV[1] + ttl_ms, iso_from_ms(ARGV[1] + ttl_ms)
+ARGV[8] = string.sub(ARGV[8], 1, -2) .. ',"created_at":"' .. ARGV[2] .. '","expires_at":"'
+  .. ARGV[12] .. '"}'
 local cust, open, events, lines, ch = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now_ms = tonumber(ARGV[1])
 local now_iso, maxlen, record_ttl = ARGV[2], ARGV[3], ARGV[4]
@@ -88,4 +98,4 @@ local doc = cjson.decode(ARGV[8])
 add_event(events, maxlen, now_iso, 'challenge.created', customer_id,
           {'challenge_id', id, 'kind', doc['kind'], 'amount', doc['amount'],
            'methods', table.concat(methods, ',')})
-return {'ok', cjson.encode(methods), line}
+return {'ok', cjson.encode(methods), line, ARGV[8]}

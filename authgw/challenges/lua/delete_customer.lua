@@ -9,6 +9,7 @@
 --
 -- Returns {'ok', phones JSON}, {'customer_not_found'}, or {'retry'} when the open set is not
 -- what the caller read (a challenge was created meanwhile).
+ARGV[1], ARGV[2] = clock_now()  -- the store's now (TIME), not the caller's estimate
 local cust, open, events, lines = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if redis.call('EXISTS', cust) == 0 then return {'customer_not_found'} end
 if redis.call('ZCARD', open) ~= #KEYS - 4 then return {'retry'} end

@@ -2,9 +2,10 @@
 -- their `challenge.expired` events stand in the trail before it is read.
 --
 -- KEYS[1] open zset   KEYS[2] events stream   KEYS[3] lines hash   KEYS[4..] challenge hashes
--- ARGV[1] now (ms)    ARGV[2] events max length   ARGV[3..] the challenges' ids, in KEYS order
+-- ARGV[1] now (ms)    ARGV[2] events retention (ms)   ARGV[3..] the challenges' ids, in KEYS order
 --
 -- Returns {'ok', number settled}.
+ARGV[1] = clock_ms()  -- the store's now (TIME), not the caller's estimate
 local settled = 0
 for i = 4, #KEYS do
   local id = ARGV[i - 1]

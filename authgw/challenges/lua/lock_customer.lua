@@ -3,7 +3,7 @@
 --
 -- KEYS[1] customer hash   KEYS[2] open zset   KEYS[3] events stream   KEYS[4] lines hash
 -- KEYS[5..] the open challenges' hashes as the caller read them
--- ARGV[1] now (ms)   ARGV[2] events max length   ARGV[3] retention (ms)
+-- ARGV[1] now (ms)   ARGV[2] events retention (ms)   ARGV[3] retention (ms)
 -- ARGV[4] the operator's client name (`by`)   ARGV[5] note ('' for none)
 -- ARGV[6..] the open challenges' ids, in KEYS order
 --

@@ -7,6 +7,7 @@
 -- ARGV[5] events retention (ms)   ARGV[6] the client making the change
 --
 -- Returns {'ok', created 0|1, the previous phones (JSON array), customer field, value, ...}.
+ARGV[4] = iso_from_ms(clock_ms())  -- the store's now (TIME), not the caller's estimate
 local cust = KEYS[1]
 local previous = redis.call('HGET', cust, 'phones') or '[]'
 local created = redis.call('EXISTS', cust) == 0 and 1 or 0

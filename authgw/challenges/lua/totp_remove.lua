@@ -4,6 +4,7 @@
 -- ARGV[1] now (RFC 3339)  ARGV[2] events retention (ms)   ARGV[3] the client removing it
 --
 -- Returns {'ok'} or {'customer_not_found'}.
+ARGV[1] = iso_from_ms(clock_ms())  -- the store's now (TIME), not the caller's estimate
 local cust = KEYS[1]
 if redis.call('EXISTS', cust) == 0 then return {'customer_not_found'} end
 local had = (redis.call('HGET', cust, 'totp') or '') ~= ''

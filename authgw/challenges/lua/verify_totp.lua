@@ -2,15 +2,20 @@
 --
 -- KEYS[1] challenge hash   KEYS[2] customer hash   KEYS[3] open zset
 -- KEYS[4] events stream    KEYS[5] lines hash
--- ARGV[1] now (ms)   ARGV[2] now (RFC 3339)   ARGV[3] events max length   ARGV[4] retention (ms)
+-- ARGV[1] now (ms): the store's time the codes were computed at   ARGV[2] now (RFC 3339)
+-- ARGV[3] events retention (ms)   ARGV[4] retention (ms)
 -- ARGV[5] client     ARGV[6] lockout policy (lockout_policy in _lib.lua)
 -- ARGV[7] the TOTP ciphertext the caller computed codes with ('' if it found none)
 -- ARGV[8] comma-separated time steps whose code matched ('' for none)
 -- ARGV[9] challenge id
 --
 -- Returns {'ok', challenge field, value, ...}, {'invalid_code', attempts left, locked 0|1, failures before lock}, {'stale'} (the secret changed
--- since the caller read it: read again), {'challenge_not_found'}, {'challenge_expired'},
+-- since the caller read it, or the codes were computed at another time: read again), {'challenge_not_found'}, {'challenge_expired'},
 -- {'challenge_not_pending'}, {'customer_locked'}, {'method_unavailable'}.
+-- The codes were computed at ARGV[1], the store's time as the secret was read (totp_secret):
+-- they are judged only if that is this script's now too, give or take a round trip.
+if math.abs(clock_ms() - tonumber(ARGV[1])) > 2000 then return {'stale'} end
+ARGV[1], ARGV[2] = clock_now()  -- the store's now (TIME), not the caller's estimate
 local ch, cust, open, events, lines = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now_ms, now_iso, maxlen, keep_ms = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
 local id = ARGV[9]

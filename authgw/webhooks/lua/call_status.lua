@@ -10,6 +10,7 @@
 -- ARGV[4] CallStatus   ARGV[5] CallDuration ('' none)
 --
 -- Returns {'ok', number of status callbacks recorded for this call}.
+ARGV[1], ARGV[2] = clock_now()  -- the store's now (TIME), not the caller's estimate
 local rec = KEYS[1]
 -- The history is capped: a call has a handful of statuses (initiated ... completed).
 local count = tonumber(redis.call('HGET', rec, 'status_count') or '0')

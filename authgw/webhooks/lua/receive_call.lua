@@ -15,6 +15,7 @@
 -- ARGV[9] reason for that outcome ('' none)
 --
 -- Returns {'new' | 'seen', first seen (ms), From, To, candidates, outcome}.
+ARGV[1], ARGV[2] = clock_now()  -- the store's now (TIME), not the caller's estimate
 local rec = KEYS[1]
 if redis.call('HEXISTS', rec, 'first_ms') == 1 then
   local v = redis.call('HMGET', rec, 'first_ms', 'from', 'to', 'candidates', 'outcome')

@@ -7,7 +7,7 @@
 -- KEYS[1] customer hash   KEYS[2] open zset   KEYS[3] events stream   KEYS[4] lines hash
 -- KEYS[5] the call marker (this CallSid as seen by this customer)
 -- KEYS[6..] the open challenges' hashes as the caller read them
--- ARGV[1] now (ms)   ARGV[2] events max length   ARGV[3] retention (ms)   ARGV[4] marker TTL (ms)
+-- ARGV[1] now (ms)   ARGV[2] events retention (ms)   ARGV[3] retention (ms)   ARGV[4] marker TTL (ms)
 -- ARGV[5] CallSid    ARGV[6] From (E.164)   ARGV[7] To (E.164)
 -- ARGV[8..] the open challenges' ids, in KEYS order
 --
