@@ -33,6 +33,7 @@ from tests.conftest import (
 MONITOR_KEY = "monitor-test-key-00001"  # a leaked key of some other integration: corebank
 KEYS = f"corebank={API_KEY},ops={OTHER_KEY},monitor={MONITOR_KEY}"
 OPERATOR_ONLY = [
+    ("post", "/v1/customers/cust-001/lock"),
     ("post", "/v1/customers/cust-001/unlock"),
     ("delete", "/v1/customers/cust-001/totp"),
     ("delete", "/v1/customers/cust-001"),
