@@ -50,8 +50,9 @@ def test_the_walk_through_runs_word_for_word(tmp_path):
         script = (
             walk_through()
             .replace("http://127.0.0.1:8000", base)
-            .replace(".venv/bin/python", sys.executable)
+            # /tmp/ first: the checkout (and so sys.executable) may itself live under /tmp.
             .replace("/tmp/", f"{tmp_path}/")
+            .replace(".venv/bin/python", sys.executable)
         )
         done = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", script],
