@@ -18,15 +18,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from authgw.app import MAX_BODY
-from tests.conftest import (
-    API_KEY,
-    assert_problem,
-    field_errors,
-    redis_binary,
-    register,
-    settings_for_tests,
-    transfer,
-)
+from tests.helpers.api import assert_problem, field_errors, register, transfer
+from tests.helpers.settings import API_KEY, settings_for_tests
+from tests.helpers.stores import redis_binary
 from tests.topology import Gateway, Topology, start_gateway, start_server
 
 FAKE_ONLY = pytest.mark.parametrize("store", ["fake"], indirect=True)

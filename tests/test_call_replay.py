@@ -18,14 +18,8 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from authgw.app import create_app
-from tests.conftest import (
-    PUBLIC_URL,
-    TWILIO_TOKEN,
-    Api,
-    new_challenge,
-    register,
-    settings_for_tests,
-)
+from tests.helpers.api import Api, new_challenge, register
+from tests.helpers.settings import PUBLIC_URL, TWILIO_TOKEN, settings_for_tests
 
 PHONE = "+819012345678"
 DAY = 86400

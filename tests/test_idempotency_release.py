@@ -17,7 +17,7 @@ import pytest
 from authgw.challenges.lifecycle import IDEMPOTENCY_LEASE_SECONDS
 from authgw.challenges.models import parse_challenge
 from authgw.errors import StoreUnavailable
-from tests.conftest import Api, assert_problem, register, transfer
+from tests.helpers.api import Api, assert_problem, register, transfer
 
 
 def create(api: Api, body: dict[str, Any], key: str = "order-1") -> Any:

@@ -21,7 +21,8 @@ from twilio.request_validator import RequestValidator
 from authgw.app import create_app
 from authgw.settings import load_settings
 from authgw.webhooks import simulate
-from tests.conftest import PUBLIC_URL, Api, assert_problem, new_challenge, register, settings_for_tests
+from tests.helpers.api import Api, assert_problem, new_challenge, register
+from tests.helpers.settings import PUBLIC_URL, settings_for_tests
 
 NEW_TOKEN = "new-twilio-auth-token-0000000002"
 OLD_TOKEN = "old-twilio-auth-token-0000000001"
