@@ -15,7 +15,8 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from authgw.http import whole_number
-from tests.conftest import PUBLIC_URL, TWILIO_TOKEN, assert_problem, field_errors, register
+from tests.helpers.api import assert_problem, field_errors, register
+from tests.helpers.settings import PUBLIC_URL, TWILIO_TOKEN
 
 FAKE_ONLY = pytest.mark.parametrize("store", ["fake"], indirect=True)
 

@@ -18,8 +18,9 @@ from authgw.app import create_app
 from authgw.errors import ConfigError
 from authgw.settings import load_settings
 from authgw.webhooks.callerid import attestation_refusal
-from tests.conftest import CALLBACK_NUMBERS, Api, new_challenge, register, settings_for_tests
-from tests.phone_calls import call, challenge_status, new_sid, verbs
+from tests.helpers.api import Api, new_challenge, register
+from tests.helpers.settings import CALLBACK_NUMBERS, settings_for_tests
+from tests.helpers.webhooks import call, challenge_status, new_sid, verbs
 
 PHONE = "+819011113333"
 LINE = CALLBACK_NUMBERS[0]

@@ -18,15 +18,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from authgw.app import MAX_BODY
-from tests.conftest import (
-    API_KEY,
-    assert_problem,
-    field_errors,
-    redis_binary,
-    register,
-    settings_for_tests,
-    transfer,
-)
+from tests.helpers.api import assert_problem, field_errors, register, transfer
+from tests.helpers.settings import API_KEY, settings_for_tests
+from tests.helpers.stores import every_key, redis_binary
 from tests.topology import Gateway, Topology, start_gateway, start_server
 
 FAKE_ONLY = pytest.mark.parametrize("store", ["fake"], indirect=True)
@@ -69,7 +63,7 @@ def test_a_streamed_body_over_16_kib_is_413_and_creates_nothing(api, store, size
     register(api)
     rv = post_stream(api, "/v1/challenges", padded(size))
     assert_problem(rv, 413, "payload_too_large")
-    assert not [k for k in store.keys("*") if ":ch:" in k or "ch_" in k]
+    assert not [k for k in every_key(store) if ":ch:" in k or "ch_" in k]
     events = api.get("/v1/customers/cust-001/events").get_json()["events"]
     assert "challenge.created" not in [e["type"] for e in events]
 

@@ -12,8 +12,9 @@ import pytest
 
 from authgw.app import create_app
 from authgw.keys import Keys
-from tests.conftest import CALLBACK_NUMBERS, PUBLIC_URL, Api, new_challenge, register, settings_for_tests
-from tests.phone_calls import (
+from tests.helpers.api import Api, new_challenge, register
+from tests.helpers.settings import CALLBACK_NUMBERS, PUBLIC_URL, settings_for_tests
+from tests.helpers.webhooks import (
     call,
     call_events,
     challenge_status,

@@ -18,14 +18,9 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from authgw.app import create_app
-from tests.conftest import (
-    PUBLIC_URL,
-    TWILIO_TOKEN,
-    Api,
-    new_challenge,
-    register,
-    settings_for_tests,
-)
+from tests.helpers.api import Api, new_challenge, register
+from tests.helpers.settings import PUBLIC_URL, TWILIO_TOKEN, settings_for_tests
+from tests.helpers.stores import every_key
 
 PHONE = "+819012345678"
 DAY = 86400
@@ -35,12 +30,6 @@ DAY = 86400
 def settings() -> dict[str, Any]:
     # The bank keeps its trail longer than the CallSid memory it had: 90 days against 30.
     return settings_for_tests(events_retention_seconds=90 * DAY, call_retention_seconds=30 * DAY)
-
-
-def every_key(store: Any) -> set[str]:
-    if hasattr(store, "get_primaries"):
-        return set(store.keys("*", target_nodes=store.PRIMARIES))
-    return set(store.keys("*"))
 
 
 def travel(store: Any, clock: Any, seconds: int) -> None:

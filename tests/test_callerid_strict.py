@@ -12,8 +12,10 @@ from __future__ import annotations
 import pytest
 
 from authgw.webhooks.callerid import caller_id
-from tests.conftest import CALLBACK_NUMBERS, new_challenge, register
-from tests.phone_calls import call, call_events, challenge_status, event_types, every_key, new_sid, verbs
+from tests.helpers.api import new_challenge, register
+from tests.helpers.settings import CALLBACK_NUMBERS
+from tests.helpers.stores import every_key
+from tests.helpers.webhooks import call, call_events, challenge_status, event_types, new_sid, verbs
 
 PHONE = "+819011113333"
 LINE = CALLBACK_NUMBERS[0]

@@ -19,18 +19,17 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from tests.conftest import (
-    CALLBACK_NUMBERS,
+from tests.helpers.api import (
     Api,
     assert_problem,
     enrol_totp,
     new_challenge,
     register,
-    settings_for_tests,
     totp_code,
     transfer,
     wrong_code,
 )
+from tests.helpers.settings import CALLBACK_NUMBERS, settings_for_tests
 
 RETENTION_MS = 24 * 3600 * 1000
 # Redis counts TTLs in real time: allow for a slow machine between writing and reading one.

@@ -19,17 +19,8 @@ import redis
 
 from authgw.app import create_app
 from authgw.challenges.domain import rfc3339
-from tests.conftest import (
-    Api,
-    Clock,
-    assert_problem,
-    enrol_totp,
-    new_challenge,
-    register,
-    settings_for_tests,
-    totp_code,
-    wrong_code,
-)
+from tests.helpers.api import Api, assert_problem, enrol_totp, new_challenge, register, totp_code, wrong_code
+from tests.helpers.settings import Clock, settings_for_tests
 
 FAST, SLOW = 120.0, -600.0
 

@@ -16,8 +16,9 @@ from redis.cluster import RedisCluster
 
 from authgw.keys import Keys, new_challenge_id
 from authgw.store import connect
-from tests.conftest import API_KEY, Api, settings_for_tests, transfer
-from tests.topology import close_apps, open_app
+from tests.helpers.api import Api, transfer
+from tests.helpers.apps import close_apps, open_app
+from tests.helpers.settings import API_KEY, settings_for_tests
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.cluster]
 

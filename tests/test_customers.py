@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.conftest import (
+from tests.helpers.api import (
     assert_problem,
     enrol_totp,
     new_challenge,

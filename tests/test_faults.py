@@ -19,18 +19,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import (
-    API_KEY,
-    Api,
-    enrol_totp,
-    new_challenge,
-    redis_binary,
-    register,
-    settings_for_tests,
-    transfer,
-    wrong_code,
-)
-from tests.topology import Topology, Traffic, close_apps, open_app, start_gateway, start_server, wait_until
+from tests.helpers.api import Api, enrol_totp, new_challenge, register, transfer, wrong_code
+from tests.helpers.apps import close_apps, open_app
+from tests.helpers.polling import wait_until
+from tests.helpers.settings import API_KEY, settings_for_tests
+from tests.helpers.stores import redis_binary
+from tests.helpers.traffic import Traffic
+from tests.topology import Topology, start_gateway, start_server
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.topology]
 

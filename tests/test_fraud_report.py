@@ -14,18 +14,9 @@ from typing import Any
 import pytest
 
 from authgw.app import create_app
-from tests.calling import PHONE, Phone, gather_of, new_sid, of_type, race, spoken, twiml, verbs
-from tests.conftest import (
-    Api,
-    Clock,
-    assert_problem,
-    enrol_totp,
-    new_challenge,
-    register,
-    settings_for_tests,
-    totp_code,
-    transfer,
-)
+from tests.helpers.api import Api, assert_problem, enrol_totp, new_challenge, register, totp_code, transfer
+from tests.helpers.phone import PHONE, Phone, gather_of, new_sid, of_type, race, spoken, twiml, verbs
+from tests.helpers.settings import Clock, settings_for_tests
 
 BANK = "0120-123-456"
 BANK_READ = "ぜろ、いち、に、ぜろ、の、いち、に、さん、の、よん、ご、ろく"

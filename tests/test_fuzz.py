@@ -37,15 +37,9 @@ from schemathesis.specs.openapi import checks as oa_checks
 from twilio.request_validator import RequestValidator
 
 from authgw.openapi import openapi_document
-from tests.conftest import (
-    API_KEY,
-    CALLBACK_NUMBERS,
-    PUBLIC_URL,
-    TRANSFER_PAYEE,
-    TWILIO_TOKEN,
-    redis_binary,
-    settings_for_tests,
-)
+from tests.helpers.api import TRANSFER_PAYEE
+from tests.helpers.settings import API_KEY, CALLBACK_NUMBERS, PUBLIC_URL, TWILIO_TOKEN, settings_for_tests
+from tests.helpers.stores import redis_binary
 from tests.topology import Gateway, Topology, start_gateway, start_server
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.topology]

@@ -17,7 +17,8 @@ import pytest
 from authgw.challenges.lifecycle import IDEMPOTENCY_LEASE_SECONDS
 from authgw.challenges.models import parse_challenge
 from authgw.errors import StoreUnavailable
-from tests.conftest import Api, assert_problem, register, transfer
+from tests.helpers.api import Api, assert_problem, register, transfer
+from tests.helpers.stores import every_key
 
 
 def create(api: Api, body: dict[str, Any], key: str = "order-1") -> Any:
@@ -30,11 +31,7 @@ def created(api: Api, customer_id: str = "cust-001") -> int:
 
 
 def claims(store: Any) -> list[str]:
-    if hasattr(store, "get_primaries"):
-        keys = store.keys("*", target_nodes=store.PRIMARIES)
-    else:
-        keys = store.keys("*")
-    return [k for k in keys if k.endswith(":claim")]
+    return [k for k in every_key(store) if k.endswith(":claim")]
 
 
 def test_a_refused_creation_frees_its_key_for_the_corrected_request(api, store):

@@ -14,19 +14,18 @@ from typing import Any
 import pytest
 
 from authgw.app import create_app
-from tests.calling import PHONE, Phone, events, of_type, race, twiml, verbs
-from tests.conftest import (
+from tests.helpers.api import (
     Api,
-    Clock,
     assert_problem,
     enrol_totp,
     new_challenge,
     register,
-    settings_for_tests,
     totp_code,
     transfer,
     wrong_code,
 )
+from tests.helpers.phone import PHONE, Phone, events, of_type, race, twiml, verbs
+from tests.helpers.settings import Clock, settings_for_tests
 
 
 def make_api(store: Any, clock: Clock, **settings: Any) -> Api:

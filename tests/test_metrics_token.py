@@ -14,19 +14,8 @@ from twilio.request_validator import RequestValidator
 from authgw.app import create_app
 from authgw.errors import ConfigError
 from authgw.settings import load_settings
-from tests.conftest import (
-    API_KEY,
-    PUBLIC_URL,
-    TWILIO_TOKEN,
-    Api,
-    assert_problem,
-    enrol_totp,
-    register,
-    settings_for_tests,
-    totp_code,
-    transfer,
-    wrong_code,
-)
+from tests.helpers.api import Api, assert_problem, enrol_totp, register, totp_code, transfer, wrong_code
+from tests.helpers.settings import API_KEY, PUBLIC_URL, TWILIO_TOKEN, settings_for_tests
 
 METRICS_TOKEN = "scrape-token-for-prometheus-0001"
 

@@ -16,20 +16,17 @@ from typing import Any
 import pytest
 from twilio.request_validator import RequestValidator
 
-from tests.conftest import (
-    CALLBACK_NUMBERS,
-    PUBLIC_URL,
-    TWILIO_TOKEN,
+from tests.helpers.api import (
     Api,
     assert_problem,
     enrol_totp,
     new_challenge,
     register,
-    settings_for_tests,
     totp_code,
     transfer,
     wrong_code,
 )
+from tests.helpers.settings import CALLBACK_NUMBERS, PUBLIC_URL, TWILIO_TOKEN, settings_for_tests
 
 PHONE = "+819012345678"  # the victim's registered phone (conftest's register default)
 LINE_1, LINE_2, LINE_3 = CALLBACK_NUMBERS

@@ -12,18 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from authgw.logs import JsonFormatter, mask_phone, scrub
 from authgw.openapi import openapi_document
-from tests.conftest import (
-    API_KEY,
-    Api,
-    enrol_totp,
-    new_challenge,
-    redis_binary,
-    register,
-    settings_for_tests,
-    totp_code,
-    wrong_code,
-)
-from tests.topology import close_apps, open_app
+from tests.helpers.api import Api, enrol_totp, new_challenge, register, totp_code, wrong_code
+from tests.helpers.apps import close_apps, open_app
+from tests.helpers.settings import API_KEY, settings_for_tests
+from tests.helpers.stores import redis_binary
 
 
 @pytest.fixture(autouse=True)
@@ -49,9 +41,9 @@ def test_healthz_and_readyz(app: Any) -> None:
 
 
 def test_readyz_is_503_when_the_store_is_gone() -> None:
-    from authgw.embedded import free_port
+    from tests.helpers.ports import free_ports
 
-    app = open_app(settings_for_tests(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout=0.2))
+    app = open_app(settings_for_tests(redis_url=f"redis://127.0.0.1:{free_ports(1)[0]}/0", redis_timeout=0.2))
     client = app.test_client()
     assert client.get("/healthz").status_code == 200
     rv = client.get("/readyz")

@@ -22,17 +22,8 @@ from twilio.request_validator import RequestValidator
 from authgw.app import create_app
 from authgw.keys import Keys
 from authgw.webhooks.speech import Voice
-from tests.conftest import (
-    CALLBACK_NUMBERS,
-    PUBLIC_URL,
-    TWILIO_TOKEN,
-    Api,
-    assert_problem,
-    field_errors,
-    register,
-    settings_for_tests,
-    transfer,
-)
+from tests.helpers.api import Api, assert_problem, field_errors, register, transfer
+from tests.helpers.settings import CALLBACK_NUMBERS, PUBLIC_URL, TWILIO_TOKEN, settings_for_tests
 
 FAKE_ONLY = pytest.mark.parametrize("store", ["fake"], indirect=True)
 

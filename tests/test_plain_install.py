@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import http, redis_binary
-from tests.serving import serving
+from tests.helpers.serving import http, serving
+from tests.helpers.stores import redis_binary
 
 pytestmark = pytest.mark.topology
 

@@ -13,17 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import (
-    CALLBACK_NUMBERS,
-    Api,
-    enrol_totp,
-    new_challenge,
-    register,
-    settings_for_tests,
-    totp_code,
-    transfer,
-    wrong_code,
-)
+from tests.helpers.api import Api, enrol_totp, new_challenge, register, totp_code, transfer, wrong_code
+from tests.helpers.settings import CALLBACK_NUMBERS, settings_for_tests
 
 pytestmark = pytest.mark.real_redis
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from authgw import ratelimit
-from tests.conftest import assert_problem, new_challenge, register
+from tests.helpers.api import assert_problem, new_challenge, register
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_callers_are_limited_through_the_module_api(app: Any) -> None:
 
 def test_a_zero_limit_turns_the_limit_off(app: Any, store: Any) -> None:
     from authgw.app import create_app
-    from tests.conftest import settings_for_tests
+    from tests.helpers.settings import settings_for_tests
 
     quiet = create_app({**settings_for_tests(rate_limit_caller=0), "redis_client": store})
     with quiet.app_context():
@@ -74,7 +74,7 @@ def test_a_zero_limit_turns_the_limit_off(app: Any, store: Any) -> None:
 def test_a_totp_check_over_the_limit_is_refused_before_it_is_judged(api: Any, clock: Any) -> None:
     # The check's counters travel with its first read (the sealed secret); the judgement,
     # which counts a wrong code, runs only once they have been judged.
-    from tests.conftest import enrol_totp, wrong_code
+    from tests.helpers.api import enrol_totp, wrong_code
 
     register(api, "cust-001")  # 1
     secret = enrol_totp(api, clock)  # 2, 3: enrol, confirm

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from authgw.keys import customer_tag
-from tests.conftest import assert_problem, new_challenge, register
+from tests.helpers.api import assert_problem, new_challenge, register
 
 LIMIT = 4
 

@@ -15,8 +15,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from authgw.app import create_app
-from authgw.embedded import EmbeddedStore, free_port, start_redis_server
-from tests.conftest import real_client, redis_binary, settings_for_tests
+from authgw.embedded import EmbeddedStore, start_redis_server
+from tests.helpers.ports import free_ports
+from tests.helpers.settings import settings_for_tests
+from tests.helpers.stores import real_client, redis_binary
 
 pytestmark = pytest.mark.real_redis
 
@@ -85,7 +87,7 @@ def test_out_of_memory_is_not_ready(server, admin):
 def test_a_read_only_replica_is_not_ready(server, admin):
     app = gateway(server)
     ready(app)
-    admin.replicaof("127.0.0.1", free_port())  # a primary that is not there: still read-only
+    admin.replicaof("127.0.0.1", free_ports(1)[0])  # a primary that is not there: still read-only
     try:
         not_ready(app, "read_only_replica")
     finally:

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import http
-from tests.serving import serving
+from tests.helpers.serving import http, serving
 
 pytestmark = pytest.mark.topology
 

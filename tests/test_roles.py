@@ -17,18 +17,8 @@ import pytest
 
 from authgw import cli
 from authgw.challenges.customers import render_event
-from tests.conftest import (
-    API_KEY,
-    OTHER_KEY,
-    Api,
-    assert_problem,
-    enrol_totp,
-    new_challenge,
-    register,
-    settings_for_tests,
-    totp_code,
-    wrong_code,
-)
+from tests.helpers.api import Api, assert_problem, enrol_totp, new_challenge, register, totp_code, wrong_code
+from tests.helpers.settings import API_KEY, OTHER_KEY, settings_for_tests
 
 MONITOR_KEY = "monitor-test-key-00001"  # a leaked key of some other integration: corebank
 KEYS = f"corebank={API_KEY},ops={OTHER_KEY},monitor={MONITOR_KEY}"

@@ -13,15 +13,9 @@ import pytest
 import redis
 
 from authgw.app import create_app
-from tests.conftest import Api, enrol_totp, register, settings_for_tests, totp_code, transfer
-
-
-class CountingConnection(redis.Connection):
-    sent = 0
-
-    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        CountingConnection.sent += 1
-        super().send_packed_command(command, check_health)
+from tests.helpers.api import Api, enrol_totp, register, totp_code, transfer
+from tests.helpers.settings import settings_for_tests
+from tests.helpers.stores import CountingConnection
 
 
 def gateway(url: str, clock: Any, **settings: Any) -> tuple[Api, Callable[[Callable[[], Any]], int]]:

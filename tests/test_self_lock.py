@@ -13,18 +13,9 @@ import pytest
 
 from authgw.errors import ConfigError
 from authgw.settings import load_settings
-from tests.calling import PHONE, Phone, events, gather_of, new_sid, of_type, spoken, twiml, verbs
-from tests.conftest import (
-    CALLBACK_NUMBERS,
-    Clock,
-    assert_problem,
-    enrol_totp,
-    new_challenge,
-    register,
-    settings_for_tests,
-    totp_code,
-    transfer,
-)
+from tests.helpers.api import assert_problem, enrol_totp, new_challenge, register, totp_code, transfer
+from tests.helpers.phone import PHONE, Phone, events, gather_of, new_sid, of_type, spoken, twiml, verbs
+from tests.helpers.settings import CALLBACK_NUMBERS, Clock, settings_for_tests
 
 LOCK_LINE = "+815030000009"
 BANK = "03-1234-5678"

@@ -15,16 +15,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import API_KEY, Api, redis_binary, settings_for_tests
-from tests.topology import (
-    Topology,
-    Traffic,
-    close_apps,
-    current_primary_port,
-    open_app,
-    start_sentinel_set,
-    wait_until,
-)
+from tests.helpers.api import Api
+from tests.helpers.apps import close_apps, open_app
+from tests.helpers.polling import wait_until
+from tests.helpers.settings import API_KEY, settings_for_tests
+from tests.helpers.stores import redis_binary
+from tests.helpers.traffic import Traffic
+from tests.topology import Topology, current_primary_port, start_sentinel_set
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.topology]
 

@@ -14,13 +14,13 @@ from contextlib import contextmanager
 import pyotp
 import pytest
 
-from authgw.embedded import free_port
-from tests.conftest import API_KEY, OTHER_KEY, SECRET_KEY, TWILIO_TOKEN, http
+from tests.helpers.ports import free_ports
+from tests.helpers.serving import http, wait_ready
+from tests.helpers.settings import API_KEY, OTHER_KEY, SECRET_KEY, TWILIO_TOKEN
 
 pytestmark = pytest.mark.real_redis
 
 SERVE = [sys.executable, "-m", "authgw.cli", "serve", "--host", "127.0.0.1"]
-START_TIMEOUT = 60.0
 
 
 def base_env(**overrides: str) -> dict[str, str]:
@@ -42,7 +42,7 @@ def base_env(**overrides: str) -> dict[str, str]:
 @contextmanager
 def serving(env: dict[str, str], *extra: str, workers: int = 1) -> Iterator[tuple[str, str]]:
     """Start ``authgw serve``, wait until /readyz answers 200; yields (base URL, log so far)."""
-    port = free_port()
+    (port,) = free_ports(1)
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
             [*SERVE, "--port", str(port), "--workers", str(workers), *extra],
@@ -57,16 +57,7 @@ def serving(env: dict[str, str], *extra: str, workers: int = 1) -> Iterator[tupl
             return log.read().decode("utf-8", "replace")
 
         try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while True:
-                assert process.poll() is None, f"authgw serve exited early:\n{output()}"
-                try:
-                    if http("GET", f"{base}/readyz", key=None)[0] == 200:
-                        break
-                except OSError:
-                    pass
-                assert time.monotonic() < deadline, f"authgw serve never became ready:\n{output()}"
-                time.sleep(0.1)  # polling for start-up, not measuring time
+            wait_ready(base, process, output)
             yield base, output()
         finally:
             process.send_signal(signal.SIGTERM)
@@ -191,7 +182,7 @@ def test_serve_dev_fills_missing_secrets_and_says_so(redis_server):
 
 def run_serve(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*SERVE, "--port", str(free_port()), *extra], env=env, capture_output=True, text=True, timeout=60
+        [*SERVE, "--port", str(free_ports(1)[0]), *extra], env=env, capture_output=True, text=True, timeout=60
     )
 
 

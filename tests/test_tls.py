@@ -18,8 +18,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import API_KEY, Api, redis_binary, settings_for_tests
-from tests.topology import close_apps, free_ports, open_app, wait_until
+from tests.helpers.api import Api
+from tests.helpers.apps import close_apps, open_app
+from tests.helpers.polling import wait_until
+from tests.helpers.ports import free_ports
+from tests.helpers.settings import API_KEY, settings_for_tests
+from tests.helpers.stores import redis_binary
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.topology]
 

@@ -15,15 +15,8 @@ import struct
 import pytest
 
 from authgw.challenges.totp import TotpPolicy
-from tests.conftest import (
-    assert_problem,
-    enrol_totp,
-    new_challenge,
-    register,
-    settings_for_tests,
-    totp_code,
-    wrong_code,
-)
+from tests.helpers.api import assert_problem, enrol_totp, new_challenge, register, totp_code, wrong_code
+from tests.helpers.settings import settings_for_tests
 
 # RFC 6238 Appendix B.
 SEEDS = {

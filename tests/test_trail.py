@@ -17,7 +17,8 @@ from twilio.request_validator import RequestValidator
 
 from authgw.errors import ConfigError
 from authgw.settings import load_settings
-from tests.conftest import PUBLIC_URL, TWILIO_TOKEN, new_challenge, register, settings_for_tests
+from tests.helpers.api import new_challenge, register
+from tests.helpers.settings import PUBLIC_URL, TWILIO_TOKEN, settings_for_tests
 
 PHONE = "+819012345678"
 DAY_MS = 86400 * 1000

@@ -21,7 +21,9 @@ from twilio.request_validator import RequestValidator
 from authgw.app import create_app
 from authgw.settings import load_settings
 from authgw.webhooks import simulate
-from tests.conftest import PUBLIC_URL, Api, assert_problem, new_challenge, register, settings_for_tests
+from tests.helpers.api import Api, assert_problem, new_challenge, register
+from tests.helpers.settings import PUBLIC_URL, settings_for_tests
+from tests.helpers.stores import every_key
 
 NEW_TOKEN = "new-twilio-auth-token-0000000002"
 OLD_TOKEN = "old-twilio-auth-token-0000000001"
@@ -42,12 +44,8 @@ def api_of(rotating_app: Any) -> Any:
 
 def snapshot(client: Any) -> dict[str, Any]:
     """Every key and its value, on every primary of a cluster too."""
-    if hasattr(client, "get_primaries"):
-        names = client.keys("*", target_nodes=client.PRIMARIES)
-    else:
-        names = client.keys("*")
     state: dict[str, Any] = {}
-    for key in names:
+    for key in every_key(client):
         kind = client.type(key)
         if kind == "hash":
             state[key] = client.hgetall(key)

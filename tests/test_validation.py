@@ -17,18 +17,9 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from authgw.app import create_app
-from tests.conftest import (
-    API_KEY,
-    OTHER_KEY,
-    Api,
-    Clock,
-    assert_problem,
-    every_key,
-    field_errors,
-    register,
-    settings_for_tests,
-    transfer,
-)
+from tests.helpers.api import Api, assert_problem, field_errors, register, transfer
+from tests.helpers.settings import API_KEY, OTHER_KEY, Clock, settings_for_tests
+from tests.helpers.stores import every_key
 
 # Refusals made before the store is touched are judged on fakeredis alone; the tests that
 # check a refusal leaves a real store (and a Cluster) untouched run on every store.

@@ -14,8 +14,12 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from authgw.app import create_app
-from tests.conftest import PUBLIC_URL, TWILIO_TOKEN, assert_problem, every_key, new_challenge, register
-from tests.test_webhooks_calls import LINE_1, PHONE, Phone, new_sid, twiml, verbs
+from tests.helpers.api import assert_problem, new_challenge, register
+from tests.helpers.calls import LINE_1, PHONE, Phone
+from tests.helpers.phone import twiml, verbs
+from tests.helpers.settings import PUBLIC_URL, TWILIO_TOKEN
+from tests.helpers.stores import every_key
+from tests.helpers.webhooks import new_sid
 
 VECTOR_TOKEN = "12345"
 VECTOR_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"

@@ -11,23 +11,22 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from authgw.embedded import EmbeddedStore, free_port
-from tests.conftest import API_KEY, SECRET_KEY, TRANSFER_PAYEE, TWILIO_TOKEN, http
+from authgw.embedded import EmbeddedStore
+from tests.helpers.api import TRANSFER_PAYEE
+from tests.helpers.ports import free_ports
+from tests.helpers.serving import http, wait_ready
+from tests.helpers.settings import API_KEY, SECRET_KEY, TWILIO_TOKEN
 
 pytestmark = pytest.mark.real_redis
 
 PUBLIC = "https://gw.example.jp"
 NUMBERS = "050-3000-0001,050-3000-0002"
 LOCK_LINE = "050-3000-0009"
-START_TIMEOUT = 60.0
 DATABASES = {"reject": 11, "confirm": 12, "code": 13}
 
 
@@ -91,7 +90,7 @@ def gateway(request: pytest.FixtureRequest, redis_server: EmbeddedStore) -> Iter
     mode = str(request.param)
     redis_url = redis_server.url.rsplit("/", 1)[0] + f"/{DATABASES[mode]}"
     env = gateway_env(mode, redis_url)
-    port = free_port()
+    (port,) = free_ports(1)
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
@@ -112,19 +111,12 @@ def gateway(request: pytest.FixtureRequest, redis_server: EmbeddedStore) -> Iter
             stderr=subprocess.STDOUT,
         )
         try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while True:
-                if process.poll() is not None:
-                    log.seek(0)
-                    pytest.fail(f"authgw serve exited:\n{log.read().decode('utf-8', 'replace')}")
-                try:
-                    with urllib.request.urlopen(f"{base}/readyz", timeout=1) as rv:
-                        if rv.status == 200:
-                            break
-                except OSError:
-                    pass
-                assert time.monotonic() < deadline, "authgw serve did not become ready"
-                time.sleep(0.1)  # waiting for a process to start, not for time to pass
+
+            def output() -> str:
+                log.seek(0)
+                return log.read().decode("utf-8", "replace")
+
+            wait_ready(base, process, output)
             yield Gateway(mode, base, env)
         finally:
             process.terminate()
@@ -229,7 +221,7 @@ def test_unreachable_gateway_exits_non_zero(gateway):
             "authgw.cli",
             "simulate-call",
             "--url",
-            f"http://127.0.0.1:{free_port()}",
+            f"http://127.0.0.1:{free_ports(1)[0]}",
             "--from",
             "090-1234-5678",
             "--to",

@@ -4,6 +4,8 @@
   ``redis-cli --cluster create``; the URL is ``redis+cluster://:pw@host:port,host:port,...``.
 - ``start_sentinel_set``: a primary, one replica and three sentinels watching service
   ``authgw``; the URL is ``redis+sentinel://:pw@host:port,host:port,host:port/authgw``.
+- ``start_server``: one redis-server that can be killed and started again on the same port.
+- ``start_gateway``: ``authgw serve`` (gunicorn master and workers) on a free port.
 
 Everything binds to 127.0.0.1, lives in a temporary folder and stops with ``stop()``.
 """
@@ -14,33 +16,17 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import redis
 
+from tests.helpers.polling import wait_until
+from tests.helpers.ports import free_ports
+
 BOOT_SECONDS = 20.0
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free loopback ports (held open together so none repeats)."""
-    socks = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            socks.append(sock)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 @dataclass
@@ -389,195 +375,3 @@ def start_gateway(env: dict[str, str], workers: int = 1, threads: int = 4) -> Ga
         gateway.stop()
         raise
     return gateway
-
-
-class Traffic:
-    """Requests in a loop from a thread; records what the gateway acknowledged."""
-
-    def __init__(self, app: Any, prefix: str = "cust", clock: Any = None) -> None:
-        from tests.conftest import API_KEY, Api
-
-        self.api = Api(app.test_client(), API_KEY)
-        self.prefix = prefix
-        # With the app's clock, every third customer also enrols TOTP and has a challenge
-        # verified and consumed: approvals in the traffic too.
-        self.clock = clock
-        self.stop = threading.Event()
-        self.statuses: list[tuple[str, int, str | None]] = []
-        self.customers: dict[str, list[str]] = {}  # acknowledged customers and their phones
-        # challenge id -> the statuses it may have: the acknowledged one, or either side of a
-        # transition whose answer was a 503 (it may have run before the store went away)
-        self.challenges: dict[str, set[str]] = {}
-        self.errors: list[BaseException] = []
-
-    def note(self, what: str, rv: Any) -> bool:
-        body = rv.get_json(silent=True) or {}
-        self.statuses.append((what, rv.status_code, body.get("code")))
-        return bool(200 <= rv.status_code < 300)
-
-    def run(self) -> None:
-        from tests.conftest import transfer
-
-        i = 0
-        try:
-            while not self.stop.is_set() and i < 5000:
-                cid, phone = f"{self.prefix}-{i:04d}", f"+8190{10000000 + i}"
-                i += 1
-                if self.note("put", self.api.put(f"/v1/customers/{cid}", {"phones": [phone]})):
-                    self.customers[cid] = [phone]
-                else:
-                    continue
-                if self.clock is not None and i % 3 == 0:
-                    self.approve(cid)
-                    continue
-                rv = self.api.post("/v1/challenges", transfer(cid))
-                if not self.note("create", rv):
-                    continue
-                ch = rv.get_json()["id"]
-                self.challenges[ch] = {"pending"}
-                if i % 2:
-                    cancelled = self.note("cancel", self.api.post(f"/v1/challenges/{ch}/cancel"))
-                    self.challenges[ch] = {"cancelled"} if cancelled else {"pending", "cancelled"}
-                time.sleep(0.005)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            self.errors.append(exc)
-
-    def approve(self, cid: str) -> None:
-        """Enrol TOTP, then a challenge verified with a code and consumed; note what was
-        acknowledged."""
-        from tests.conftest import totp_code, transfer
-
-        rv = self.api.post(f"/v1/customers/{cid}/totp")
-        if not self.note("enrol", rv):
-            return
-        secret = rv.get_json()["secret"]
-        if not self.note(
-            "confirm",
-            self.api.post(f"/v1/customers/{cid}/totp/confirm", {"code": totp_code(secret, self.clock())}),
-        ):
-            return
-        self.clock.advance(30)
-        rv = self.api.post("/v1/challenges", transfer(cid, methods=["totp"]))
-        if not self.note("create", rv):
-            return
-        challenge = rv.get_json()
-        ch = challenge["id"]
-        self.challenges[ch] = {"pending"}
-        rv = self.api.post(f"/v1/challenges/{ch}/totp", {"code": totp_code(secret, self.clock())})
-        if not self.note("verify", rv):
-            self.challenges[ch] = {"pending", "verified"}
-            return
-        self.challenges[ch] = {"verified"}
-        rv = self.api.post(
-            f"/v1/challenges/{ch}/consume", {"transaction_digest": challenge["transaction_digest"]}
-        )
-        self.challenges[ch] = {"consumed"} if self.note("consume", rv) else {"verified", "consumed"}
-
-    def successes(self) -> int:
-        return sum(1 for _, status, _ in self.statuses if 200 <= status < 300)
-
-    def check_acknowledged(self, api: Any) -> None:
-        """Everything the gateway acknowledged reads back as it was acknowledged."""
-        for cid, phones in self.customers.items():
-            rv = api.get(f"/v1/customers/{cid}")
-            assert rv.status_code == 200 and rv.get_json()["phones"] == phones, cid
-        for ch, statuses in self.challenges.items():
-            rv = api.get(f"/v1/challenges/{ch}")
-            assert rv.status_code == 200 and rv.get_json()["status"] in statuses, ch
-
-    def fail_closed_only(self) -> None:
-        """Every answer was a success or 503 store_unavailable: no 500, no other refusal."""
-        bad = [
-            (w, s, c)
-            for w, s, c in self.statuses
-            if not (200 <= s < 300 or (s, c) == (503, "store_unavailable"))
-        ]
-        assert not bad, bad[:5]
-
-
-def wait_until(what: str, check: Callable[[], object], seconds: float = 30.0) -> None:
-    """Poll ``check`` until it is true: the suite's one polling helper. A connection refused or
-    reset while polling (a worker not yet bound to its socket, a server still starting) counts
-    as "not yet", not as a failure; the last such error is named if time runs out."""
-    deadline = time.monotonic() + seconds
-    last_error: Exception | None = None
-    while True:
-        try:
-            if check():
-                return
-        except (OSError, redis.exceptions.RedisError) as exc:  # urllib's URLError is an OSError
-            last_error = exc
-        if time.monotonic() > deadline:
-            because = f" (last: {type(last_error).__name__}: {last_error})" if last_error else ""
-            raise AssertionError(f"{what} did not happen within {seconds} s{because}")
-        time.sleep(0.05)
-
-
-def measure_wait_cost(count: int = 1000) -> dict[str, float]:
-    """Median and 99th-percentile milliseconds of one transition (cancel) through the app,
-    on a primary with two replicas, without and with ``redis_wait_replicas=1``, and on one
-    server with ``appendfsync always``."""
-    import statistics
-
-    from authgw.app import create_app
-    from tests.conftest import API_KEY, Api, settings_for_tests, transfer
-
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("no redis-server on the PATH")
-
-    def run(url: str, **settings: Any) -> tuple[float, float]:
-        app = create_app(settings_for_tests(redis_url=url, rate_limit_customer=0, **settings))
-        api = Api(app.test_client(), API_KEY)
-        assert api.put("/v1/customers/m", {"phones": ["090-1234-5678"]}).status_code == 200
-        times = []
-        for i in range(count + 50):  # the first 50 warm up connections and scripts
-            ch = api.post("/v1/challenges", transfer("m", methods=["callback"])).get_json()["id"]
-            started = time.perf_counter()
-            assert api.post(f"/v1/challenges/{ch}/cancel").status_code == 200
-            if i >= 50:
-                times.append((time.perf_counter() - started) * 1000)
-        times.sort()
-        return statistics.median(times), times[int(len(times) * 0.99) - 1]
-
-    figures: dict[str, float] = {}
-    sentinel = start_sentinel_set(binary)
-    try:
-        figures["no_wait_p50"], figures["no_wait_p99"] = run(sentinel.url)
-        figures["wait_1_p50"], figures["wait_1_p99"] = run(sentinel.url, redis_wait_replicas=1)
-    finally:
-        sentinel.stop()
-    aof = start_server(binary, "--appendonly", "yes", "--appendfsync", "always")
-    try:
-        figures["aof_always_p50"], figures["aof_always_p99"] = run(aof.url)
-    finally:
-        aof.stop()
-    return {k: round(v, 3) for k, v in figures.items()}
-
-
-if __name__ == "__main__":
-    import sys
-
-    if sys.argv[1:] == ["wait-cost"]:
-        import json
-
-        print(json.dumps(measure_wait_cost(), indent=1))
-    else:
-        raise SystemExit("usage: python -m tests.topology wait-cost")
-
-
-OPENED: list[Any] = []
-
-
-def open_app(config: dict[str, Any]) -> Any:
-    """``create_app``, remembered so ``close_apps`` can close its store connections."""
-    from authgw.app import create_app
-
-    app = create_app(config)
-    OPENED.append(app)
-    return app
-
-
-def close_apps() -> None:
-    while OPENED:
-        OPENED.pop().extensions["authgw"].store.close()

@@ -1,4 +1,5 @@
-"""Helpers (not fixtures) for tests that play Twilio's part over the signed webhooks."""
+"""Twilio's signed webhooks one request at a time: a call, a status callback, the TwiML verbs
+of the answer, and what the call left on the trail."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from twilio.request_validator import RequestValidator
 
 from authgw.keys import Keys
-from tests.conftest import PUBLIC_URL, TWILIO_TOKEN
+from tests.helpers.settings import PUBLIC_URL, TWILIO_TOKEN
 
 
 def new_sid() -> str:
@@ -53,13 +54,6 @@ def verbs(rv: Any) -> list[str]:
     root = ET.fromstring(rv.get_data())
     assert root.tag == "Response"
     return [child.tag for child in root]
-
-
-def every_key(client: Any) -> set[str]:
-    """Every key in the store, on every primary of a cluster too."""
-    if hasattr(client, "get_primaries"):
-        return set(client.keys("*", target_nodes=client.PRIMARIES))
-    return set(client.keys("*"))
 
 
 def call_events(store: Any, app: Any) -> list[dict[str, str]]:

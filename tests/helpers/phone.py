@@ -1,11 +1,10 @@
-"""Helpers for the lock and fraud-response tests: Twilio's side of a call, TwiML, races.
+"""Twilio's side of whole calls for the lock and fraud-response tests: TwiML, keys, races.
 
 Calls are signed exactly as Twilio signs them, so they go through the same door as Twilio.
 """
 
 from __future__ import annotations
 
-import secrets
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -14,13 +13,11 @@ from typing import Any
 
 from twilio.request_validator import RequestValidator
 
-from tests.conftest import PUBLIC_URL, TWILIO_TOKEN, Api
+from tests.helpers.api import Api
+from tests.helpers.settings import PUBLIC_URL, TWILIO_TOKEN
+from tests.helpers.webhooks import new_sid as new_sid  # one sid maker for every helper
 
 PHONE = "+819012345678"
-
-
-def new_sid() -> str:
-    return "CA" + secrets.token_hex(16)
 
 
 def twiml(rv: Any) -> ET.Element:
