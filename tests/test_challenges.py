@@ -569,7 +569,10 @@ def test_cancel_ends_a_pending_challenge(api, customer, clock):
     assert rv.status_code == 200
     assert rv.get_json()["status"] == "cancelled"
     assert status_of(api, challenge["id"]) == "cancelled"
-    assert events(api)[0]["type"] == "challenge.cancelled"
+    cancelled = events(api)[0]
+    assert cancelled["type"] == "challenge.cancelled"
+    # API.md Additions: challenge.cancelled carries its reason; a client's cancel names it.
+    assert (cancelled["reason"], cancelled["by"]) == ("client", "corebank")
 
 
 def test_cancel_twice_is_not_pending(api, customer):

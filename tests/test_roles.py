@@ -79,8 +79,8 @@ def test_another_key_taking_over_the_factors_leaves_its_name_on_every_change(rol
 
     changed = of_type(api, "customer.phones_changed")
     assert [(e["by"], e["added"], e["removed"]) for e in changed] == [
-        ("corebank", ["+81******5678"], []),
-        ("monitor", ["+81******2222"], ["+81******5678"]),
+        ("corebank", ["+********5678"], []),
+        ("monitor", ["+********2222"], ["+********5678"]),
     ]
     assert [e["by"] for e in of_type(api, "totp.enrolment_started")] == ["corebank", "monitor"]
     assert [e["by"] for e in of_type(api, "totp.enrolled")] == ["corebank", "monitor"]
@@ -152,8 +152,8 @@ def test_phones_changed_is_written_only_when_the_set_changes(roles, api):
     register(api, phones=("090-1234-5678", "070-3333-4444"))
     changed = of_type(api, "customer.phones_changed")
     assert [(e["added"], e["removed"]) for e in changed] == [
-        (["+81******5678", "+81******2222"], []),
-        (["+81******4444"], ["+81******2222"]),
+        (["+********5678", "+********2222"], []),
+        (["+********4444"], ["+********2222"]),
     ]
     for event in changed:
         assert event["by"] == "corebank"
@@ -171,7 +171,7 @@ def test_removing_and_deleting_name_their_author(roles, api, ops, clock):
     last = [e for e in kept if e["type"] in ("totp.removed", "customer.phones_changed")][-2:]
     by = "ops" if roles == "roles_on" else "corebank"
     assert [(e["type"], e["by"]) for e in last] == [("totp.removed", by), ("customer.phones_changed", by)]
-    assert last[1]["removed"] == ["+81******5678"] and last[1]["added"] == []
+    assert last[1]["removed"] == ["+********5678"] and last[1]["added"] == []
 
 
 def trail(api: Api) -> list[dict[str, Any]]:

@@ -26,12 +26,6 @@ local function add_event(events_key, maxlen, at, etype, customer_id, extra)
   redis.call('PEXPIRE', events_key, retention_ms)
 end
 
--- An E.164 number masked but for its country code's first two digits and its last four
--- (`+81******5678`, as the logs mask numbers): what an event may say about a phone.
-local function mask_phone(e164)
-  return string.sub(e164, 1, 3) .. string.rep('*', math.max(#e164 - 7, 0)) .. string.sub(e164, -4)
-end
-
 -- A Lua list as a JSON array (cjson writes an empty table as an object).
 local function json_array(list)
   if #list == 0 then return '[]' end

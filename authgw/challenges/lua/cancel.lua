@@ -13,5 +13,5 @@ local status = settle(ch, open, events, lines, ARGV[3], tonumber(ARGV[1]), id)
 if status ~= 'pending' then return {'challenge_not_pending'} end
 end_challenge(ch, open, lines, id, 'cancelled', ARGV[2], tonumber(ARGV[4]))
 add_event(events, ARGV[3], ARGV[2], 'challenge.cancelled', redis.call('HGET', ch, 'customer_id'),
-          {'challenge_id', id})
+          {'challenge_id', id, 'reason', 'client', 'by', ARGV[5]})
 return {'ok', unpack(redis.call('HGETALL', ch))}

@@ -34,7 +34,7 @@ if (redis.call('HGET', cust, 'totp') or '') ~= '' then
 end
 local removed = {}
 for _, phone in ipairs(cjson.decode(redis.call('HGET', cust, 'phones') or '[]')) do
-  removed[#removed + 1] = mask_phone(phone)
+  removed[#removed + 1] = masked_number(phone)
 end
 if #removed > 0 then
   add_event(events, ARGV[3], ARGV[2], 'customer.phones_changed', customer_id,

@@ -10,6 +10,7 @@
 -- Returns {'ok', customer field, value, ...}, {'customer_not_found'}, or {'retry'} when the
 -- open set is not what the caller read (nothing written).
 local cust, open, events, lines = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+ARGV[1] = clock_ms()  -- the store's now (TIME), not the caller's estimate
 local now_ms, maxlen = tonumber(ARGV[1]), ARGV[2]
 if redis.call('EXISTS', cust) == 0 then return {'customer_not_found'} end
 local ch_keys, ids = {}, {}

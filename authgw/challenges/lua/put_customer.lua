@@ -21,7 +21,7 @@ local function missing_from(list, other)
   local present, out = {}, {}
   for _, phone in ipairs(other) do present[phone] = true end
   for _, phone in ipairs(list) do
-    if not present[phone] then out[#out + 1] = mask_phone(phone) end
+    if not present[phone] then out[#out + 1] = masked_number(phone) end
   end
   return out
 end

@@ -15,6 +15,7 @@
 -- (the customer is gone or no longer has this phone: nothing written), {'retry'} (the open set
 -- is not what the caller read: nothing written).
 local cust, open, events, lines, marker = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+ARGV[1] = clock_ms()  -- the store's now (TIME), not the caller's estimate
 local now_ms, maxlen = tonumber(ARGV[1]), ARGV[2]
 local sid, from, to = ARGV[5], ARGV[6], ARGV[7]
 if redis.call('EXISTS', marker) == 1 then return {'replay'} end
