@@ -67,13 +67,24 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
-@pytest.fixture(scope="module")
-def gateway(redis_server: Any) -> Iterator[str]:
+def serve_dev(redis_server: Any, db: int, **settings: str) -> Any:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGW_")}
     # A database of its own on the suite's server, so no other test's data is touched.
-    env["AUTHGW_REDIS_URL"] = redis_server.url.rsplit("/", 1)[0] + "/7"
+    env["AUTHGW_REDIS_URL"] = redis_server.url.rsplit("/", 1)[0] + f"/{db}"
+    env.update(settings)
     argv = [sys.executable, "-m", "authgw.cli", "serve", "--dev", "--workers", "1"]
-    with serving(argv, env) as (base, _log):
+    return serving(argv, env)
+
+
+@pytest.fixture(scope="module")
+def gateway(redis_server: Any) -> Iterator[str]:
+    with serve_dev(redis_server, 7) as (base, _log):
+        yield base
+
+
+@pytest.fixture(scope="module")
+def confirming_gateway(redis_server: Any) -> Iterator[str]:
+    with serve_dev(redis_server, 8, AUTHGW_CALLBACK_MODE="confirm") as (base, _log):
         yield base
 
 
@@ -178,3 +189,17 @@ def test_demo_transfer_verified_by_a_call_from_the_browser_phone(
     screenshot(page, tmp_path / "demo-ja.png")
     page.set_viewport_size({"width": 390, "height": 844})
     screenshot(page, tmp_path / "demo-phone-width-ja.png")
+
+
+def test_demo_in_confirm_mode_pressing_9_denies_and_locks(page: Any, confirming_gateway: str) -> None:
+    page.goto(f"{confirming_gateway}/demo/")
+    page.click("#send-transfer")
+    page.wait_for_selector("#callback-number:not(:empty)")
+    page.click("#call")
+    page.wait_for_selector("#keys:not(.hidden)")
+    heard = page.text_content("#screen")
+    assert "円" in heard  # the amount, read to the caller in Japanese
+    page.click("#keys button[data-key='9']")
+    page.wait_for_selector("#transfer-status[data-state=denied]")
+    status, customer = http("GET", f"{confirming_gateway}/v1/customers/demo-customer", key=DEV_KEYS["ops"])
+    assert status == 200 and customer["lock"]["reason"] == "fraud_report"

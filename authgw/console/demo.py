@@ -18,6 +18,7 @@ from urllib.parse import urljoin
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError, validate_csrf
+from werkzeug.exceptions import HTTPException
 from wtforms.validators import ValidationError
 
 from authgw.challenges.phones import display
@@ -151,3 +152,8 @@ def call() -> Response | tuple[Response, int]:
     except SimulationError as exc:
         return jsonify({"error": "call_failed", "detail": str(exc)}), 502
     return jsonify({"call_sid": params["CallSid"], **heard(answer)})
+
+
+@bp.errorhandler(400)
+def refused(exc: HTTPException) -> tuple[Response, int]:
+    return jsonify({"error": "csrf_refused", "detail": exc.description}), 400
