@@ -37,6 +37,7 @@ from babel.messages.pofile import read_po
 from flask import Flask, Response, request, session
 from flask_babel import Babel
 
+from authgw.console import stats
 from authgw.settings import Settings
 
 LANGUAGES = ("ja", "en")
@@ -103,6 +104,8 @@ def install(app: Flask, settings: Settings) -> None:
         BABEL_TRANSLATION_DIRECTORIES=compile_translations(),
     )
     Babel(app, locale_selector=language)
+    gateway = app.extensions["authgw"]
+    stats.install(gateway.store, gateway.domain.store_clock.now_ms)
     app.register_blueprint(views.bp)
     if settings.dev:
         from authgw.console import demo
