@@ -53,14 +53,32 @@ def test_a_call_that_verifies_counts(app: Any, api: Api) -> None:
     assert overview(app)["verified"] == 1
 
 
-def test_counts_are_shared_by_every_gateway_host(store: Any, clock: Any, api: Api) -> None:
+def test_counts_are_shared_by_every_gateway_host(app: Any, store: Any, clock: Any, api: Api) -> None:
     register(api)
     web = api.client
     assert sign_in(web, OTHER_KEY).status_code == 302
     base = "/console/customers/cust-001"
     post_form(web, f"{base}/lock", f"{base}/confirm/lock", note="test")
     other_host = create_app({**settings_for_tests(operators="ops"), "redis_client": store, "clock": clock})
+    # Each host sends its counts every few seconds (here by hand): until then only it has them.
+    assert overview(other_host)["locks"] == 0
+    app.extensions["authgw_console_stats"].flush()
     assert overview(other_host)["locks"] == 1
+
+
+def test_a_host_sends_its_counts_by_itself_in_the_background(store: Any, monkeypatch: Any) -> None:
+    from authgw.console import stats
+
+    monkeypatch.setattr(stats, "FLUSH_SECONDS", 0.01)  # the wait is not what is tested
+    served = create_app({**settings_for_tests(operators="ops"), "redis_client": store})
+    counter = served.extensions["authgw_console_stats"]
+    Api(served.test_client(), OTHER_KEY).put("/v1/customers/cust-bg", json={"phones": ["090-1234-5678"]})
+    Api(served.test_client(), OTHER_KEY).post("/v1/customers/cust-bg/lock", json={})
+    flusher = counter._flusher
+    assert flusher is not None  # started by the count, sends after FLUSH_SECONDS
+    flusher.join(30)
+    assert not counter._pending  # sent by the thread, not by the overview below
+    assert counter.overview()["locks"] == 1
 
 
 @pytest.mark.parametrize("settings", [settings_for_tests(operators="ops", callback_mode="confirm")])

@@ -87,8 +87,9 @@ def language() -> str:
     return str(current_app.extensions["authgw"].settings.console_language)
 
 
-def install(app: Flask, settings: Settings) -> None:
-    """Mount the console (and the demo in development mode) on ``app``."""
+def install(app: Flask, settings: Settings, background: bool = True) -> None:
+    """Mount the console (and the demo in development mode) on ``app``; ``background=False``
+    sends the overview's counts only when the overview is read (``stats.Stats``)."""
     from authgw.console import views
 
     # The session cookie's key: derived from the first secret key, for this purpose only.
@@ -105,7 +106,9 @@ def install(app: Flask, settings: Settings) -> None:
     )
     Babel(app, locale_selector=language)
     gateway = app.extensions["authgw"]
-    stats.install(gateway.store, gateway.domain.store_clock.now_ms)
+    app.extensions["authgw_console_stats"] = stats.Stats(
+        gateway.store, gateway.domain.store_clock.now_ms, background
+    )
     app.register_blueprint(views.bp)
     if settings.dev:
         from authgw.console import demo

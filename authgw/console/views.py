@@ -31,7 +31,6 @@ from authgw.challenges.customers import render_event
 from authgw.challenges.models import CUSTOMER_ID_RE
 from authgw.challenges.outcomes import expect_ok
 from authgw.challenges.phones import PhoneError, display, to_e164
-from authgw.console import stats
 from authgw.errors import ApiError
 from authgw.settings import Settings
 
@@ -190,7 +189,7 @@ def home() -> Response | str:
     query = unicodedata.normalize("NFKC", request.args.get("q", "")).strip()
     gw = gateway()
     if not query:
-        counts = stats.overview(gw.store, gw.domain.now().ms)
+        counts = current_app.extensions["authgw_console_stats"].overview()
         return render_template("home.html", query="", matches=None, counts=counts)
     matches: list[str] = []
     e164 = phone_of(query, gw.settings.default_region)
