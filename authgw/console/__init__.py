@@ -100,7 +100,6 @@ def install(app: Flask, settings: Settings, background: bool = True) -> None:
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_SECURE=cookie_is_secure(settings),
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session (15 minutes idle)
-        WTF_CSRF_SSL_STRICT=False,  # SameSite=Strict and the token guard it; no Referer needed
         BABEL_DEFAULT_LOCALE=settings.console_language,
         BABEL_TRANSLATION_DIRECTORIES=compile_translations(),
     )
