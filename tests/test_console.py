@@ -263,3 +263,23 @@ def test_language_setting_sets_the_default(store: Any, clock: Any) -> None:
 
 def test_the_demo_is_only_in_development_mode(web: Any) -> None:
     assert web.get("/demo/").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "dev, public_url, secure",
+    [
+        (True, "http://127.0.0.1:8000", False),
+        (True, "http://localhost:8000", False),
+        (True, "https://gw.example.jp", True),
+        (True, "http://gw.example.jp", True),
+        (False, "http://127.0.0.1:8000", True),
+    ],
+)
+def test_the_cookie_goes_without_secure_only_on_a_dev_loopback(
+    store: Any, clock: Any, dev: bool, public_url: str, secure: bool
+) -> None:
+    settings = settings_for_tests(operators="ops", dev=dev, public_url=public_url)
+    web = create_app({**settings, "redis_client": store, "clock": clock}).test_client()
+    cookie = sign_in(web, OPERATOR_KEY).headers["Set-Cookie"]
+    assert ("Secure" in cookie) is secure
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
