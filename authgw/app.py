@@ -19,7 +19,7 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
-from authgw import logs, ratelimit
+from authgw import console, logs, ratelimit
 from authgw.challenges.api import bp as v1
 from authgw.challenges.customers import Customers
 from authgw.challenges.domain import Domain
@@ -91,6 +91,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(ops)
     app.register_blueprint(webhooks)
     install_metrics(app, store, domain.store_clock)
+    # A test that moves time by hand gets no background thread (the overview sends the counts).
+    console.install(app, settings, background=clock is None)
     logs.install(app)
     _register_errors(app)
     return app

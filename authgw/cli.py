@@ -76,6 +76,7 @@ def _dev_defaults(host: str, port: int) -> list[str]:
         "AUTHGW_PUBLIC_URL": f"http://{shown_host}:{port}",
         "AUTHGW_CALLBACK_NUMBERS": DEV_CALLBACK_NUMBERS,
         "AUTHGW_OPERATORS": DEV_OPERATORS,
+        "AUTHGW_DEV": "1",  # the demo at /demo/
     }
     for name, value in defaults.items():
         if not os.environ.get(name):

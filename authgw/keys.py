@@ -94,3 +94,7 @@ class Keys:
     def call_events(self) -> str:
         """Stream: calls no customer can be told about (withheld, strangers) and call statuses."""
         return f"{self.prefix}:{{calls}}:events"
+
+    def console_stats(self, bucket: str) -> str:
+        """A hash of the console overview's counts for one minute or one day (one slot for all)."""
+        return f"{self.prefix}:{{stats}}:{bucket}"

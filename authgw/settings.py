@@ -91,6 +91,11 @@ class Settings:
     lock_numbers: tuple[str, ...] = ()
     # Readiness: the host's clock may be this far off the store's before /readyz says 503.
     clock_skew_max_seconds: float = 2.0
+    # The operator console (authgw.console): its language until an operator picks one.
+    console_language: str = "ja"
+    # Set by `authgw serve --dev`: serves /demo/ and lets the console's cookie go without
+    # Secure on a loopback public URL.
+    dev: bool = False
 
 
 def _defaults() -> dict[str, Any]:
@@ -325,6 +330,7 @@ def _validate(raw: dict[str, Any]) -> Settings:
         clock_skew_max_seconds=_as_float(
             env_name("clock_skew_max_seconds"), raw["clock_skew_max_seconds"], 0.1, 3600
         ),
+        **_console_settings(raw),
     )
     clients = {key.client for key in settings.api_keys}
     for name in settings.operators:
@@ -376,6 +382,17 @@ def _lock_settings(raw: dict[str, Any], region: str) -> dict[str, Any]:
         "bank_contact_number": contact,
         "lock_numbers": parse_numbers("AUTHGW_LOCK_NUMBERS", str(raw["lock_numbers"]), region),
     }
+
+
+CONSOLE_LANGUAGES = ("ja", "en")
+
+
+def _console_settings(raw: dict[str, Any]) -> dict[str, Any]:
+    """The settings of the operator console and the demo (authgw.console)."""
+    language = str(raw["console_language"]).strip().lower()
+    if language not in CONSOLE_LANGUAGES:
+        raise ConfigError("AUTHGW_CONSOLE_LANGUAGE", f"must be one of {', '.join(CONSOLE_LANGUAGES)}")
+    return {"console_language": language, "dev": _as_bool("AUTHGW_DEV", raw["dev"])}
 
 
 def setting_names() -> list[str]:

@@ -101,11 +101,21 @@ def assert_serves(base: str) -> None:
     assert (status, body["phones"]) == (200, ["+819012345678"])
 
 
+def assert_console_serves(base: str) -> None:
+    """The wheel holds the console's templates, static files and catalogs (compiled at start)."""
+    import urllib.request
+
+    for path, expected in (("/console/sign-in", "サインイン"), ("/console/static/demo.js", "X-CSRFToken")):
+        with urllib.request.urlopen(base + path, timeout=10) as response:
+            assert expected in response.read().decode("utf-8"), path
+
+
 def test_a_plain_install_serves_on_fakeredis_where_no_redis_server_exists(plain_venv):
     # The venv's own bin folder only: no redis-server, so the embedded store is fakeredis's.
     with serving(*dev_serve(plain_venv, str(plain_venv))) as (base, log):
         assert "embedded store (fakeredis)" in log, log
         assert_serves(base)
+        assert_console_serves(base)
 
 
 def test_a_plain_install_serves_on_a_redis_server_on_the_path(plain_venv):

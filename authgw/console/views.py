@@ -1,0 +1,341 @@
+"""The console's pages: sign-in, find a customer, the customer page and its actions."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Callable
+from typing import Any
+
+import phonenumbers
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+from wtforms.validators import ValidationError
+
+from authgw.auth import OPERATOR, authenticate, roles_of
+from authgw.challenges.customers import render_event
+from authgw.challenges.models import CUSTOMER_ID_RE
+from authgw.challenges.outcomes import expect_ok
+from authgw.challenges.phones import PhoneError, display, to_e164
+from authgw.errors import ApiError
+from authgw.settings import Settings
+
+bp = Blueprint(
+    "console", __name__, url_prefix="/console", template_folder="templates", static_folder="static"
+)
+
+IDLE_SECONDS = 15 * 60
+PAGE = 20  # events per page of the trail
+OPEN_SHOWN = 20  # open challenges shown at most
+EVENT_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
+ACTIONS = ("lock", "unlock", "remove_totp")
+NOTE_MAX = 500
+PUBLIC_ENDPOINTS = ("console.sign_in", "console.sign_in_post", "console.language", "console.static")
+
+
+def gateway() -> Any:
+    return current_app.extensions["authgw"]
+
+
+def fingerprint(key_digest: bytes) -> str:
+    """What the session keeps of the key it was opened with (from the key's SHA-256 digest):
+    enough to tell it is still configured, nothing to sign in with."""
+    return hashlib.sha256(b"console:" + key_digest).hexdigest()[:32]
+
+
+def _key_fingerprints(settings: Settings, client: str) -> set[str]:
+    return {fingerprint(key.digest) for key in settings.api_keys if key.client == client}
+
+
+@bp.app_context_processor
+def template_globals() -> dict[str, Any]:
+    from authgw.console import language
+
+    return {
+        "csrf_token": generate_csrf,
+        "lang": language(),
+        "operator": g.get("operator"),
+        "reason_label": reason_label,
+        "totp_label": totp_label,
+    }
+
+
+def reason_label(reason: str) -> str:
+    labels = {
+        "failures": _("Too many wrong codes"),
+        "fraud_report": _("Fraud report (9 on the phone)"),
+        "self_lock": _("The customer's own lock (IB lock)"),
+        "operator": _("An operator"),
+    }
+    return labels.get(reason, reason)
+
+
+def totp_label(state: str) -> str:
+    labels = {"active": _("Enrolled"), "pending": _("Enrolment started"), "none": _("Not enrolled")}
+    return labels.get(state, state)
+
+
+@bp.before_request
+def guard() -> Response | None:
+    """CSRF on every POST; then the session: signed in, an operator, not idle."""
+    if request.method == "POST":
+        try:
+            validate_csrf(request.form.get("csrf_token") or request.headers.get("X-CSRFToken"))
+        except (ValidationError, CSRFError):
+            abort(400, "The form's CSRF token is missing or not valid")
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    settings = gateway().settings
+    client = session.get("client")
+    now = gateway().domain.clock()
+    if not client:
+        return redirect(url_for("console.sign_in"))
+    seen = float(session.get("seen") or 0)
+    still_keyed = session.get("key") in _key_fingerprints(settings, client)
+    if now - seen > IDLE_SECONDS or not still_keyed or OPERATOR not in roles_of(client, settings):
+        lang = session.get("lang")
+        session.clear()
+        if lang:
+            session["lang"] = lang
+        return redirect(url_for("console.sign_in", expired=1))
+    session["seen"] = now
+    g.operator = client
+    return None
+
+
+# -- sign-in, sign-out, language ----------------------------------------------------------
+
+
+@bp.get("/sign-in")
+def sign_in() -> str:
+    return render_template("sign_in.html", expired=bool(request.args.get("expired")), error=None)
+
+
+@bp.post("/sign-in")
+def sign_in_post() -> Response | tuple[str, int]:
+    settings = gateway().settings
+    key = request.form.get("api_key", "").strip()
+    try:
+        client = authenticate(f"Bearer {key}", settings.api_keys)
+    except ApiError:
+        return render_template("sign_in.html", expired=False, error=_("That API key is not valid.")), 401
+    if OPERATOR not in roles_of(client, settings):
+        message = _("This key belongs to a core-banking client; the console is for operators.")
+        return render_template("sign_in.html", expired=False, error=message), 403
+    lang = session.get("lang")
+    session.clear()  # a new session: nothing carried over from before sign-in but the language
+    if lang:
+        session["lang"] = lang
+    session.update(
+        client=client,
+        key=fingerprint(hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()),
+        seen=gateway().domain.clock(),
+    )
+    return redirect(url_for("console.home"))
+
+
+@bp.post("/sign-out")
+def sign_out() -> Response:
+    lang = session.get("lang")
+    session.clear()
+    if lang:
+        session["lang"] = lang
+    return redirect(url_for("console.sign_in"))
+
+
+@bp.post("/language")
+def language() -> Response:
+    from authgw.console import LANGUAGES
+
+    chosen = request.form.get("lang", "")
+    if chosen in LANGUAGES:
+        session["lang"] = chosen
+    target = request.form.get("next", "")
+    # Only a path of the console or the demo: never an open redirect.
+    if not target.startswith(("/console/", "/demo/")):
+        target = url_for("console.home")
+    return redirect(target)
+
+
+# -- find a customer ----------------------------------------------------------------------
+
+
+def phone_of(text: str, region: str) -> str | None:
+    """The E.164 form of a number as a person types it (hyphens, spaces, full-width digits,
+    +81), or None when it is no phone number."""
+    try:
+        number = to_e164(text, region)
+    except PhoneError:
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@bp.get("/")
+def home() -> Response | str:
+    query = unicodedata.normalize("NFKC", request.args.get("q", "")).strip()
+    gw = gateway()
+    if not query:
+        counts = current_app.extensions["authgw_console_stats"].overview()
+        return render_template("home.html", query="", matches=None, counts=counts)
+    matches: list[str] = []
+    e164 = phone_of(query, gw.settings.default_region)
+    if e164:
+        # The phone index is a hint: each customer it names is checked against their record.
+        for customer_id in sorted(gw.store.read_command("smembers", gw.store.keys.phone_index(e164)))[:50]:
+            try:
+                customer = gw.customers.get(customer_id)
+            except ApiError:
+                continue
+            if e164 in customer["phones"]:
+                matches.append(customer_id)
+    if CUSTOMER_ID_RE.fullmatch(query) and query not in matches:
+        try:
+            gw.customers.get(query)
+            matches.append(query)
+        except ApiError:
+            pass
+    if len(matches) == 1:
+        return redirect(url_for("console.customer", customer_id=matches[0]))
+    return render_template("home.html", query=query, matches=matches)
+
+
+# -- the customer page --------------------------------------------------------------------
+
+
+def masked(e164: str) -> str:
+    """The national format with every digit but the last four hidden: ``•••-••••-5678``."""
+    shown = display(e164)
+    digits = sum(c.isdigit() for c in shown)
+    out, seen = [], 0
+    for c in shown:
+        if c.isdigit():
+            seen += 1
+            out.append(c if seen > digits - 4 else "•")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def trail(customer_id: str, before: str | None) -> list[dict[str, Any]]:
+    """A page of the customer's events, newest first, older than ``before`` (an event id)."""
+    gw = gateway()
+    if before is None:
+        return list(gw.customers.events(customer_id, PAGE))
+    keys = gw.store.keys.for_customer(customer_id)
+    entries = gw.store.read_command("xrevrange", keys.events, f"({before}", "-", PAGE)
+    return [render_event(entry_id, fields) for entry_id, fields in entries]
+
+
+def open_challenges(customer_id: str) -> list[dict[str, Any]]:
+    gw = gateway()
+    keys = gw.store.keys.for_customer(customer_id)
+    found = []
+    for challenge_id in gw.store.read_command("zrange", keys.open, 0, OPEN_SHOWN - 1):
+        try:
+            found.append(gw.challenges.get(g.operator, challenge_id))
+        except ApiError:
+            continue  # ended in between, or another client's while roles are off
+    return [c for c in found if c.get("status") in ("pending", "verified")]
+
+
+def known(customer_id: str) -> dict[str, Any]:
+    if not CUSTOMER_ID_RE.fullmatch(customer_id):
+        abort(404)
+    try:
+        return dict(gateway().customers.get(customer_id))
+    except ApiError as exc:
+        if exc.code == "customer_not_found":
+            abort(404)
+        raise
+
+
+def customer_page(customer_id: str, *, reveal: bool = False, notice: str | None = None) -> str:
+    customer = known(customer_id)
+    before = request.args.get("before")
+    if before is not None and not EVENT_ID.fullmatch(before):
+        before = None
+    events = trail(customer_id, before)
+    phones = [{"shown": display(p) if reveal else masked(p)} for p in customer["phones"]]
+    return render_template(
+        "customer.html",
+        customer=customer,
+        phones=phones,
+        revealed=reveal,
+        challenges=open_challenges(customer_id),
+        events=events,
+        before=before,
+        older=events[-1]["id"] if len(events) == PAGE else None,
+        notice=notice,
+    )
+
+
+@bp.get("/customers/<customer_id>")
+def customer(customer_id: str) -> str:
+    return customer_page(customer_id)
+
+
+@bp.post("/customers/<customer_id>/phones")
+def reveal_phones(customer_id: str) -> str:
+    known(customer_id)
+    gw = gateway()
+    keys = gw.store.keys.for_customer(customer_id)
+    record_phones_viewed(keys.customer, keys.events, gw.domain.maxlen, g.operator)
+    return customer_page(customer_id, reveal=True)
+
+
+def record_phones_viewed(customer_key: str, events_key: str, retention_ms: int, by: str) -> None:
+    """The ``phones_viewed`` script: the audit event of an operator seeing full numbers."""
+    expect_ok(gateway().store.run("phones_viewed", [customer_key, events_key], [retention_ms, by]))
+
+
+def _note() -> str:
+    note = request.values.get("note", "").strip()
+    if len(note) > NOTE_MAX:
+        abort(400, f"The note is longer than {NOTE_MAX} characters")
+    return note
+
+
+@bp.get("/customers/<customer_id>/confirm/<action>")
+def confirm(customer_id: str, action: str) -> str:
+    if action not in ACTIONS:
+        abort(404)
+    return render_template("confirm.html", customer=known(customer_id), action=action, note=_note())
+
+
+@bp.post("/customers/<customer_id>/<action>")
+def act(customer_id: str, action: str) -> Response:
+    if action not in ACTIONS:
+        abort(404)
+    known(customer_id)
+    customers = gateway().customers
+    done: dict[str, Callable[[], Any]] = {
+        "lock": lambda: customers.lock(customer_id, g.operator, _note()),
+        "unlock": lambda: customers.unlock(customer_id, g.operator),
+        "remove_totp": lambda: customers.remove_totp(customer_id, g.operator),
+    }
+    done[action]()
+    return redirect(url_for("console.customer", customer_id=customer_id, done=action))
+
+
+@bp.errorhandler(400)
+@bp.errorhandler(404)
+def refused(exc: HTTPException) -> tuple[str, int]:
+    """A refused form (no valid CSRF token, a bad note) or a page that is not there, as a
+    page of the console rather than the API's problem+json."""
+    status = exc.code or 400
+    message = _("The page was not found.") if status == 404 else _("The form was refused. Please try again.")
+    return render_template("error.html", message=message), status

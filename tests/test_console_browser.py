@@ -1,0 +1,205 @@
+"""The console and the demo as a person uses them: a real Chromium (Debian's ``chromium``,
+driven by Playwright) against ``authgw serve --dev`` on a real Redis.
+
+Where no Chromium is found these tests skip with the reason, unless ``CI=true`` or
+``AUTHGW_REQUIRE_REAL_REDIS=1`` (``.ci/run`` installs the package), which makes that a failure.
+Screenshots are refused without a Japanese font (``fc-list :lang=ja``): every character would
+be an empty box.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from authgw.cli import DEV_API_KEYS
+from tests.conftest import http
+from tests.serving import serving
+
+pytestmark = pytest.mark.real_redis
+
+DEV_KEYS = dict(pair.split("=", 1) for pair in DEV_API_KEYS.split(","))
+REQUIRED = os.environ.get("CI") == "true" or os.environ.get("AUTHGW_REQUIRE_REAL_REDIS") == "1"
+TIMEOUT_MS = 15_000
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        reason = "no Chromium found (Debian: apt-get install chromium fonts-noto-cjk)"
+        if REQUIRED:
+            pytest.fail(reason + "; required under CI / AUTHGW_REQUIRE_REAL_REDIS=1")
+        pytest.skip(reason)
+    return path
+
+
+def japanese_font() -> bool:
+    fc_list = shutil.which("fc-list")
+    if fc_list is None:
+        return False
+    out = subprocess.run([fc_list, ":lang=ja"], capture_output=True, text=True, timeout=30).stdout
+    return bool(out.strip())
+
+
+def screenshot(page: Any, path: Path) -> None:
+    """A full-page screenshot, only when Japanese can render."""
+    assert japanese_font(), "no Japanese font (fc-list :lang=ja): install fonts-noto-cjk"
+    page.screenshot(path=str(path), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def serve_dev(redis_server: Any, db: int, **settings: str) -> Any:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGW_")}
+    # A database of its own on the suite's server, so no other test's data is touched.
+    env["AUTHGW_REDIS_URL"] = redis_server.url.rsplit("/", 1)[0] + f"/{db}"
+    env.update(settings)
+    argv = [sys.executable, "-m", "authgw.cli", "serve", "--dev", "--workers", "1"]
+    return serving(argv, env)
+
+
+@pytest.fixture(scope="module")
+def gateway(redis_server: Any) -> Iterator[str]:
+    with serve_dev(redis_server, 7) as (base, _log):
+        yield base
+
+
+@pytest.fixture(scope="module")
+def confirming_gateway(redis_server: Any) -> Iterator[str]:
+    with serve_dev(redis_server, 8, AUTHGW_CALLBACK_MODE="confirm") as (base, _log):
+        yield base
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    # A CSP violation or a script error shows in the console: none is expected. (A refused
+    # page's status, such as the corebank key's 403, is logged too; the tests check those.)
+    page.on(
+        "console",
+        lambda m: (
+            errors.append(m.text)
+            if m.type == "error" and not m.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def sign_in(page: Any, base: str) -> None:
+    page.goto(f"{base}/console/")
+    assert page.url.endswith("/console/sign-in")
+    page.fill("#api_key", DEV_KEYS["ops"])
+    page.click("#sign-in")
+    page.wait_for_url(f"{base}/console/")
+
+
+def test_operator_finds_by_full_width_phone_locks_with_a_note_and_unlocks(
+    page: Any, gateway: str, tmp_path: Path
+) -> None:
+    status, _ = http(
+        "PUT", f"{gateway}/v1/customers/cust-web", {"phones": ["090-5555-0101"]}, key=DEV_KEYS["corebank"]
+    )
+    assert status == 200
+    sign_in(page, gateway)
+    page.fill("#q", "０９０－５５５５－０１０１")
+    page.click("#find")
+    page.wait_for_url(f"{gateway}/console/customers/cust-web")
+    assert page.text_content("#phones") == "•••-••••-0101"
+    screenshot(page, tmp_path / "customer-ja.png")
+
+    page.fill("#note", "お客さまから不審な振込の連絡")
+    page.click("#lock-button")
+    assert "お客さまから不審な振込の連絡" in page.text_content("#confirm-note")
+    status, customer = http("GET", f"{gateway}/v1/customers/cust-web", key=DEV_KEYS["corebank"])
+    assert customer["lock"] is None  # the confirmation page alone changes nothing
+    page.click("#confirm")
+    page.wait_for_selector("#lock-reason")
+    assert page.text_content("#lock-reason") == "オペレーター"
+    assert page.text_content("#lock-by") == "ops"
+    first_event = page.text_content("#events tbody tr")
+    assert "customer.locked" in first_event and "お客さまから不審な振込の連絡" in first_event
+    screenshot(page, tmp_path / "locked-ja.png")
+
+    page.click("#unlock")
+    page.click("#confirm")
+    page.wait_for_selector("#lock-button")
+    assert "customer.unlocked" in page.text_content("#events tbody tr")
+    status, customer = http("GET", f"{gateway}/v1/customers/cust-web", key=DEV_KEYS["corebank"])
+    assert customer["lock"] is None
+
+    page.click("#switch-language")
+    page.wait_for_selector("text=Event trail (newest first)")
+    page.reload()
+    assert page.is_visible("text=Event trail (newest first)")  # remembered
+    page.click("#switch-language")
+    page.wait_for_selector("text=履歴（新しい順）")
+
+
+def test_a_corebank_key_cannot_sign_in(page: Any, gateway: str) -> None:
+    page.goto(f"{gateway}/console/sign-in")
+    page.fill("#api_key", DEV_KEYS["corebank"])
+    page.click("#sign-in")
+    page.wait_for_selector("#error")
+    page.goto(f"{gateway}/console/")
+    assert page.url.endswith("/console/sign-in")
+
+
+def test_demo_transfer_verified_by_a_call_from_the_browser_phone(
+    page: Any, gateway: str, tmp_path: Path
+) -> None:
+    page.goto(f"{gateway}/demo/")
+    page.click("#send-transfer")
+    page.wait_for_selector("#callback-number:not(:empty)")
+    assert page.get_attribute("#transfer-status", "data-state") == "pending"
+
+    # A stranger's phone calls the number: nothing changes.
+    page.select_option("#caller", "stranger")
+    page.click("#call")
+    page.wait_for_selector("#call-ended")
+    assert page.get_attribute("#transfer-status", "data-state") == "pending"
+
+    page.select_option("#caller", "registered")
+    page.click("#call")
+    page.wait_for_selector("#transfer-status[data-state=verified]")
+    screenshot(page, tmp_path / "demo-ja.png")
+    page.set_viewport_size({"width": 390, "height": 844})
+    screenshot(page, tmp_path / "demo-phone-width-ja.png")
+
+
+def test_demo_in_confirm_mode_pressing_9_denies_and_locks(page: Any, confirming_gateway: str) -> None:
+    page.goto(f"{confirming_gateway}/demo/")
+    page.click("#send-transfer")
+    page.wait_for_selector("#callback-number:not(:empty)")
+    page.click("#call")
+    page.wait_for_selector("#keys:not(.hidden)")
+    heard = page.text_content("#screen")
+    assert "円" in heard  # the amount, read to the caller in Japanese
+    page.click("#keys button[data-key='9']")
+    page.wait_for_selector("#transfer-status[data-state=denied]")
+    status, customer = http("GET", f"{confirming_gateway}/v1/customers/demo-customer", key=DEV_KEYS["ops"])
+    assert status == 200 and customer["lock"]["reason"] == "fraud_report"
