@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from authgw.app import create_app
-from tests.conftest import API_KEY, OTHER_KEY, Api, new_challenge, register, settings_for_tests
-from tests.console_helpers import csrf_of, post_form, sign_in
+from tests.helpers.api import Api, new_challenge, register
+from tests.helpers.console import csrf_of, post_form, sign_in
+from tests.helpers.settings import API_KEY, OTHER_KEY, settings_for_tests
 
 OPERATOR_KEY = OTHER_KEY  # the client named ops
 
@@ -219,7 +220,7 @@ def test_forged_lock_form_is_refused(signed_in: Any, api: Api) -> None:
 
 
 def test_unlock_and_remove_totp_are_audited(signed_in: Any, api: Api, clock: Any) -> None:
-    from tests.conftest import enrol_totp
+    from tests.helpers.api import enrol_totp
 
     register(api, "cust-001")
     enrol_totp(api, clock)

@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 
 from authgw.cli import DEV_API_KEYS
-from tests.conftest import http
-from tests.serving import serving
+from tests.helpers.serving import http, serving
 
 pytestmark = pytest.mark.real_redis
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import settings_for_tests
+from tests.helpers.settings import settings_for_tests
 
 
 @pytest.fixture

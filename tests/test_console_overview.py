@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from authgw.app import create_app
-from tests.calling import Phone, gather_of, new_sid, twiml
-from tests.conftest import OTHER_KEY, Api, enrol_totp, new_challenge, register, settings_for_tests, totp_code
-from tests.console_helpers import post_form, sign_in
+from tests.helpers.api import Api, enrol_totp, new_challenge, register, totp_code
+from tests.helpers.console import post_form, sign_in
+from tests.helpers.phone import Phone, gather_of, new_sid, twiml
+from tests.helpers.settings import OTHER_KEY, settings_for_tests
 
 
 @pytest.fixture
