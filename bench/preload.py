@@ -391,7 +391,8 @@ def _background_part(job: tuple[str, Settings, str, int, int, int]) -> int:
         retention_ms = s.record_retention_seconds * 1000
         pool = json.dumps(list(s.callback_numbers))
         for first in range(start, start + count, 1000):
-            now_ms, now_iso = loader._now()
+            now = loader._now()
+            now_ms, now_iso = now.ms, now.iso
             expires_ms = now_ms + ttl * 1000
             expires_iso = rfc3339(expires_ms)
             doc = document(request, payee, "\x00", s.challenge_attempts, s.callback_mode)
