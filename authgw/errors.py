@@ -3,9 +3,14 @@
     AuthgwError                      base; carries the contract's ``code`` and HTTP ``status``
     ├── ConfigError                  a bad or missing setting; the gateway does not start
     ├── StoreUnavailable             Redis cannot be reached or answered wrongly (503, fail closed)
+    │   └── StoreNotDurable          the write ran but too few replicas confirmed it (``WAIT``)
+    ├── PhoneError                   why a number cannot be registered (also a ``ValueError``);
+    │                                caught by the domain and reported as ``InvalidPhone``
+    ├── SimulationError              ``authgw simulate-call``: the gateway did not answer 2xx
     └── ApiError                     a refusal the client can act on (4xx)
         ├── ValidationFailed         422 validation_error, with field errors
         ├── InvalidPhone             422 invalid_phone
+        ├── RateLimited              429 rate_limited, with ``retry_after`` seconds
         └── (plain ApiError)         any other contract code, built with ``ApiError(code)``
 
 A refusal is a value at the domain level (``Outcome`` codes from the Lua scripts) and becomes
@@ -67,6 +72,18 @@ class StoreUnavailable(AuthgwError):
     code = "store_unavailable"
 
 
+class StoreNotDurable(StoreUnavailable):
+    """A transition ran on the primary but too few replicas confirmed it in time (``WAIT``)."""
+
+
+class PhoneError(AuthgwError, ValueError):
+    """Why a number cannot be registered, in words fit for a problem's field message."""
+
+
+class SimulationError(AuthgwError):
+    """The gateway could not be reached or did not answer 2xx."""
+
+
 class ApiError(AuthgwError):
     """A refusal with a contract code, an optional detail, field errors and extra members."""
 
@@ -94,6 +111,15 @@ class ValidationFailed(ApiError):
 class InvalidPhone(ApiError):
     def __init__(self, errors: list[dict[str, str]]) -> None:
         super().__init__("invalid_phone", "A phone number is not valid", errors)
+
+
+class RateLimited(ApiError):
+    """429 ``rate_limited``; ``retry_after`` is whole seconds until the window ends."""
+
+    def __init__(self, kind: str, retry_after: int) -> None:
+        super().__init__("rate_limited", f"Too many requests for this {kind}; retry later")
+        self.kind = kind
+        self.retry_after = retry_after
 
 
 def problem(

@@ -9,28 +9,12 @@ their own; they are hints that a transition script re-checks.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import re
-import secrets
 from dataclasses import dataclass
 
-CHALLENGE_ID = re.compile(r"^ch_([0-9a-f]{16})([a-z2-7]{26})$")
+# The identifier rules live in authgw.identifiers; imported from here too.
+from authgw.identifiers import CHALLENGE_ID, customer_tag, new_challenge_id, tag_of_challenge
 
-
-def customer_tag(customer_id: str) -> str:
-    return hashlib.sha256(customer_id.encode("utf-8")).hexdigest()[:16]
-
-
-def new_challenge_id(customer_id: str) -> str:
-    """``ch_`` + the customer's tag + 130 random bits in base32."""
-    random_part = base64.b32encode(secrets.token_bytes(17)).decode("ascii").lower().rstrip("=")
-    return f"ch_{customer_tag(customer_id)}{random_part[:26]}"
-
-
-def tag_of_challenge(challenge_id: str) -> str | None:
-    match = CHALLENGE_ID.match(challenge_id)
-    return match.group(1) if match else None
+__all__ = ["CHALLENGE_ID", "CustomerKeys", "Keys", "customer_tag", "new_challenge_id", "tag_of_challenge"]
 
 
 @dataclass(frozen=True)

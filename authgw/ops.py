@@ -22,6 +22,7 @@ from authgw.auth import authenticate
 from authgw.errors import ApiError, StoreUnavailable, problem
 from authgw.http import PROBLEM_TYPE, as_json
 from authgw.openapi import openapi_document
+from authgw.scripts import answered
 from authgw.store import Store, StoreClock
 
 bp = Blueprint("ops", __name__)
@@ -129,11 +130,11 @@ class Metrics:
 
     def observe_script(self, name: str, result: Any) -> None:
         """Count one script answer; its first item is its status (``ok`` or a code)."""
-        if not isinstance(result, list) or not result or not isinstance(result[0], str):
+        answer = answered(result)
+        if answer is None:
             return  # not a transition's answer (e.g. a counter)
-        status = result[0]
-        self.transitions.labels(name, status).inc()
-        if status == "invalid_code" and len(result) > 2 and str(result[2]) == "1":
+        self.transitions.labels(name, answer.status).inc()
+        if answer.locked:
             self.lockouts.inc()
 
 

@@ -38,35 +38,18 @@ from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, g, request
 
-from authgw.challenges.models import CUSTOMER_ID_RE
-from authgw.errors import ApiError
+from authgw import scripts
+from authgw.errors import RateLimited
 from authgw.http import problem_response
-from authgw.keys import customer_tag, tag_of_challenge
+from authgw.identifiers import customer_tag, is_customer_id, tag_of_challenge
 from authgw.settings import Settings
-from authgw.store import Store
+from authgw.store import Store, read_lua
 
 KINDS = ("client", "customer", "caller")
 
-# KEYS[1] the counter. ARGV[1] the window in ms.
-# Returns {count in this window, ms until the window ends}.
-SCRIPT = """
-local count = redis.call('INCR', KEYS[1])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  ttl = tonumber(ARGV[1])
-end
-return {count, ttl}
-"""
-
-
-class RateLimited(ApiError):
-    """429 ``rate_limited``; ``retry_after`` is whole seconds until the window ends."""
-
-    def __init__(self, kind: str, retry_after: int) -> None:
-        super().__init__("rate_limited", f"Too many requests for this {kind}; retry later")
-        self.kind = kind
-        self.retry_after = retry_after
+# The counter script as it is in its file (``lua/rate_limit.lua``); the store registers it
+# with every other script.
+SCRIPT = read_lua("rate_limit.lua")
 
 
 @dataclass(frozen=True)
@@ -84,7 +67,6 @@ class RateLimiter:
             "customer": settings.rate_limit_customer,
             "caller": settings.rate_limit_caller,
         }
-        store.add_script("rate_limit", SCRIPT)
 
     def check(self, kind: str, identity: str) -> Decision:
         """Count one request of ``identity``; whether it is within the limit of ``kind``."""
@@ -98,49 +80,56 @@ class RateLimiter:
                 raise ValueError(f"unknown rate limit kind {kind!r}")
             if self.limits[kind]:
                 digest = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-                calls.append(([self.store.keys.rate_limit(kind, digest)], [self.window_ms]))
+                calls.append(
+                    scripts.rate_limit_call(
+                        self.store.keys.rate_limit(kind, digest), window_ms=self.window_ms
+                    )
+                )
         return calls
 
-    def _decide(self, requests: list[tuple[str, str]], answers: list[Any]) -> list[tuple[str, Decision]]:
-        """Decisions from the counter script's answers (one per kind whose limit is on)."""
+    def _decide(
+        self, requests: list[tuple[str, str]], answers: list[scripts.Count]
+    ) -> list[tuple[str, Decision]]:
+        """Decisions from the counters (one per kind whose limit is on)."""
         counts = iter(answers)
         decisions = []
         for kind, _identity in requests:
             if not self.limits[kind]:
                 decisions.append((kind, Decision(True, 0)))
                 continue
-            count, ttl = next(counts)
-            if int(count) <= self.limits[kind]:
+            counted = next(counts)
+            if counted.count <= self.limits[kind]:
                 decisions.append((kind, Decision(True, 0)))
             else:
-                decisions.append((kind, Decision(False, max(1, math.ceil(int(ttl) / 1000)))))
+                decisions.append((kind, Decision(False, max(1, math.ceil(counted.ttl_ms / 1000)))))
         return decisions
 
     def check_all(self, requests: list[tuple[str, str]]) -> list[tuple[str, Decision]]:
         """Count one request against each (kind, identity), all in one round trip."""
         calls = self._calls(requests)
-        return self._decide(requests, self.store.run_many("rate_limit", calls) if calls else [])
+        return self._decide(requests, scripts.rate_limit_many(self.store, calls) if calls else [])
 
-    def check_and_read(self, kind: str, identity: str, command: str, *args: Any) -> tuple[Decision, Any]:
-        """``check``, and one read command of the store in the same round trip."""
+    def check_and_read(self, kind: str, identity: str, read: Callable[[], T]) -> tuple[Decision, T]:
+        """``check``, and ``read`` (one named read of the store, such as
+        ``Store.customers_of_phone``) in the same round trip."""
         decisions: list[Decision] = []
         calls = self._calls([(kind, identity)])
         if not calls:
-            return Decision(True, 0), self.store.read_command(command, *args)
-        self.store.defer(
-            "rate_limit",
+            return Decision(True, 0), read()
+        scripts.defer_rate_limits(
+            self.store,
             calls,
             lambda answers: decisions.extend(d for _, d in self._decide([(kind, identity)], answers)),
         )
-        value = self.store.read_command(command, *args)
+        value = read()
         return decisions[0], value
 
     def defer_all(self, requests: list[tuple[str, str]]) -> None:
         """``limit_all``, with the counters sent along with the request's first store call."""
         calls = self._calls(requests)
         if calls:
-            self.store.defer(
-                "rate_limit", calls, lambda answers: self._raise_first(self._decide(requests, answers))
+            scripts.defer_rate_limits(
+                self.store, calls, lambda answers: self._raise_first(self._decide(requests, answers))
             )
 
     @staticmethod
@@ -173,6 +162,7 @@ def limit(kind: str, identity: str) -> None:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def reads_first(view: F) -> F:
@@ -197,7 +187,7 @@ def _customer_of_request() -> str | None:
         if isinstance(body, dict):
             customer_id = body.get("customer_id")
     # Only a well-formed id counts; anything else is refused by the view anyway.
-    if isinstance(customer_id, str) and CUSTOMER_ID_RE.fullmatch(customer_id):
+    if is_customer_id(customer_id):
         return customer_tag(customer_id)
     return None
 

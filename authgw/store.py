@@ -26,15 +26,21 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
-from authgw.errors import ConfigError, StoreUnavailable
-from authgw.keys import Keys
+from authgw.errors import ConfigError, StoreNotDurable, StoreUnavailable
+from authgw.keys import CustomerKeys, Keys
 
 log = logging.getLogger(__name__)
 
-# Script packages: each holds a ``lua/`` folder; ``_lib.lua`` of the first is the shared prelude.
-SCRIPT_PACKAGES = ("authgw.challenges", "authgw.webhooks")
+# The one client of a process: a single server (or a Sentinel's primary), or a Cluster.
+Client = redis.Redis | RedisCluster
+
+# Every Lua script is a file of this package's ``lua/`` folder; ``_lib.lua`` is the shared
+# prelude placed in front of each. ``authgw.scripts`` holds the one typed call of each.
+SCRIPT_PACKAGE = "authgw"
+PRELUDE = "_lib.lua"
 
 # The prelude's one read of the store's clock (``clock_ms`` in ``_lib.lua``), and what stands in
 # for it when a test moves time by hand: the time in ms that ``Store`` then appends to every
@@ -46,32 +52,30 @@ TIME_FROM_ARGV = "local t = {math.floor(ARGV[#ARGV] / 1000), ARGV[#ARGV] % 1000 
 CLOCK_REFRESH_SECONDS = 30.0
 
 
-def _read_lua(package: str, name: str) -> str:
-    return resources.files(package).joinpath("lua", name).read_text("utf-8")
+def read_lua(name: str) -> str:
+    """The text of one file of the Lua folder, as it is (no prelude)."""
+    return resources.files(SCRIPT_PACKAGE).joinpath("lua", name).read_text("utf-8")
 
 
 def load_scripts(time_from_argv: bool = False) -> dict[str, str]:
-    """Every ``<name>.lua`` of the script packages, each with the shared prelude in front.
+    """Every ``<name>.lua`` of the Lua folder, each with the shared prelude in front.
 
     ``time_from_argv`` (tests only): the scripts take the store's clock from their last ARGV
     instead of ``TIME``."""
-    prelude = _read_lua(SCRIPT_PACKAGES[0], "_lib.lua")
+    prelude = read_lua(PRELUDE)
     if time_from_argv:
         if prelude.count(TIME_READ) != 1:
             raise RuntimeError("_lib.lua must read TIME exactly once, in clock_ms")
         prelude = prelude.replace(TIME_READ, TIME_FROM_ARGV)
-    sources: dict[str, str] = {}
-    for package in SCRIPT_PACKAGES:
-        folder = resources.files(package).joinpath("lua")
-        if not folder.is_dir():
-            continue
-        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-            if entry.name.endswith(".lua") and not entry.name.startswith("_"):
-                sources[entry.name[:-4]] = prelude + "\n" + entry.read_text("utf-8")
-    return sources
+    folder = resources.files(SCRIPT_PACKAGE).joinpath("lua")
+    return {
+        entry.name[:-4]: prelude + "\n" + entry.read_text("utf-8")
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".lua") and not entry.name.startswith("_")
+    }
 
 
-def connect(url: str, timeout: float, pool_size: int) -> Any:
+def connect(url: str, timeout: float, pool_size: int) -> Client:
     """A redis-py client for ``url`` with short time-outs and no retries."""
     common: dict[str, Any] = {
         "decode_responses": True,
@@ -109,7 +113,7 @@ def _hosts(netloc: str) -> tuple[str | None, list[tuple[str, int]]]:
     return password, hosts
 
 
-def _connect_sentinel(url: str, pool_size: int, common: dict[str, Any]) -> Any:
+def _connect_sentinel(url: str, pool_size: int, common: dict[str, Any]) -> redis.Redis:
     from redis.sentinel import Sentinel
 
     parts = urlsplit(url)
@@ -132,8 +136,8 @@ def _connect_sentinel(url: str, pool_size: int, common: dict[str, Any]) -> Any:
     return sentinel.master_for(path[0])
 
 
-def _connect_cluster(url: str, pool_size: int, common: dict[str, Any]) -> Any:
-    from redis.cluster import ClusterNode, RedisCluster
+def _connect_cluster(url: str, pool_size: int, common: dict[str, Any]) -> RedisCluster:
+    from redis.cluster import ClusterNode
 
     password, hosts = _hosts(urlsplit(url).netloc)
     common = dict(common)
@@ -163,10 +167,6 @@ class Deferred:
     judge: Callable[[list[Any]], None]
 
 
-class StoreNotDurable(StoreUnavailable):
-    """A transition ran on the primary but too few replicas confirmed it in time (``WAIT``)."""
-
-
 class Store:
     """The Redis client, the key builder and the registered scripts of one process.
 
@@ -178,7 +178,7 @@ class Store:
 
     def __init__(
         self,
-        client: Any,
+        client: Client,
         prefix: str,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 0,
@@ -186,7 +186,7 @@ class Store:
     ) -> None:
         """``clock`` (tests only): a clock that stands in for the store's ``TIME``, so a test
         can move the store's time by hand; every script then reads it from its last ARGV."""
-        self.client = client
+        self.client: Client = client
         self.keys = Keys(prefix)
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
@@ -289,6 +289,78 @@ class Store:
         """One read command of the client (``hmget``, ``smembers``...), with the held counters."""
         return self._read_with(Step(command, [], list(args), script=False))
 
+    # -- named reads and hint writes (not transitions: the scripts re-check what these say) --
+
+    def customers_of_phone(self, phone: str) -> set[str]:
+        """The customers the phone index names for ``phone`` (a hint), with the held counters."""
+        return set(self.read_command("smembers", self.keys.phone_index(phone)))
+
+    def add_phone_hints(self, customer_id: str, phones: Sequence[str]) -> None:
+        """Add ``customer_id`` to each phone's index entry (before the customer changes)."""
+        self._hint_pipeline("sadd", customer_id, phones)
+
+    def drop_phone_hints(self, customer_id: str, phones: Sequence[str]) -> None:
+        """Take ``customer_id`` off each phone's index entry (after the customer changed)."""
+        if phones:
+            self._hint_pipeline("srem", customer_id, phones)
+
+    def _hint_pipeline(self, command: str, customer_id: str, phones: Sequence[str]) -> None:
+        with self.boundary():
+            pipe = self.client.pipeline(transaction=False)
+            for phone in phones:
+                getattr(pipe, command)(self.keys.phone_index(phone), customer_id)
+            pipe.execute()
+
+    def customer_record(self, keys: CustomerKeys) -> dict[str, str]:
+        """The customer's hash as it is ({} for none), with the held counters."""
+        return dict(self.read_command("hgetall", keys.customer))
+
+    def open_challenges(self, keys: CustomerKeys) -> list[str]:
+        """The ids of the customer's open challenges (a hint the scripts re-check)."""
+        return list(self.read_command("zrange", keys.open, 0, -1))
+
+    def line_holder(self, keys: CustomerKeys, number: str) -> str:
+        """The customer's ``lines`` entry for a designated number ('' for none): a hint."""
+        return str(self.read_command("hget", keys.lines, number) or "")
+
+    def call_fields(self, call_sid: str, *fields: str) -> list[str | None]:
+        """Fields of a call's record (``receive_call.lua``, ``bind_call.lua``)."""
+        return list(self.read_command("hmget", self.keys.call_status(call_sid), list(fields)))
+
+    def fields_of_many(self, reads: Sequence[tuple[str, Sequence[str]]]) -> list[list[str | None]]:
+        """``HMGET`` of several hashes (counters, on any slots) in one pipeline."""
+        with self.boundary():
+            pipe = self.client.pipeline(transaction=False)
+            for key, fields in reads:
+                pipe.hmget(key, list(fields))
+            return [list(answer) for answer in pipe.execute()]
+
+    def trail_and_due(
+        self, keys: CustomerKeys, now_ms: int, limit: int
+    ) -> tuple[bool, list[str], list[tuple[str, dict[str, str]]]]:
+        """Whether the customer exists, the open challenges due by ``now_ms``, and the newest
+        ``limit`` events: one round trip."""
+        with self.boundary():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.exists(keys.customer)
+            pipe.zrangebyscore(keys.open, "-inf", now_ms)
+            pipe.xrevrange(keys.events, count=limit)
+            exists, due, entries = pipe.execute()
+        return bool(exists), list(due), list(entries)
+
+    def trail(
+        self, keys: CustomerKeys, limit: int, before: str | None = None
+    ) -> list[tuple[str, dict[str, str]]]:
+        """The newest ``limit`` events of the customer's trail (older than event id ``before``)."""
+        newest = "+" if before is None else f"({before}"
+        entries: Any = self.read_command("xrevrange", keys.events, newest, "-", limit)
+        return list(entries)
+
+    def log_call_event(self, fields: dict[str, str], maxlen: int) -> None:
+        """Append an event to the gateway's call stream (trimmed to about ``maxlen``)."""
+        with self.boundary():
+            self.client.xadd(self.keys.call_events(), fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+
     def run_and_read(
         self, name: str, keys: Sequence[str], args: Sequence[Any], command: str, *command_args: Any
     ) -> tuple[Any, Any]:
@@ -366,8 +438,8 @@ class Store:
         """The script, then ``WAIT``, in one pipeline: one connection, one round trip."""
         script = self._scripts[name]
         args = self._argv(args)
-        node = self.client
-        if hasattr(node, "get_node_from_key") and keys:
+        node: Any = self.client
+        if isinstance(node, RedisCluster) and keys:
             # Cluster: WAIT has no key to route by, so both go to the node owning the slot.
             node = node.get_redis_connection(node.get_node_from_key(keys[0]))
         for attempt in (1, 2):
@@ -416,8 +488,8 @@ class Store:
                 if not self.wait_replicas:
                     self.client.set(key, "1", px=ttl_ms)
                     return None
-                node = self.client
-                if hasattr(node, "get_node_from_key"):  # Cluster: WAIT goes to the key's node
+                node: Any = self.client
+                if isinstance(node, RedisCluster):  # Cluster: WAIT goes to the key's node
                     node = node.get_redis_connection(node.get_node_from_key(key))
                 pipe = node.pipeline(transaction=False)
                 pipe.set(key, "1", px=ttl_ms)

@@ -16,10 +16,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from authgw import scripts
 from authgw.challenges import models
-from authgw.challenges.domain import rfc3339
+from authgw.challenges.domain import Now, rfc3339
 from authgw.challenges.lifecycle import document, transaction_digest
+from authgw.challenges.locks import policy_arg
+from authgw.challenges.outcomes import expect_ok
 from authgw.challenges.totp import TotpPolicy
+from authgw.errors import ApiError
 from authgw.keys import Keys, new_challenge_id
 from authgw.secretbox import SecretBox
 from authgw.settings import Settings
@@ -97,9 +101,8 @@ class Loader:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _now(self) -> tuple[int, str]:
-        ms = int(time.time() * 1000)
-        return ms, rfc3339(ms)
+    def _now(self) -> Now:
+        return Now(int(time.time() * 1000))
 
     def _run(self, pipe: Any, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
         self.scripts[name](keys=list(keys), args=list(args), client=pipe)
@@ -163,33 +166,26 @@ class Loader:
             actors.append(Actor(f"bench-{label}-{n}", phone_of(n)))
         s = self.settings
         for batch in self._batches(actors):
-            now_ms, now_iso = self._now()
+            now = self._now()
             calls: list[tuple[Any, ...]] = []
             for a in batch:
                 # As Customers.put: the phone hint first, then the customer.
                 calls.append(("SADD", self.keys.phone_index(a.phone), a.customer_id))
-                calls.append(
-                    (
-                        "script",
-                        "put_customer",
-                        [
-                            self.keys.for_customer(a.customer_id).customer,
-                            self.keys.for_customer(a.customer_id).events,
-                        ],
-                        [
-                            a.customer_id,
-                            json.dumps([a.phone]),
-                            "JP",
-                            now_iso,
-                            s.events_retention_seconds * 1000,
-                            "bench",
-                        ],
-                    )
+                put_keys, put_args = scripts.put_customer_call(
+                    self.keys.for_customer(a.customer_id),
+                    customer_id=a.customer_id,
+                    phones=[a.phone],
+                    region="JP",
+                    now=now,
+                    events_ms=s.events_retention_seconds * 1000,
+                    client="bench",
                 )
-            _check(self._raw(calls)[1::2])
+                calls.append(("script", "put_customer", put_keys, put_args))
+            for result in self._raw(calls)[1::2]:
+                scripts.put_customer_outcome(result)
             if not totp:
                 continue
-            step = now_ms // 1000 // s.totp_period
+            step = now.ms // 1000 // s.totp_period
             pipe = self.client.pipeline(transaction=False)
             for a in batch:
                 keys = self.keys.for_customer(a.customer_id)
@@ -198,25 +194,34 @@ class Loader:
                 self._run(
                     pipe,
                     "totp_enrol",
-                    [keys.customer, keys.events],
-                    [a.sealed, now_iso, s.events_retention_seconds * 1000, "bench"],
+                    *scripts.totp_enrol_call(
+                        keys,
+                        sealed=a.sealed,
+                        now=now,
+                        events_ms=s.events_retention_seconds * 1000,
+                        client="bench",
+                    ),
                 )
                 # As Customers.confirm_totp with the code of the current step.
                 self._run(
                     pipe,
                     "totp_confirm",
-                    [keys.customer, keys.events],
-                    [
-                        now_iso,
-                        s.events_retention_seconds * 1000,
-                        s.lockout_threshold,
-                        a.sealed,
-                        str(step),
-                        "bench",
-                    ],
+                    *scripts.totp_confirm_call(
+                        keys,
+                        now=now,
+                        events_ms=s.events_retention_seconds * 1000,
+                        policy=policy_arg(s),
+                        sealed=a.sealed,
+                        steps=str(step),
+                        client="bench",
+                    ),
                 )
                 a.last_step = step
-            _check(pipe.execute())
+            answers = pipe.execute()
+            for enrolled, confirmed in zip(answers[::2], answers[1::2], strict=True):
+                expect_ok(enrolled)
+                if scripts.judged_outcome(confirmed).status != "ok":
+                    raise RuntimeError("totp_confirm answered stale")
         return actors
 
     # -- challenges -----------------------------------------------------------------------
@@ -229,61 +234,50 @@ class Loader:
         body = transfer_body("template", methods, ttl)
         request, payee = models.parse_challenge(body)
         methods_json = json.dumps(request.methods) if request.methods is not None else ""
-        pool = json.dumps(list(s.callback_numbers))
         retention_ms = s.record_retention_seconds * 1000
         made: list[Challenge] = []
         todo = [a for a in actors for _ in range(per_actor)]
         digest_of = _digest_template(request.kind, request.amount, request.currency, payee)
+        # The document as Challenges.create writes it; only the digest differs per customer.
+        doc = document(request, payee, "\x00", s.challenge_attempts, s.callback_mode)
+        doc_head, doc_tail = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).split("\\u0000")
         for batch in self._batches(todo):
-            now_ms, now_iso = self._now()
-            expires_ms = now_ms + request.ttl_seconds * 1000
-            expires_iso = rfc3339(expires_ms)
-            # The document as Challenges.create writes it; only the digest differs per customer.
-            doc = document(
-                request, payee, "\x00", now_iso, expires_iso, s.challenge_attempts, s.callback_mode
-            )
-            doc_head, doc_tail = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).split("\\u0000")
+            now = self._now()
+            expires_ms = now.ms + request.ttl_seconds * 1000
             calls: list[tuple[Any, ...]] = []
             current = []
             for a in batch:
                 keys = self.keys.for_customer(a.customer_id)
                 cid = new_challenge_id(a.customer_id)
                 digest = digest_of(a.customer_id)
-                doc_json = doc_head + digest + doc_tail
                 code = ""
                 if s.callback_mode == "code":
                     code = "".join(secrets.choice("0123456789") for _ in range(s.callback_code_digits))
-                calls.append(
-                    (
-                        "script",
-                        "create_challenge",
-                        [keys.customer, keys.open, keys.events, keys.lines, keys.challenge(cid)],
-                        [
-                            now_ms,
-                            now_iso,
-                            s.events_retention_seconds * 1000,
-                            expires_ms - now_ms + retention_ms,
-                            cid,
-                            CLIENT,
-                            a.customer_id,
-                            doc_json,
-                            methods_json,
-                            s.challenge_attempts,
-                            expires_ms,
-                            expires_iso,
-                            "",
-                            pool,
-                            "",
-                            code,
-                            retention_ms,
-                        ],
-                    )
+                create_keys, create_args = scripts.create_challenge_call(
+                    keys,
+                    now=now,
+                    events_ms=s.events_retention_seconds * 1000,
+                    record_ttl_ms=expires_ms - now.ms + retention_ms,
+                    challenge_id=cid,
+                    client=CLIENT,
+                    customer_id=a.customer_id,
+                    doc=doc_head + digest + doc_tail,
+                    methods=methods_json,
+                    attempts=s.challenge_attempts,
+                    expires_ms=expires_ms,
+                    expires_iso=rfc3339(expires_ms),
+                    request_hash="",
+                    idempotency_key=None,
+                    numbers=s.callback_numbers,
+                    code=code,
                 )
+                calls.append(("script", "create_challenge", create_keys, create_args))
                 current.append(Challenge(cid, a, digest))
             for ch, result in zip(current, self._raw(calls), strict=True):
-                if not isinstance(result, list) or result[0] != "ok":
-                    raise RuntimeError(f"create_challenge answered {result!r}")
-                ch.line = result[2]
+                created = scripts.created_outcome(result)
+                if created.status != "ok":
+                    raise RuntimeError(f"create_challenge answered {created.status}")
+                ch.line = created.line
                 made.append(ch)
         return made
 
@@ -293,7 +287,7 @@ class Loader:
         retention_ms = s.record_retention_seconds * 1000
         done = []
         for batch in self._batches(challenges):
-            now_ms, now_iso = self._now()
+            now = self._now()
             pipe = self.client.pipeline(transaction=False)
             for ch in batch:
                 a = ch.customer
@@ -302,23 +296,25 @@ class Loader:
                 self._run(
                     pipe,
                     "verify_totp",
-                    [keys.challenge(ch.id), keys.customer, keys.open, keys.events, keys.lines],
-                    [
-                        now_ms,
-                        now_iso,
-                        s.events_retention_seconds * 1000,
-                        retention_ms,
-                        CLIENT,
-                        s.lockout_threshold,
-                        a.sealed,
-                        str(step),
-                        ch.id,
-                    ],
+                    *scripts.verify_totp_call(
+                        keys,
+                        challenge_id=ch.id,
+                        now=now,
+                        events_ms=s.events_retention_seconds * 1000,
+                        retention_ms=retention_ms,
+                        client=CLIENT,
+                        policy=policy_arg(s),
+                        sealed=a.sealed,
+                        steps=str(step),
+                    ),
                 )
                 a.last_step = step
             for ch, result in zip(batch, pipe.execute(), strict=True):
-                if isinstance(result, list) and result and result[0] == "ok":
-                    done.append(ch)
+                try:
+                    if scripts.judged_outcome(result, counts_attempts=True).status == "ok":
+                        done.append(ch)
+                except ApiError:
+                    pass  # refused (e.g. a step already used): not verified
         return done
 
 
@@ -338,12 +334,6 @@ def _digest_template(kind: str, amount: int, currency: str, payee: dict[str, Any
     if digest("bench-check") != transaction_digest("bench-check", kind, amount, currency, payee):
         raise RuntimeError("the digest template no longer matches transaction_digest")
     return digest
-
-
-def _check(results: Sequence[Any]) -> None:
-    for result in results:
-        if isinstance(result, list) and result and result[0] != "ok":
-            raise RuntimeError(f"a script answered {result!r}")
 
 
 # -- many at once ------------------------------------------------------------------------------
@@ -401,12 +391,11 @@ def _background_part(job: tuple[str, Settings, str, int, int, int]) -> int:
         retention_ms = s.record_retention_seconds * 1000
         pool = json.dumps(list(s.callback_numbers))
         for first in range(start, start + count, 1000):
-            now_ms, now_iso = loader._now()
+            now = loader._now()
+            now_ms, now_iso = now.ms, now.iso
             expires_ms = now_ms + ttl * 1000
             expires_iso = rfc3339(expires_ms)
-            doc = document(
-                request, payee, "\x00", now_iso, expires_iso, s.challenge_attempts, s.callback_mode
-            )
+            doc = document(request, payee, "\x00", s.challenge_attempts, s.callback_mode)
             head, tail = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).split("\\u0000")
             args: list[Any] = [
                 s.key_prefix,

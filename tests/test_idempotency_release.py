@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from authgw.challenges.lifecycle import IDEMPOTENCY_LEASE_SECONDS
-from authgw.challenges.models import parse_challenge
+from authgw.challenges.models import parse_new_challenge
 from authgw.errors import StoreUnavailable
 from tests.helpers.api import Api, assert_problem, register, transfer
 from tests.helpers.stores import every_key
@@ -195,7 +195,7 @@ def test_a_late_release_leaves_a_claim_that_is_no_longer_its_own(app, api, store
     clock.advance(IDEMPOTENCY_LEASE_SECONDS + 1)
     # A request for another (unknown) customer takes the lapsed key, and is in flight...
     other = transfer("cust-405")
-    hold = gateway.challenges._claim("corebank", other, parse_challenge(other)[0], "order-1")
+    hold = gateway.challenges._claim("corebank", parse_new_challenge(other, "order-1"))
     assert hold is not None and hold.held
     # ... when the slow request's release finally arrives: it is not its claim any more.
     keys, args = late[0]

@@ -8,9 +8,9 @@ from authgw.auth import authenticate, operator_only, roles_of
 from authgw.challenges import models
 from authgw.challenges.customers import Customers
 from authgw.challenges.lifecycle import Challenges
-from authgw.challenges.models import CUSTOMER_ID_RE
 from authgw.errors import ApiError, ValidationFailed
 from authgw.http import as_json, json_body, whole_number
+from authgw.identifiers import is_customer_id
 from authgw.ratelimit import reads_first
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
@@ -35,7 +35,7 @@ def require_client() -> None:
 
 def known_customer(customer_id: str) -> str:
     """A path's customer id; one that could never exist is simply not found."""
-    if not CUSTOMER_ID_RE.fullmatch(customer_id):
+    if not is_customer_id(customer_id):
         raise ApiError("customer_not_found")
     return customer_id
 
@@ -45,7 +45,13 @@ def known_customer(customer_id: str) -> str:
 
 @bp.put("/customers/<customer_id>")
 def put_customer(customer_id: str) -> Response:
-    customer, _created = customers().put(customer_id, json_body(), g.client)
+    body = json_body()
+    if not is_customer_id(customer_id):
+        raise ApiError(
+            "validation_error",
+            errors=[{"field": "customer_id", "message": "must be 1-64 of A-Z a-z 0-9 . _ -"}],
+        )
+    customer, _created = customers().put(customer_id, models.parse(models.CustomerPut, body), g.client)
     return as_json(customer)
 
 
@@ -70,7 +76,9 @@ def enrol_totp(customer_id: str) -> Response:
 
 @bp.post("/customers/<customer_id>/totp/confirm")
 def confirm_totp(customer_id: str) -> Response:
-    return as_json(customers().confirm_totp(known_customer(customer_id), json_body(), g.client))
+    customer_id = known_customer(customer_id)
+    code = models.parse(models.CodeBody, json_body()).code
+    return as_json(customers().confirm_totp(customer_id, code, g.client))
 
 
 @bp.delete("/customers/<customer_id>/totp")
@@ -110,7 +118,8 @@ def events(customer_id: str) -> Response:
 
 @bp.post("/challenges")
 def create_challenge() -> Response:
-    challenge, _new = challenges().create(g.client, json_body(), request.headers.get("Idempotency-Key"))
+    new = models.parse_new_challenge(json_body(), request.headers.get("Idempotency-Key"))
+    challenge, _new = challenges().create(g.client, new)
     return as_json(challenge, 201)
 
 
@@ -123,12 +132,14 @@ def get_challenge(challenge_id: str) -> Response:
 @bp.post("/challenges/<challenge_id>/totp")
 @reads_first
 def verify_totp(challenge_id: str) -> Response:
-    return as_json(challenges().verify_totp(g.client, challenge_id, json_body()))
+    code = models.parse(models.CodeBody, json_body()).code
+    return as_json(challenges().verify_totp(g.client, challenge_id, code))
 
 
 @bp.post("/challenges/<challenge_id>/consume")
 def consume(challenge_id: str) -> Response:
-    return as_json(challenges().consume(g.client, challenge_id, json_body()))
+    digest = models.parse(models.ConsumeBody, json_body()).transaction_digest
+    return as_json(challenges().consume(g.client, challenge_id, digest))
 
 
 @bp.post("/challenges/<challenge_id>/cancel")

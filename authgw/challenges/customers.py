@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from authgw import scripts
 from authgw.challenges import models
+from authgw.challenges.codes import Codes, secret_context
 from authgw.challenges.domain import Domain, Now
 from authgw.challenges.locks import lock_of, policy_arg, with_open
-from authgw.challenges.outcomes import RETRIES, expect_ok, pairs, status_of
-from authgw.challenges.phones import PhoneError, registrable
+from authgw.challenges.outcomes import RETRIES
+from authgw.challenges.phones import registrable
 from authgw.challenges.totp import qr_svg
-from authgw.errors import ApiError, InvalidPhone, StoreUnavailable
+from authgw.errors import ApiError, InvalidPhone, PhoneError, StoreUnavailable
 from authgw.keys import CustomerKeys
 
 
@@ -75,19 +77,9 @@ class Customers:
     def _keys(self, customer_id: str) -> CustomerKeys:
         return self.keys.for_customer(customer_id)
 
-    def _context(self, customer_id: str) -> str:
-        """Associated data binding a sealed secret to its customer."""
-        return f"totp:{customer_id}"
-
-    def put(self, customer_id: str, body: Any, client: str) -> tuple[dict[str, Any], bool]:
+    def put(self, customer_id: str, request: models.CustomerPut, client: str) -> tuple[dict[str, Any], bool]:
         """Register or update (``client`` is the author named in the event); returns the customer
-        and whether it was created."""
-        if not isinstance(customer_id, str) or not models.CUSTOMER_ID_RE.fullmatch(customer_id):
-            raise ApiError(
-                "validation_error",
-                errors=[{"field": "customer_id", "message": "must be 1-64 of A-Z a-z 0-9 . _ -"}],
-            )
-        request = models.parse(models.CustomerPut, body)
+        and whether it was created. The view has checked the id and parsed the body."""
         phones: list[str] = []
         problems = []
         for i, raw in enumerate(request.phones):
@@ -106,33 +98,22 @@ class Customers:
         now = self.d.now()
         # The phone index is a hint for the webhooks: added before the customer changes and
         # pruned after, so a crash in between leaves an extra hint (harmless), never a gap.
-        with store.boundary():
-            pipe = store.client.pipeline(transaction=False)
-            for phone in phones:
-                pipe.sadd(self.keys.phone_index(phone), customer_id)
-            pipe.execute()
-        payload = expect_ok(
-            store.run(
-                "put_customer",
-                [keys.customer, keys.events],
-                [customer_id, json.dumps(phones), request.region, now.iso, self.d.maxlen, client],
-            )
+        store.add_phone_hints(customer_id, phones)
+        put = scripts.put_customer(
+            store,
+            keys,
+            customer_id=customer_id,
+            phones=phones,
+            region=request.region,
+            now=now,
+            events_ms=self.d.maxlen,
+            client=client,
         )
-        created, previous = payload[0] == 1, json.loads(payload[1])
-        self._drop_hints(customer_id, [p for p in previous if p not in phones])
-        return render(pairs(payload[2:]), now.ms), created
-
-    def _drop_hints(self, customer_id: str, phones: list[str]) -> None:
-        if not phones:
-            return
-        with self.d.store.boundary():
-            pipe = self.d.store.client.pipeline(transaction=False)
-            for phone in phones:
-                pipe.srem(self.keys.phone_index(phone), customer_id)
-            pipe.execute()
+        store.drop_phone_hints(customer_id, [p for p in put.previous_phones if p not in phones])
+        return render(put.customer, now.ms), put.created
 
     def get(self, customer_id: str) -> dict[str, Any]:
-        record = self.d.store.read_command("hgetall", self._keys(customer_id).customer)
+        record = self.d.store.customer_record(self._keys(customer_id))
         if not record:
             raise ApiError("customer_not_found")
         # A plain read (no write, so no WAIT): a temporary lock past its time shows as ended;
@@ -143,115 +124,88 @@ class Customers:
         keys = self._keys(customer_id)
         store = self.d.store
         for _ in range(RETRIES):
-            with store.boundary():
-                open_ids = store.client.zrange(keys.open, 0, -1)
-            now = self.d.now()
-            result = store.run(
-                "delete_customer",
-                [keys.customer, keys.open, keys.events, keys.lines, *(keys.challenge(i) for i in open_ids)],
-                [now.ms, now.iso, self.d.maxlen, self.d.retention_ms, client, *open_ids],
+            deleted = scripts.delete_customer(
+                store,
+                keys,
+                open_ids=store.open_challenges(keys),
+                now=self.d.now(),
+                events_ms=self.d.maxlen,
+                retention_ms=self.d.retention_ms,
+                client=client,
             )
-            if status_of(result) != "retry":
-                phones = json.loads(expect_ok(result)[0])
-                self._drop_hints(customer_id, phones)
+            if deleted.status == "ok":
+                store.drop_phone_hints(customer_id, deleted.phones)
                 return
         raise StoreUnavailable("the customer's challenges kept changing")
 
     def enrol_totp(self, customer_id: str, client: str) -> dict[str, str]:
         secret = self.d.totp.new_secret()
-        sealed = self.d.box.seal(secret, self._context(customer_id))
+        sealed = self.d.box.seal(secret, secret_context(customer_id))
         keys = self._keys(customer_id)
-        expect_ok(
-            self.d.store.run(
-                "totp_enrol", [keys.customer, keys.events], [sealed, self.d.now().iso, self.d.maxlen, client]
-            )
+        scripts.totp_enrol(
+            self.d.store, keys, sealed=sealed, now=self.d.now(), events_ms=self.d.maxlen, client=client
         )
         uri = self.d.totp.uri(secret, customer_id)
         return {"secret": secret, "otpauth_uri": uri, "qr_svg": qr_svg(uri)}
 
-    def confirm_totp(self, customer_id: str, body: Any, client: str) -> dict[str, Any]:
-        code = models.parse(models.CodeBody, body).code
+    def confirm_totp(self, customer_id: str, code: str, client: str) -> dict[str, Any]:
         keys = self._keys(customer_id)
         for _ in range(RETRIES):
-            _, sealed, now = self._secret(keys, "totp_pending")  # and the store's now
-            steps = self._steps(sealed, customer_id, code, now.seconds)
-            result = self.d.store.run(
-                "totp_confirm",
-                [keys.customer, keys.events],
-                [now.iso, self.d.maxlen, policy_arg(self.d.settings), sealed, steps, client],
+            judging = Codes(self.d.store, self.d.box, self.d.totp).read(keys, "totp_pending", code)
+            judged = scripts.totp_confirm(
+                self.d.store,
+                keys,
+                now=judging.now,
+                events_ms=self.d.maxlen,
+                policy=policy_arg(self.d.settings),
+                sealed=judging.sealed,
+                steps=judging.steps,
+                client=client,
             )
-            if status_of(result) != "stale":
-                return render(pairs(expect_ok(result)))
+            if judged.status == "ok":
+                return render(judged.record)
         raise StoreUnavailable("the TOTP enrolment kept changing")
-
-    def _secret(self, keys: CustomerKeys, which: str) -> tuple[str, str, Now]:
-        """The customer id and the ``which`` TOTP ciphertext ('' for none), with the store's now
-        (``TIME``) to compute codes at: one read, with any held rate-limit counters."""
-        customer_id, sealed, now_ms = expect_ok(self.d.store.read("totp_secret", [keys.customer], [which]))
-        return customer_id, sealed, Now(int(now_ms))
-
-    def _steps(self, sealed: str, customer_id: str, code: str, now: float) -> str:
-        """The matching steps as the scripts take them; none when there is no secret."""
-        if not sealed:
-            return ""
-        try:
-            secret = self.d.box.open(sealed, self._context(customer_id))
-        except ValueError as exc:
-            # A secret no configured key opens: fail closed, loudly.
-            raise StoreUnavailable("a TOTP secret cannot be decrypted") from exc
-        return ",".join(str(s) for s in self.d.totp.matching_steps(secret, code, now))
 
     def remove_totp(self, customer_id: str, client: str) -> None:
         keys = self._keys(customer_id)
-        expect_ok(
-            self.d.store.run(
-                "totp_remove", [keys.customer, keys.events], [self.d.now().iso, self.d.maxlen, client]
-            )
-        )
+        scripts.totp_remove(self.d.store, keys, now=self.d.now(), events_ms=self.d.maxlen, client=client)
 
     def unlock(self, customer_id: str, client: str) -> dict[str, Any]:
         keys = self._keys(customer_id)
-        result = self.d.store.run(
-            "unlock", [keys.customer, keys.events], [self.d.now().iso, self.d.maxlen, client]
+        return render(
+            scripts.unlock(self.d.store, keys, now=self.d.now(), events_ms=self.d.maxlen, client=client)
         )
-        return render(pairs(expect_ok(result)))
 
     def lock(self, customer_id: str, client: str, note: str) -> dict[str, Any]:
         """An operator's lock (reason ``operator``, ``by`` the client): cancels every open
         challenge of the customer in the same step."""
         keys = self._keys(customer_id)
 
-        def run(now: Any, ids: list[str]) -> Any:
-            return self.d.store.run(
-                "lock_customer",
-                [keys.customer, keys.open, keys.events, keys.lines, *(keys.challenge(i) for i in ids)],
-                [now.ms, self.d.maxlen, self.d.retention_ms, client, note, *ids],
+        def run(now: Now, ids: list[str]) -> scripts.Locked | None:
+            locked = scripts.lock_customer(
+                self.d.store,
+                keys,
+                open_ids=ids,
+                now=now,
+                events_ms=self.d.maxlen,
+                retention_ms=self.d.retention_ms,
+                client=client,
+                note=note,
             )
+            return locked if locked.status == "ok" else None
 
-        return render(pairs(expect_ok(with_open(self.d, keys, run))))
+        return render(with_open(self.d, keys, run).customer)
 
     def events(self, customer_id: str, limit: int) -> list[dict[str, Any]]:
         keys = self._keys(customer_id)
         store = self.d.store
         now = self.d.now()
-        with store.boundary():
-            pipe = store.client.pipeline(transaction=False)
-            pipe.exists(keys.customer)
-            pipe.zrangebyscore(keys.open, "-inf", now.ms)
-            pipe.xrevrange(keys.events, count=limit)
-            exists, due, entries = pipe.execute()
+        exists, due, entries = store.trail_and_due(keys, now.ms, limit)
         if not exists:
             raise ApiError("customer_not_found")
         if due:
             # Challenges whose time is up but that nobody touched since: settle them so the
             # trail shows their expiry, then read it again.
-            expect_ok(
-                store.run(
-                    "expire_due",
-                    [keys.open, keys.events, keys.lines, *(keys.challenge(i) for i in due)],
-                    [now.ms, self.d.maxlen, *due],
-                )
-            )
-            with store.boundary():
-                entries = store.client.xrevrange(keys.events, count=limit)
+            scripts.expire_due(store, keys, due_ids=due, now=now, events_ms=self.d.maxlen)
+            entries = store.trail(keys, limit)
         return [render_event(entry_id, fields) for entry_id, fields in entries]

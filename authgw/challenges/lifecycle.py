@@ -21,19 +21,21 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from authgw import scripts
 from authgw.auth import sees_every_client
 from authgw.challenges import models
+from authgw.challenges.codes import Codes
 from authgw.challenges.customers import Customers
 from authgw.challenges.domain import Domain, rfc3339
 from authgw.challenges.locks import policy_arg
-from authgw.challenges.outcomes import RETRIES, expect_ok, pairs, status_of
+from authgw.challenges.outcomes import RETRIES
 from authgw.challenges.phones import display
-from authgw.errors import ApiError, StoreUnavailable, ValidationFailed
-from authgw.keys import new_challenge_id, tag_of_challenge
+from authgw.errors import ApiError, StoreUnavailable
+from authgw.identifiers import new_challenge_id, tag_of_challenge
+from authgw.keys import CustomerKeys
 
 log = logging.getLogger(__name__)
 
-IDEMPOTENCY_KEY_MAX = 255
 # How long a request in flight holds its Idempotency-Key against other bodies. It bounds how
 # long a request that died between its claim and its answer (a store failure, a killed
 # worker) keeps the key from a corrected request; far longer than any request lives (each
@@ -127,16 +129,15 @@ class Challenges:
 
     # -- creation -------------------------------------------------------------------------
 
-    def create(self, client: str, body: Any, idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
+    def create(self, client: str, new: models.NewChallenge) -> tuple[dict[str, Any], bool]:
         """Create a challenge; returns it and whether it is new (False: an idempotent replay).
 
         With an ``Idempotency-Key``, only a request that created a challenge (or is still in
         flight) holds the key: a refused one releases it, so the corrected request may use it.
         """
-        request, payee = models.parse_challenge(body)
-        claim = self._claim(client, body, request, idempotency_key)
+        claim = self._claim(client, new)
         try:
-            challenge, new = self._create(client, request, payee, claim)
+            challenge, new_one = self._create(client, new.request, new.payee, claim)
         except ApiError:
             # Refused (unknown customer, locked, no usable method...): nothing was created,
             # so the key is free again, unless another request holds it too. A store failure
@@ -146,61 +147,54 @@ class Challenges:
             raise
         if claim is not None and claim.held:
             self._settle(claim)
-        return challenge, new
+        return challenge, new_one
 
-    def _claim(
-        self, client: str, body: Any, request: models.ChallengeCreate, idempotency_key: str | None
-    ) -> Claim | None:
-        if idempotency_key is None:
+    def _claim(self, client: str, new: models.NewChallenge) -> Claim | None:
+        if new.idempotency_key is None:
             return None
-        if not 1 <= len(idempotency_key) <= IDEMPOTENCY_KEY_MAX or not idempotency_key.isprintable():
-            raise ValidationFailed(
-                [{"field": "Idempotency-Key", "message": "must be 1-255 printable characters"}]
-            )
-        key_digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+        key_digest = hashlib.sha256(new.idempotency_key.encode()).hexdigest()[:32]
         claim = Claim(
             key=self.keys.idempotency_claim(client, key_digest),
             key_digest=key_digest,
-            request_hash=hashlib.sha256(models.canonical_json(body)).hexdigest(),
+            request_hash=new.body_hash,
             token=secrets.token_hex(8),
-            ttl_ms=self.d.retention_ms + request.ttl_seconds * 1000,
+            ttl_ms=self.d.retention_ms + new.request.ttl_seconds * 1000,
         )
         # The claim is client-wide (its own slot); the customer-side record, written with
         # the challenge, makes the creation itself idempotent.
-        state = expect_ok(
-            self.d.store.run(
-                "idempotency_claim",
-                [claim.key],
-                [
-                    claim.request_hash,
-                    claim.token,
-                    self.d.now().ms,
-                    IDEMPOTENCY_LEASE_SECONDS * 1000,
-                    claim.ttl_ms,
-                ],
-            )
-        )
-        claim.held = state[0] == "held"
+        claim.held = scripts.idempotency_claim(
+            self.d.store,
+            claim=claim.key,
+            request_hash=claim.request_hash,
+            token=claim.token,
+            now=self.d.now(),
+            lease_ms=IDEMPOTENCY_LEASE_SECONDS * 1000,
+            ttl_ms=claim.ttl_ms,
+        ).held
         return claim
 
     def _release(self, claim: Claim) -> None:
         try:
-            self.d.store.run("idempotency_release", [claim.key], [claim.token])
+            scripts.idempotency_release(self.d.store, claim=claim.key, token=claim.token)
         except StoreUnavailable:
             # The refusal stands; the key is held until the lease ends.
             log.warning("an Idempotency-Key could not be released; it is free when its lease ends")
 
     def _settle(self, claim: Claim) -> None:
         try:
-            result = self.d.store.run(
-                "idempotency_settle", [claim.key], [claim.request_hash, claim.token, claim.ttl_ms]
+            settled = scripts.idempotency_settle(
+                self.d.store,
+                claim=claim.key,
+                request_hash=claim.request_hash,
+                token=claim.token,
+                ttl_ms=claim.ttl_ms,
             )
         except StoreUnavailable:
             # The challenge exists and a retry of this body replays it (the customer's own
             # record); only another body under this key is no longer refused after the lease.
             log.warning("an Idempotency-Key could not be settled after its challenge was created")
             return
-        if status_of(result) != "ok":
+        if settled != "ok":
             log.warning("an Idempotency-Key was taken by another body after its lease ended")
 
     def _create(
@@ -210,8 +204,7 @@ class Challenges:
         store = self.d.store
         keys = self.keys.for_customer(request.customer_id)
         request_hash = claim.request_hash if claim is not None else ""
-        if claim is not None:
-            idem_key = keys.idempotency(client, claim.key_digest)
+        idem_key = keys.idempotency(client, claim.key_digest) if claim is not None else None
 
         now = self.d.now()
         challenge_id = new_challenge_id(request.customer_id)
@@ -229,66 +222,62 @@ class Challenges:
         )
         doc_json = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
         methods_json = json.dumps(request.methods) if request.methods is not None else ""
-        base_keys = [keys.customer, keys.open, keys.events, keys.lines, keys.challenge(challenge_id)]
-        if request_hash:
-            base_keys.append(idem_key)
-        result = store.run(
-            "create_challenge",
-            base_keys,
-            [
-                now.ms,
-                now.iso,
-                self.d.maxlen,
-                expires_ms - now.ms + self.d.retention_ms,
-                challenge_id,
-                client,
-                request.customer_id,
-                doc_json,
-                methods_json,
-                settings.challenge_attempts,
-                expires_ms,
-                rfc3339(expires_ms),
-                request_hash,
-                json.dumps(list(settings.callback_numbers)),
-                code,
-            ],
+        made = scripts.create_challenge(
+            store,
+            keys,
+            now=now,
+            events_ms=self.d.maxlen,
+            record_ttl_ms=expires_ms - now.ms + self.d.retention_ms,
+            challenge_id=challenge_id,
+            client=client,
+            customer_id=request.customer_id,
+            doc=doc_json,
+            methods=methods_json,
+            attempts=settings.challenge_attempts,
+            expires_ms=expires_ms,
+            expires_iso=rfc3339(expires_ms),
+            request_hash=request_hash,
+            idempotency_key=idem_key,
+            numbers=settings.callback_numbers,
+            code=code,
         )
-        if status_of(result) == "replay":
-            return self._read(client, result[1], as_created=True), False
-        methods_out, line, stored_doc = expect_ok(result)
+        if made.status == "replay":
+            return self._read(client, made.replayed_id, as_created=True), False
         record = {
             "customer_id": request.customer_id,
-            "doc": stored_doc,
-            "methods": methods_out,
+            "doc": made.doc,
+            "methods": made.methods,
             "status": "pending",
             "attempts": str(settings.challenge_attempts),
         }
-        if line:
-            record["line"] = line
+        if made.line:
+            record["line"] = made.line
             if code:
                 record["code"] = code
         return render(challenge_id, record), True
 
     # -- reads ----------------------------------------------------------------------------
 
-    def _challenge_keys(self, challenge_id: str) -> tuple[Any, str]:
+    def _challenge_keys(self, challenge_id: str) -> CustomerKeys:
+        """The keys of the slot the challenge id names (its customer's)."""
         tag = tag_of_challenge(challenge_id)
         if tag is None:
             raise ApiError("challenge_not_found")
-        keys = self.keys.for_tag(tag)
-        return keys, keys.challenge(challenge_id)
+        return self.keys.for_tag(tag)
 
     def _read(
         self, client: str, challenge_id: str, *, as_created: bool = False, any_client: bool = False
     ) -> dict[str, Any]:
-        keys, ch = self._challenge_keys(challenge_id)
-        now = self.d.now()
-        result = self.d.store.read(
-            "read_challenge",
-            [ch, keys.open, keys.events, keys.lines],
-            [now.ms, self.d.maxlen, client, challenge_id, "1" if any_client else "0"],
+        record = scripts.read_challenge(
+            self.d.store,
+            self._challenge_keys(challenge_id),
+            challenge_id=challenge_id,
+            now=self.d.now(),
+            events_ms=self.d.maxlen,
+            client=client,
+            any_client=any_client,
         )
-        return render(challenge_id, pairs(expect_ok(result)), as_created=as_created)
+        return render(challenge_id, record, as_created=as_created)
 
     def get(self, client: str, challenge_id: str) -> dict[str, Any]:
         """The challenge, if the client created it, or reads every client's (an operator)."""
@@ -296,50 +285,49 @@ class Challenges:
 
     # -- transitions ----------------------------------------------------------------------
 
-    def verify_totp(self, client: str, challenge_id: str, body: Any) -> dict[str, Any]:
-        code = models.parse(models.CodeBody, body).code
-        keys, ch = self._challenge_keys(challenge_id)
-        store = self.d.store
+    def verify_totp(self, client: str, challenge_id: str, code: str) -> dict[str, Any]:
+        keys = self._challenge_keys(challenge_id)
+        codes = Codes(self.d.store, self.d.box, self.d.totp)
         for _ in range(RETRIES):
             # The codes are computed at the store's now, read with the secret.
-            customer_id, sealed, now = self.customers._secret(keys, "totp")
-            steps = self.customers._steps(sealed, customer_id, code, now.seconds)
-            result = store.run(
-                "verify_totp",
-                [ch, keys.customer, keys.open, keys.events, keys.lines],
-                [
-                    now.ms,
-                    now.iso,
-                    self.d.maxlen,
-                    self.d.retention_ms,
-                    client,
-                    policy_arg(self.d.settings),
-                    sealed,
-                    steps,
-                    challenge_id,
-                ],
+            judging = codes.read(keys, "totp", code)
+            judged = scripts.verify_totp(
+                self.d.store,
+                keys,
+                challenge_id=challenge_id,
+                now=judging.now,
+                events_ms=self.d.maxlen,
+                retention_ms=self.d.retention_ms,
+                client=client,
+                policy=policy_arg(self.d.settings),
+                sealed=judging.sealed,
+                steps=judging.steps,
             )
-            if status_of(result) != "stale":
-                return render(challenge_id, pairs(expect_ok(result, counts_attempts=True)))
+            if judged.status == "ok":
+                return render(challenge_id, judged.record)
         raise StoreUnavailable("the TOTP secret kept changing")
 
-    def consume(self, client: str, challenge_id: str, body: Any) -> dict[str, Any]:
-        digest = models.parse(models.ConsumeBody, body).transaction_digest
-        keys, ch = self._challenge_keys(challenge_id)
-        now = self.d.now()
-        result = self.d.store.run(
-            "consume",
-            [ch, keys.open, keys.events, keys.lines, keys.customer],
-            [now.ms, now.iso, self.d.maxlen, self.d.retention_ms, client, digest, challenge_id],
+    def consume(self, client: str, challenge_id: str, digest: str) -> dict[str, Any]:
+        record = scripts.consume(
+            self.d.store,
+            self._challenge_keys(challenge_id),
+            challenge_id=challenge_id,
+            now=self.d.now(),
+            events_ms=self.d.maxlen,
+            retention_ms=self.d.retention_ms,
+            client=client,
+            digest=digest,
         )
-        return render(challenge_id, pairs(expect_ok(result)))
+        return render(challenge_id, record)
 
     def cancel(self, client: str, challenge_id: str) -> dict[str, Any]:
-        keys, ch = self._challenge_keys(challenge_id)
-        now = self.d.now()
-        result = self.d.store.run(
-            "cancel",
-            [ch, keys.open, keys.events, keys.lines],
-            [now.ms, now.iso, self.d.maxlen, self.d.retention_ms, client, challenge_id],
+        record = scripts.cancel(
+            self.d.store,
+            self._challenge_keys(challenge_id),
+            challenge_id=challenge_id,
+            now=self.d.now(),
+            events_ms=self.d.maxlen,
+            retention_ms=self.d.retention_ms,
+            client=client,
         )
-        return render(challenge_id, pairs(expect_ok(result)))
+        return render(challenge_id, record)

@@ -12,10 +12,10 @@ set read first (``with_open``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from authgw.challenges.domain import Domain, Now
-from authgw.challenges.outcomes import RETRIES, status_of
+from authgw.challenges.outcomes import RETRIES
 from authgw.errors import StoreUnavailable
 from authgw.keys import CustomerKeys
 from authgw.settings import Settings
@@ -55,14 +55,15 @@ def lock_of(record: dict[str, str], now_ms: int | None = None) -> dict[str, Any]
     }
 
 
-def with_open(domain: Domain, keys: CustomerKeys, run: Callable[[Now, list[str]], Any]) -> Any:
+T = TypeVar("T")
+
+
+def with_open(domain: Domain, keys: CustomerKeys, run: Callable[[Now, list[str]], T | None]) -> T:
     """Run a lock that cancels the customer's open challenges: read the open set, then call
-    ``run(now, ids)``, again while it answers ``retry`` (a challenge was created or ended in
-    between). ``run`` passes ``keys.challenge(id)`` of each id in KEYS."""
-    store = domain.store
+    ``run(now, ids)``, again while it answers None (its script said ``retry``: a challenge was
+    created or ended in between)."""
     for _ in range(RETRIES):
-        ids = store.read_command("zrange", keys.open, 0, -1)
-        result = run(domain.now(), list(ids))
-        if status_of(result) != "retry":
+        result = run(domain.now(), domain.store.open_challenges(keys))
+        if result is not None:
             return result
     raise StoreUnavailable("the customer's challenges kept changing")

@@ -8,17 +8,18 @@ unknown fields are refused. ``parse(model, data)`` turns pydantic's errors into 
 
 from __future__ import annotations
 
+import hashlib
 import json
-import re
 import unicodedata
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from authgw.errors import ValidationFailed
+from authgw.identifiers import CUSTOMER_ID_PATTERN
+from authgw.identifiers import CUSTOMER_ID_RE as CUSTOMER_ID_RE  # imported from here too
 
-CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
-CUSTOMER_ID_RE = re.compile(CUSTOMER_ID_PATTERN)
 PAYEE_MAX_BYTES = 2048
 
 CustomerId = Annotated[str, StringConstraints(pattern=CUSTOMER_ID_PATTERN)]
@@ -229,6 +230,37 @@ def parse_challenge(data: Any) -> tuple[ChallengeCreate, dict[str, Any]]:
     if request.methods is not None and len(set(request.methods)) != len(request.methods):
         raise ValidationFailed([{"field": "methods", "message": "lists a method twice"}])
     return request, payee
+
+
+IDEMPOTENCY_KEY_MAX = 255
+
+
+def idempotency_key(header: str | None) -> str | None:
+    """The ``Idempotency-Key`` header as the contract allows it: 1-255 printable characters."""
+    if header is None:
+        return None
+    if not 1 <= len(header) <= IDEMPOTENCY_KEY_MAX or not header.isprintable():
+        raise ValidationFailed(
+            [{"field": "Idempotency-Key", "message": "must be 1-255 printable characters"}]
+        )
+    return header
+
+
+@dataclass(frozen=True)
+class NewChallenge:
+    """A challenge creation as the view parsed it: the request, its payee as validated, the
+    hash of the body as sent (what an ``Idempotency-Key`` binds to) and the key, if any."""
+
+    request: ChallengeCreate
+    payee: dict[str, Any]
+    body_hash: str
+    idempotency_key: str | None
+
+
+def parse_new_challenge(data: Any, idempotency_header: str | None) -> NewChallenge:
+    request, payee = parse_challenge(data)
+    key = idempotency_key(idempotency_header)
+    return NewChallenge(request, payee, hashlib.sha256(canonical_json(data)).hexdigest(), key)
 
 
 def canonical_json(value: Any) -> bytes:

@@ -14,15 +14,13 @@ import unicodedata
 import phonenumbers
 from phonenumbers import PhoneNumberType
 
+from authgw.errors import PhoneError
+
 DEVICE_TYPES = {
     PhoneNumberType.MOBILE,
     PhoneNumberType.FIXED_LINE,
     PhoneNumberType.FIXED_LINE_OR_MOBILE,
 }
-
-
-class PhoneError(ValueError):
-    """Why a number cannot be registered, in words fit for a problem's field message."""
 
 
 def to_e164(raw: str, region: str) -> phonenumbers.PhoneNumber:

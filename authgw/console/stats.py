@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from authgw import scripts
 from authgw.store import Store
 
 log = logging.getLogger(__name__)
@@ -103,9 +104,10 @@ class Stats:
             pending, self._pending = self._pending, Counter()
         if not pending:
             return
-        calls = [([key], [field, n, kept]) for (key, field, kept), n in pending.items()]
         try:
-            self.store.run_many(SCRIPT, calls)
+            scripts.console_count_many(
+                self.store, [(key, field, n, kept) for (key, field, kept), n in pending.items()]
+            )
         except Exception:
             with self._lock:
                 self._pending.update(pending)
@@ -118,13 +120,9 @@ class Stats:
         minute = now // MINUTE_MS
         keys = [self.store.keys.console_stats(f"m:{m}") for m in range(minute - 59, minute + 1)]
         day = self.store.keys.console_stats(f"d:{day_of(now)}")
-        store = self.store
-        with store.boundary():
-            pipe = store.client.pipeline(transaction=False)
-            for key in keys:
-                pipe.hmget(key, "verified", "failed")
-            pipe.hmget(day, "fraud", "fraud_locked", "locks")
-            answers = pipe.execute()
+        answers = self.store.fields_of_many(
+            [*((key, ("verified", "failed")) for key in keys), (day, ("fraud", "fraud_locked", "locks"))]
+        )
         verified = sum(int(v or 0) for v, _ in answers[:-1])
         failed = sum(int(f or 0) for _, f in answers[:-1])
         fraud, fraud_locked, locks = (int(v or 0) for v in answers[-1])

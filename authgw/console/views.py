@@ -26,10 +26,10 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 from wtforms.validators import ValidationError
 
+from authgw import scripts
 from authgw.auth import OPERATOR, authenticate, roles_of
 from authgw.challenges.customers import render_event
 from authgw.challenges.models import CUSTOMER_ID_RE
-from authgw.challenges.outcomes import expect_ok
 from authgw.challenges.phones import PhoneError, display, to_e164
 from authgw.errors import ApiError
 from authgw.settings import Settings
@@ -235,8 +235,7 @@ def trail(customer_id: str, before: str | None) -> list[dict[str, Any]]:
     gw = gateway()
     if before is None:
         return list(gw.customers.events(customer_id, PAGE))
-    keys = gw.store.keys.for_customer(customer_id)
-    entries = gw.store.read_command("xrevrange", keys.events, f"({before}", "-", PAGE)
+    entries = gw.store.trail(gw.store.keys.for_customer(customer_id), PAGE, before)
     return [render_event(entry_id, fields) for entry_id, fields in entries]
 
 
@@ -293,13 +292,8 @@ def reveal_phones(customer_id: str) -> str:
     known(customer_id)
     gw = gateway()
     keys = gw.store.keys.for_customer(customer_id)
-    record_phones_viewed(keys.customer, keys.events, gw.domain.maxlen, g.operator)
+    scripts.phones_viewed(gw.store, keys, events_ms=gw.domain.maxlen, by=g.operator)
     return customer_page(customer_id, reveal=True)
-
-
-def record_phones_viewed(customer_key: str, events_key: str, retention_ms: int, by: str) -> None:
-    """The ``phones_viewed`` script: the audit event of an operator seeing full numbers."""
-    expect_ok(gateway().store.run("phones_viewed", [customer_key, events_key], [retention_ms, by]))
 
 
 def _note() -> str:

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-from authgw.challenges.phones import PhoneError, to_e164
+from authgw.challenges.phones import to_e164
+from authgw.errors import PhoneError
 
 WITHHELD_WORDS = {"", "anonymous", "restricted", "unavailable", "unknown", "private", "blocked"}
 # Keypad spellings: ANONYMOUS, RESTRICTED, UNAVAILABLE, UNKNOWN, BLOCKED.

@@ -31,19 +31,20 @@ Every script status becomes the caller's answer in ``_spoken`` and nowhere else.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from authgw import scripts
 from authgw.challenges.domain import Domain, Now
 from authgw.challenges.locks import policy_arg, with_open
-from authgw.challenges.outcomes import RETRIES, status_of
+from authgw.challenges.outcomes import RETRIES
 from authgw.errors import StoreUnavailable, ValidationFailed
 from authgw.http import whole_number
-from authgw.keys import customer_tag, tag_of_challenge
-from authgw.webhooks.callerid import attestation_refusal, caller_id, dialled
+from authgw.identifiers import customer_tag, tag_of_challenge
+from authgw.webhooks.callerid import CallerId, attestation_refusal, caller_id, dialled
 from authgw.webhooks.selflock import SelfLock
 from authgw.webhooks.speech import INVALID_INPUT, WRONG_CODE, Voice
 
@@ -67,6 +68,35 @@ CALL_RECORD_MARGIN = 86400  # seconds a call's record outlives the events retent
 CALL_EVENTS_MAX = 100_000  # the gateway's call stream is trimmed to about this many entries
 MAX_ENTRIES = 6  # keys a caller may enter in one call before it is ended
 CONFIRM_PATH = "/webhooks/twilio/confirm"
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """An inbound call's fields as ``voice_call`` reads them."""
+
+    sid: str
+    raw_from: str
+    stir: str
+    caller: CallerId
+    to: str  # the dialled number, E.164 ('' when it is none)
+    now: Now
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The customers a call may speak for, as the phone index says (a hint)."""
+
+    customers: list[str]
+    known: str  # 'unmatched' when no customer can take it, else ''
+    reason: str  # why it is unmatched ('' when not)
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """The call's record, and the first candidate's holder of the dialled number if read."""
+
+    seen: scripts.Sighting
+    held: tuple[str, str] | None  # (customer, holder)
 
 
 def _field(form: Mapping[str, str], name: str, limit: int = 64) -> str:
@@ -115,90 +145,127 @@ class Calls:
     # -- POST /voice ----------------------------------------------------------------------
 
     def voice_call(self, form: Mapping[str, str]) -> str:
-        """TwiML for an inbound call."""
+        """TwiML for an inbound call: read the call, record its first sight, judge it for each
+        customer it may speak for, answer."""
+        call = self._inbound(form)
+        if call.caller.e164 is None:
+            return self._no_caller_id(call)
+        if call.to in self.s.lock_numbers:
+            return self.lock_line.answer(call.sid, call.caller.e164, call.to, call.stir, call.now)
+        found = self._candidates(call, call.caller.e164)
+        if found is None:
+            return self.voice.reject()
+        sight = self._receive(call, call.caller.e164, found)
+        return self._answer(call, call.caller.e164, found, sight)
+
+    def _inbound(self, form: Mapping[str, str]) -> Inbound:
+        """Step 1: the call's fields, checked and normalised."""
         sid = _call_sid(form)
         raw_from = _field(form, "From", 256)
         stir = _field(form, "StirVerstat")
-        caller = caller_id(raw_from)
         to = dialled(_field(form, "To", 256), self.s.default_region) or ""
-        now = self.d.now()
-        record = self.keys.call_status(sid)
+        return Inbound(sid, raw_from, stir, caller_id(raw_from), to, self.d.now())
 
-        if caller.e164 is None:
-            # Withheld: asked to redial with 186. Not a phone (client:, sip:, not E.164): a
-            # stranger. Neither reaches any customer.
-            outcome, reason = ("withheld", "withheld") if caller.withheld else ("unmatched", "not_a_phone")
-            seen = self.store.run(
-                "receive_call",
-                [record],
-                [now.ms, now.iso, self._call_ttl_ms, raw_from, to, stir, "", outcome, reason],
+    def _no_caller_id(self, call: Inbound) -> str:
+        """A withheld caller ID is asked to redial with 186; one that is not a phone (client:,
+        sip:, not E.164) is a stranger. Neither reaches any customer."""
+        withheld = call.caller.withheld
+        outcome, reason = ("withheld", "withheld") if withheld else ("unmatched", "not_a_phone")
+        sight = scripts.receive_call(
+            self.store,
+            self.keys.call_status(call.sid),
+            now=call.now,
+            ttl_ms=self._call_ttl_ms,
+            from_=call.raw_from,
+            to=call.to,
+            stir=call.stir,
+            candidates=[],
+            outcome=outcome,
+            reason=reason,
+        )
+        if sight.state == "new":
+            self._log(
+                call.now, f"call.{outcome}", call.sid, call.raw_from, call.to, reason=reason, stir=call.stir
             )
-            if seen[0] == "new":
-                self._log(now, f"call.{outcome}", sid, raw_from, to, reason=reason, stir=stir)
-            log.info("call %s: %s caller ID", sid, "withheld" if caller.withheld else "not a phone's")
-            return self.voice.withheld() if caller.withheld else self.voice.reject()
+        log.info("call %s: %s caller ID", call.sid, "withheld" if withheld else "not a phone's")
+        return self.voice.withheld() if withheld else self.voice.reject()
 
-        if to in self.s.lock_numbers:
-            return self.lock_line.answer(sid, caller.e164, to, stir, now)
-        index = self.keys.phone_index(caller.e164)
+    def _candidates(self, call: Inbound, caller: str) -> Candidates | None:
+        """Step 2: the customers the phone index names (a hint), and whether the call is
+        unmatched already; None when the caller is over the rate limit."""
         if self.limiter is not None:
             # The caller's counter and the phone index travel in one round trip.
-            decision, members = self.limiter.check_and_read("caller", caller.e164, "smembers", index)
+            decision, members = self.limiter.check_and_read(
+                "caller", caller, lambda: self.store.customers_of_phone(caller)
+            )
             if not decision.allowed:
                 # A number calling in a loop: refused unanswered, nothing recorded or judged.
-                log.warning("call %s: over the per-caller rate limit; rejected", sid)
-                return self.voice.reject()
+                log.warning("call %s: over the per-caller rate limit; rejected", call.sid)
+                return None
         else:
-            members = self.store.read_command("smembers", index)
+            members = self.store.customers_of_phone(caller)
         candidates = sorted(members)
-        known = "" if candidates and to else "unmatched"
+        known = "" if candidates and call.to else "unmatched"
         reason = "" if not known else ("unknown_caller" if not candidates else "not_a_number")
-        receive_args = [
-            now.ms,
-            now.iso,
-            self._call_ttl_ms,
-            caller.e164,
-            to,
-            stir,
-            ",".join(candidates),
-            known,
-            reason,
-        ]
-        held: tuple[str, str] | None = None  # (customer, holder of the dialled number)
-        if known:
-            seen = self.store.run("receive_call", [record], receive_args)
-        else:
-            # The first candidate's holder of the dialled number, read in the same round trip.
-            first = candidates[0]
-            seen, holder = self.store.run_and_read(
-                "receive_call", [record], receive_args, "hget", self.keys.for_customer(first).lines, to
-            )
-            held = (first, holder or "")
-        state, first_ms, seen_from, seen_to, seen_candidates, outcome = seen
-        if state == "seen":
-            if seen_from != caller.e164 or seen_to != to:
-                log.warning("call %s: delivered again with other numbers; refused", sid)
+        return Candidates(candidates, known, reason)
+
+    def _receive(self, call: Inbound, caller: str, found: Candidates) -> Sighting:
+        """Step 3: the call's record (its first sight fixes who it may speak for); with the
+        first candidate's holder of the dialled number read in the same round trip."""
+        receive = scripts.receive_call_call(
+            self.keys.call_status(call.sid),
+            now=call.now,
+            ttl_ms=self._call_ttl_ms,
+            from_=caller,
+            to=call.to,
+            stir=call.stir,
+            candidates=found.customers,
+            outcome=found.known,
+            reason=found.reason,
+        )
+        if found.known:
+            return Sighting(scripts.receive_prepared(self.store, receive), None)
+        first = found.customers[0]
+        seen, holder = scripts.receive_call_and_holder(
+            self.store, receive, self.keys.for_customer(first), call.to
+        )
+        return Sighting(seen, (first, holder))
+
+    def _answer(self, call: Inbound, caller: str, found: Candidates, sight: Sighting) -> str:
+        """Step 4: judge the call for each customer it may speak for; the first that takes it
+        answers."""
+        seen = sight.seen
+        candidates = found.customers
+        if seen.state == "seen":
+            if seen.from_ != caller or seen.to != call.to:
+                log.warning("call %s: delivered again with other numbers; refused", call.sid)
                 return self.voice.reject()
-            if outcome == "withheld":
+            if seen.outcome == "withheld":
                 return self.voice.withheld()
-            candidates = seen_candidates.split(",") if seen_candidates else []
-        if outcome or not candidates:
-            if state == "new":
-                self._log(now, "call.unmatched", sid, caller.e164, to, reason=reason, stir=stir)
-            log.info("call %s: unmatched (%s)", sid, reason or outcome)
+            candidates = seen.candidates
+        if seen.outcome or not candidates:
+            if seen.state == "new":
+                self._log(
+                    call.now, "call.unmatched", call.sid, caller, call.to, reason=found.reason, stir=call.stir
+                )
+            log.info("call %s: unmatched (%s)", call.sid, found.reason or seen.outcome)
             return self.voice.reject()
 
         told = False  # whether some customer's trail has the call
         for customer_id in candidates:
-            hint = held[1] if held and held[0] == customer_id else None
-            result = self._judge(customer_id, sid, caller.e164, to, int(first_ms), stir, now, hint)
-            told = told or result[0] != "stranger"
-            answer = self._spoken_call(customer_id, sid, result)
+            hint = sight.held[1] if sight.held and sight.held[0] == customer_id else None
+            judged = self._judge(
+                customer_id, call.sid, caller, call.to, seen.first_ms, call.stir, call.now, hint
+            )
+            told = told or judged.status != "stranger"
+            answer = self._spoken_call(customer_id, call.sid, judged)
             if answer is not None:
                 return answer
-        if not told and state == "new":
-            self._log(now, "call.unmatched", sid, caller.e164, to, reason="unknown_caller", stir=stir)
-        log.info("call %s: unmatched", sid)
+        if not told and seen.state == "new":
+            self._log(
+                call.now, "call.unmatched", call.sid, caller, call.to, reason="unknown_caller", stir=call.stir
+            )
+        log.info("call %s: unmatched", call.sid)
         return self.voice.reject()
 
     def _log(
@@ -224,13 +291,7 @@ class Calls:
             "stir_verstat": stir,
             "status": status,
         }
-        with self.store.boundary():
-            self.store.client.xadd(
-                self.keys.call_events(),
-                {k: v for k, v in fields.items() if v},
-                maxlen=CALL_EVENTS_MAX,
-                approximate=True,
-            )
+        self.store.log_call_event({k: v for k, v in fields.items() if v}, CALL_EVENTS_MAX)
 
     def _judge(
         self,
@@ -242,60 +303,57 @@ class Calls:
         stir: str,
         now: Now,
         held: str | None = None,
-    ) -> list[Any]:
+    ) -> scripts.CallAnswer:
         """``held``: the customer's lines entry for ``to`` if already read (a hint, like any)."""
         keys = self.keys.for_customer(customer_id)
         refusal = attestation_refusal(stir, self.s.callback_min_attestation)
         for _ in range(RETRIES):
             if held is None:
-                with self.store.boundary():
-                    held = self.store.client.hget(keys.lines, to) or ""
+                held = self.store.line_holder(keys, to)
             hint = held.partition("|")[2]
             held = None  # a retry reads it again
-            call_keys = [keys.customer, keys.open, keys.events, keys.lines, keys.call(sid)]
-            if hint:
-                call_keys.append(keys.challenge(hint))
-            result = self.store.run(
-                "answer_call",
-                call_keys,
-                [
-                    now.ms,
-                    now.iso,
-                    self.d.maxlen,
-                    self.d.retention_ms,
-                    self._marker_ttl_ms,
-                    sid,
-                    from_,
-                    to,
-                    hint,
-                    first_ms,
-                    self.s.callback_confirm_above,
-                    stir,
-                    refusal,
-                ],
+            judged = scripts.answer_call(
+                self.store,
+                keys,
+                now=now,
+                events_ms=self.d.maxlen,
+                retention_ms=self.d.retention_ms,
+                marker_ttl_ms=self._marker_ttl_ms,
+                sid=sid,
+                from_=from_,
+                to=to,
+                hint=hint,
+                first_ms=first_ms,
+                confirm_above=self.s.callback_confirm_above,
+                stir=stir,
+                refusal=refusal,
             )
-            if status_of(result) != "retry":
-                return list(result)
+            if judged.status != "retry":
+                return judged
         raise StoreUnavailable("the designated number kept changing hands")
 
-    def _spoken_call(self, customer_id: str, sid: str, result: list[Any]) -> str | None:
+    def _spoken_call(self, customer_id: str, sid: str, judged: scripts.CallAnswer) -> str | None:
         """The answer to a call judged for one customer; None: try the next customer."""
-        status = result[0]
-        log.info("call %s: %s", sid, status if status != "unmatched" else f"unmatched ({result[1]})")
+        status = judged.status
+        log.info("call %s: %s", sid, status if status != "unmatched" else f"unmatched ({judged.reason})")
         if status in ("stranger", "unmatched"):
             return None
         if status == "verified":
             return self.voice.reject()
         if status == "gather":
-            challenge_id, mode, doc, keys = result[1], result[2], json.loads(result[3]), int(result[4])
-            bound = self.store.run(
-                "bind_call", [self.keys.call_status(sid)], [customer_id, challenge_id, "gather"]
+            bound = scripts.bind_call(
+                self.store,
+                self.keys.call_status(sid),
+                customer_id=customer_id,
+                challenge_id=judged.challenge_id,
+                outcome="gather",
             )
-            if status_of(bound) != "ok":
+            if bound != "ok":
                 return self.voice.result("unknown_call")
-            return self.voice.ask(doc, mode, self._action(1), keys)
+            assert judged.doc is not None
+            return self.voice.ask(judged.doc, judged.mode, self._action(1), judged.gather_keys)
         if status == "replay":
-            outcome = result[1]
+            outcome = judged.replayed
             if outcome == "unmatched":
                 return None
             if outcome == "verified":
@@ -315,56 +373,46 @@ class Calls:
         n = whole_number(n_arg, 1, MAX_ENTRIES)
         if n is None:
             raise ValidationFailed([{"field": "n", "message": f"must be 1 to {MAX_ENTRIES}"}])
-        with self.store.boundary():
-            customer_id, challenge_id = self.store.client.hmget(
-                self.keys.call_status(sid), ["customer_id", "challenge_id"]
-            )
+        customer_id, challenge_id = self.store.call_fields(sid, "customer_id", "challenge_id")
         if not customer_id or not challenge_id or tag_of_challenge(challenge_id) != customer_tag(customer_id):
             log.info("call %s: keys pressed on a call with no dialogue", sid)
             return self.voice.result("unknown_call")
         keys = self.keys.for_customer(customer_id)
 
-        def run(now: Now, open_ids: list[str]) -> Any:
-            return self.store.run(
-                "confirm_call",
-                [
-                    keys.challenge(challenge_id),
-                    keys.customer,
-                    keys.open,
-                    keys.events,
-                    keys.lines,
-                    keys.call(sid),
-                    *(keys.challenge(i) for i in open_ids),
-                ],
-                [
-                    now.ms,
-                    now.iso,
-                    self.d.maxlen,
-                    self.d.retention_ms,
-                    policy_arg(self.s),
-                    sid,
-                    challenge_id,
-                    digits,
-                    n,
-                    "1" if self.s.fraud_report_locks else "0",
-                    *open_ids,
-                ],
+        def judge(now: Now, open_ids: list[str]) -> scripts.KeysJudged:
+            return scripts.confirm_call(
+                self.store,
+                keys,
+                challenge_id=challenge_id,
+                open_ids=open_ids,
+                now=now,
+                events_ms=self.d.maxlen,
+                retention_ms=self.d.retention_ms,
+                policy=policy_arg(self.s),
+                sid=sid,
+                digits=digits,
+                entry=n,
+                fraud_report_locks=self.s.fraud_report_locks,
             )
+
+        def unless_retry(now: Now, open_ids: list[str]) -> scripts.KeysJudged | None:
+            judged = judge(now, open_ids)
+            return None if judged.status == "retry" else judged
 
         if digits == "9" and self.s.fraud_report_locks:
             # A fraud report locks and cancels every open challenge: the script needs them.
-            result = with_open(self.d, keys, run)
+            judged = with_open(self.d, keys, unless_retry)
         else:
-            result = run(self.d.now(), [])
-        return self._spoken_keys(sid, list(result), n)
+            judged = judge(self.d.now(), [])
+        return self._spoken_keys(sid, judged, n)
 
-    def _spoken_keys(self, sid: str, result: list[Any], n: int) -> str:
-        status = status_of(result)
-        attempts, locked, keys = 0, 0, 0
-        if status == "replay":
-            status, attempts, locked, keys = result[1], int(result[2]), int(result[3]), int(result[4])
-        elif status == "invalid_code":
-            attempts, locked, keys = int(result[1]), int(result[2]), int(result[3])
+    def _spoken_keys(self, sid: str, judged: scripts.KeysJudged, n: int) -> str:
+        status, attempts, locked, keys = (
+            judged.status,
+            judged.attempts_left,
+            judged.locked,
+            judged.gather_keys,
+        )
         log.info("call %s: keys judged: %s", sid, status)
         last_entry = n >= MAX_ENTRIES
         if status == "invalid_input":
@@ -378,8 +426,7 @@ class Calls:
                 return self.voice.result("failed")
             return self.voice.ask_again("code", self._action(n + 1), keys, WRONG_CODE)
         if status == "denied":
-            locked = int(result[3] if result[0] == "replay" else result[2])
-            return self.voice.fraud_reported(bool(locked), self.s.bank_contact_number)
+            return self.voice.fraud_reported(locked, self.s.bank_contact_number)
         return self.voice.result(status)
 
     # -- POST /status ---------------------------------------------------------------------
@@ -397,9 +444,12 @@ class Calls:
         caller = caller_id(_field(form, "From", 256))
         from_ = caller.e164 or ("withheld" if caller.withheld else "not_a_phone")
         to = dialled(_field(form, "To", 256), region) or ""
-        self.store.run(
-            "call_status",
-            [self.keys.call_status(sid)],
-            [now.ms, now.iso, self._call_ttl_ms, call_status, duration],
+        scripts.call_status(
+            self.store,
+            self.keys.call_status(sid),
+            now=now,
+            ttl_ms=self._call_ttl_ms,
+            call_status=call_status,
+            duration=duration,
         )
         self._log(now, "call.status", sid, from_, to, status=call_status)

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from authgw import scripts
 from authgw.challenges.domain import Now
 from authgw.challenges.locks import with_open
-from authgw.challenges.outcomes import status_of
-from authgw.errors import StoreUnavailable, ValidationFailed
+from authgw.errors import ValidationFailed
 
 if TYPE_CHECKING:
     from authgw.webhooks.calls import Calls
@@ -45,35 +45,33 @@ class SelfLock:
 
     def answer(self, sid: str, caller: str, to: str, stir: str, now: Now) -> str:
         """TwiML for a call from ``caller`` (E.164) on the self-lock number ``to``."""
-        index = self.keys.phone_index(caller)
         if self.calls.limiter is not None:
-            decision, members = self.calls.limiter.check_and_read("caller", caller, "smembers", index)
+            decision, members = self.calls.limiter.check_and_read(
+                "caller", caller, lambda: self.store.customers_of_phone(caller)
+            )
             if not decision.allowed:
                 log.warning("call %s: over the per-caller rate limit; rejected", sid)
                 return self.voice.reject()
         else:
-            members = self.store.read_command("smembers", index)
+            members = self.store.customers_of_phone(caller)
         candidates = sorted(members)
-        state, _first, seen_from, seen_to, seen_candidates, outcome = self.store.run(
-            "receive_call",
-            [self.keys.call_status(sid)],
-            [
-                now.ms,
-                now.iso,
-                self.calls._call_ttl_ms,
-                caller,
-                to,
-                stir,
-                ",".join(candidates),
-                OUTCOME if candidates else "unmatched",
-                "" if candidates else "unknown_caller",
-            ],
+        seen = scripts.receive_call(
+            self.store,
+            self.keys.call_status(sid),
+            now=now,
+            ttl_ms=self.calls._call_ttl_ms,
+            from_=caller,
+            to=to,
+            stir=stir,
+            candidates=candidates,
+            outcome=OUTCOME if candidates else "unmatched",
+            reason="" if candidates else "unknown_caller",
         )
-        if state == "seen" and (seen_from != caller or seen_to != to):
+        if seen.state == "seen" and (seen.from_ != caller or seen.to != to):
             log.warning("call %s: delivered again with other numbers; refused", sid)
             return self.voice.reject()
-        if outcome != OUTCOME or not seen_candidates:
-            if state == "new":
+        if seen.outcome != OUTCOME or not seen.candidates:
+            if seen.state == "new":
                 self.calls._log(now, "call.unmatched", sid, caller, to, reason="unknown_caller", stir=stir)
             log.info("call %s: self-lock line, unknown caller", sid)
             return self.voice.lock_not_registered()
@@ -88,16 +86,14 @@ class SelfLock:
         digits = _field(form, "Digits", 12)
         if not DIGITS.fullmatch(digits):
             raise ValidationFailed([{"field": "Digits", "message": "must be keypad keys"}])
-        with self.store.boundary():
-            from_, to, candidates, outcome = self.store.client.hmget(
-                self.keys.call_status(sid), ["from", "to", "candidates", "outcome"]
-            )
+        from_, to, candidates, outcome = self.store.call_fields(sid, "from", "to", "candidates", "outcome")
         if outcome != OUTCOME or not candidates or to not in self.s.lock_numbers:
             log.info("call %s: keys pressed on a call that is not on the self-lock line", sid)
             return self.voice.result("unknown_call")
         if digits.rstrip("#") != "1":
             log.info("call %s: self-lock line, not confirmed", sid)
             return self.voice.lock_not_done()
+        assert from_ is not None and to is not None
         locked = [c for c in candidates.split(",") if self._lock(c, sid, from_, to) != "stranger"]
         log.info("call %s: self-lock line, %d customer(s) locked", sid, len(locked))
         if not locked:
@@ -107,30 +103,19 @@ class SelfLock:
     def _lock(self, customer_id: str, sid: str, from_: str, to: str) -> str:
         keys = self.keys.for_customer(customer_id)
 
-        def run(now: Now, ids: list[str]) -> Any:
-            return self.store.run(
-                "self_lock",
-                [
-                    keys.customer,
-                    keys.open,
-                    keys.events,
-                    keys.lines,
-                    keys.call(sid),
-                    *(keys.challenge(i) for i in ids),
-                ],
-                [
-                    now.ms,
-                    self.d.maxlen,
-                    self.d.retention_ms,
-                    self.calls._call_ttl_ms,
-                    sid,
-                    from_,
-                    to,
-                    *ids,
-                ],
+        def run(now: Now, ids: list[str]) -> str | None:
+            status = scripts.self_lock(
+                self.store,
+                keys,
+                open_ids=ids,
+                now=now,
+                events_ms=self.d.maxlen,
+                retention_ms=self.d.retention_ms,
+                marker_ttl_ms=self.calls._call_ttl_ms,
+                sid=sid,
+                from_=from_,
+                to=to,
             )
+            return None if status == "retry" else status
 
-        status = status_of(with_open(self.d, keys, run))
-        if status not in ("locked", "replay", "stranger"):
-            raise StoreUnavailable(f"unexpected self_lock status {status!r}")
-        return status
+        return with_open(self.d, keys, run)

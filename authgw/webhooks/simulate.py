@@ -28,7 +28,7 @@ from urllib.parse import urlencode, urljoin
 import phonenumbers
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
-from authgw.errors import ConfigError
+from authgw.errors import ConfigError, SimulationError
 from authgw.settings import load_settings, parse_twilio_tokens
 
 VOICE_PATH = "/webhooks/twilio/voice"
@@ -37,10 +37,6 @@ CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
 DEV_TOKEN = "dev-twilio-auth-token"  # what `authgw serve --dev` fills in
 DEV_URL = "http://127.0.0.1:8000"
 TIMEOUT = 15  # Twilio's own limit for a webhook answer
-
-
-class SimulationError(Exception):
-    """The gateway could not be reached or did not answer 2xx."""
 
 
 def _say(text: str) -> None:

@@ -7,6 +7,7 @@
 --
 -- KEYS[1] the call record
 -- ARGV[1] now (ms, unused)   ARGV[2] now (RFC 3339)   ARGV[3] record TTL (ms)
+-- (ARGV[1] and ARGV[2] are the caller's estimate: the script replaces both with the store's TIME, clock_now)
 -- ARGV[4] CallStatus   ARGV[5] CallDuration ('' none)
 --
 -- Returns {'ok', number of status callbacks recorded for this call}.

@@ -7,6 +7,7 @@
 -- KEYS[5] the call marker (hash: this CallSid as seen by this customer)
 -- KEYS[6] the challenge hash the lines hint named (only when ARGV[9] ~= '')
 -- ARGV[1] now (ms)   ARGV[2] now (RFC 3339)   ARGV[3] events retention (ms)
+-- (ARGV[1] and ARGV[2] are the caller's estimate: the script replaces both with the store's TIME, clock_now)
 -- ARGV[4] retention (ms, unused: nothing ends here)   ARGV[5] call marker TTL (ms)   ARGV[6] CallSid
 -- ARGV[7] From (E.164)     ARGV[8] To (E.164)   ARGV[9] challenge id the hint named ('' none)
 -- ARGV[10] when the call was first seen (ms): a challenge created later is never approved
@@ -44,11 +45,7 @@ if redis.call('EXISTS', marker) == 1 then
 end
 
 if redis.call('EXISTS', cust) == 0 then return {'stranger'} end
-local registered = false
-for _, phone in ipairs(cjson.decode(redis.call('HGET', cust, 'phones') or '[]')) do
-  if phone == from then registered = true end
-end
-if not registered then return {'stranger'} end
+if not phone_registered(cust, from) then return {'stranger'} end
 
 -- The number's holder is the challenge it was shown with, until that one's expires_at,
 -- however it ended (free_line in _lib.lua): a call reaches that challenge or none.
@@ -93,11 +90,7 @@ add_event(events, maxlen, now_iso, 'call.received', customer_id,
           {'challenge_id', hint, 'from', from, 'to', to, 'call_sid', sid, 'mode', mode,
            'stir_verstat', stir})
 if mode == 'reject' then
-  redis.call('HSET', ch, 'status', 'verified', 'verified_by', 'callback', 'verified_at', now_iso,
-             'verified_from', from, 'call_sid', sid)
-  redis.call('HSET', cust, 'failed', 0)
-  add_event(events, maxlen, now_iso, 'challenge.verified', customer_id,
-            {'challenge_id', hint, 'method', 'callback', 'from', from, 'call_sid', sid})
+  mark_verified(ch, cust, events, maxlen, now_iso, customer_id, hint, 'callback', {from = from, sid = sid})
   judged('verified', hint, mode)
   return {'verified', hint}
 end

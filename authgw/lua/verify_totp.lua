@@ -3,6 +3,7 @@
 -- KEYS[1] challenge hash   KEYS[2] customer hash   KEYS[3] open zset
 -- KEYS[4] events stream    KEYS[5] lines hash
 -- ARGV[1] now (ms): the store's time the codes were computed at   ARGV[2] now (RFC 3339)
+-- (ARGV[1] and ARGV[2] are the caller's estimate: the script replaces both with the store's TIME, clock_now)
 -- ARGV[3] events retention (ms)   ARGV[4] retention (ms)
 -- ARGV[5] client     ARGV[6] lockout policy (lockout_policy in _lib.lua)
 -- ARGV[7] the TOTP ciphertext the caller computed codes with ('' if it found none)
@@ -34,10 +35,8 @@ if secret ~= ARGV[7] then return {'stale'} end
 
 local step = fresh_step(cust, ARGV[8])
 if step then
-  redis.call('HSET', ch, 'status', 'verified', 'verified_by', 'totp', 'verified_at', now_iso)
-  redis.call('HSET', cust, 'last_step', step, 'failed', 0)
-  add_event(events, maxlen, now_iso, 'challenge.verified', customer_id,
-            {'challenge_id', id, 'method', 'totp'})
+  redis.call('HSET', cust, 'last_step', step)
+  mark_verified(ch, cust, events, maxlen, now_iso, customer_id, id, 'totp')
   return {'ok', unpack(redis.call('HGETALL', ch))}
 end
 local attempts, locked, before_lock = count_failure(ch, cust, open, events, lines, maxlen, now_ms,

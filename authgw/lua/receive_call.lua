@@ -9,6 +9,7 @@
 --
 -- KEYS[1] the call record (hash, its own slot)
 -- ARGV[1] now (ms)   ARGV[2] now (RFC 3339)   ARGV[3] record TTL (ms)
+-- (ARGV[1] and ARGV[2] are the caller's estimate: the script replaces both with the store's TIME, clock_now)
 -- ARGV[4] From (E.164 or the raw withheld value)   ARGV[5] To   ARGV[6] StirVerstat ('' none)
 -- ARGV[7] candidate customers, comma-separated ('' none)
 -- ARGV[8] outcome already known ('withheld', 'unmatched', '' when the customers decide)

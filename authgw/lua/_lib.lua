@@ -274,6 +274,30 @@ local function count_failure(ch_key, cust_key, open_key, events_key, lines_key, 
   return attempts, locked and 1 or 0, before_lock
 end
 
+-- Whether `e164` is one of the customer's registered phones (the index is only a hint).
+local function phone_registered(cust_key, e164)
+  for _, phone in ipairs(cjson.decode(redis.call('HGET', cust_key, 'phones') or '[]')) do
+    if phone == e164 then return true end
+  end
+  return false
+end
+
+-- Mark a pending challenge verified by `method` ('totp' or 'callback'), reset the customer's
+-- consecutive failures and write `challenge.verified`. `call` (callback only) is
+-- {from = E.164, sid = CallSid, mode = 'confirm' | 'code' | nil (reject mode)}.
+local function mark_verified(ch_key, cust_key, events_key, maxlen, now_iso, customer_id, id, method, call)
+  local fields = {'status', 'verified', 'verified_by', method, 'verified_at', now_iso}
+  local event = {'challenge_id', id, 'method', method}
+  if call then
+    for _, v in ipairs({'verified_from', call.from, 'call_sid', call.sid}) do fields[#fields + 1] = v end
+    for _, v in ipairs({'from', call.from, 'call_sid', call.sid}) do event[#event + 1] = v end
+    if call.mode then event[#event + 1] = 'mode'; event[#event + 1] = call.mode end
+  end
+  redis.call('HSET', ch_key, unpack(fields))
+  redis.call('HSET', cust_key, 'failed', 0)
+  add_event(events_key, maxlen, now_iso, 'challenge.verified', customer_id, event)
+end
+
 -- The smallest accepted time step later than the customer's last accepted one, or nil.
 -- `steps` is a comma-separated list of the steps whose code matched (computed by the caller).
 local function fresh_step(cust_key, steps)

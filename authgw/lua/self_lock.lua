@@ -20,11 +20,7 @@ local now_ms, maxlen = tonumber(ARGV[1]), ARGV[2]
 local sid, from, to = ARGV[5], ARGV[6], ARGV[7]
 if redis.call('EXISTS', marker) == 1 then return {'replay'} end
 if redis.call('EXISTS', cust) == 0 then return {'stranger'} end
-local registered = false
-for _, phone in ipairs(cjson.decode(redis.call('HGET', cust, 'phones') or '[]')) do
-  if phone == from then registered = true end
-end
-if not registered then return {'stranger'} end
+if not phone_registered(cust, from) then return {'stranger'} end
 local ch_keys, ids = {}, {}
 for i = 6, #KEYS do
   ch_keys[#ch_keys + 1] = KEYS[i]

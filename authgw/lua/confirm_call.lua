@@ -10,6 +10,7 @@
 -- KEYS[5] lines hash       KEYS[6] the call marker (written by answer_call.lua)
 -- KEYS[7..] the customer's open challenges' hashes as the caller read them (only for a "9")
 -- ARGV[1] now (ms)   ARGV[2] now (RFC 3339)   ARGV[3] events retention (ms)   ARGV[4] retention (ms)
+-- (ARGV[1] and ARGV[2] are the caller's estimate: the script replaces both with the store's TIME, clock_now)
 -- ARGV[5] lockout policy (see _lib.lua)   ARGV[6] CallSid   ARGV[7] challenge id   ARGV[8] digits
 -- ARGV[9] the entry's number within the call (1, 2, ...): an entry delivered twice is judged once
 -- ARGV[10] '1': a fraud report locks the customer
@@ -46,21 +47,14 @@ if status == 'expired' then return answer('challenge_expired') end
 if status ~= 'pending' then return answer('challenge_not_pending') end
 if redis.call('EXISTS', cust) == 0 then return answer('challenge_not_pending') end
 if lock_state(cust, events, maxlen, now_ms) then return answer('customer_locked') end
-local registered = false
-for _, phone in ipairs(cjson.decode(redis.call('HGET', cust, 'phones') or '[]')) do
-  if phone == from then registered = true end
-end
-if not registered then return {'unknown_call'} end
+if not phone_registered(cust, from) then return {'unknown_call'} end
 
 local customer_id = redis.call('HGET', ch, 'customer_id')
 local approve = (mode == 'confirm' and digits == '1')
     or (mode == 'code' and digits ~= '' and digits == redis.call('HGET', ch, 'code'))
 if approve then
-  redis.call('HSET', ch, 'status', 'verified', 'verified_by', 'callback', 'verified_at', now_iso,
-             'verified_from', from, 'call_sid', sid)
-  redis.call('HSET', cust, 'failed', 0)
-  add_event(events, maxlen, now_iso, 'challenge.verified', customer_id,
-            {'challenge_id', id, 'method', 'callback', 'from', from, 'call_sid', sid, 'mode', mode})
+  mark_verified(ch, cust, events, maxlen, now_iso, customer_id, id, 'callback',
+                {from = from, sid = sid, mode = mode})
   return answer('verified')
 end
 if digits == '9' then

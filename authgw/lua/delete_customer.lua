@@ -5,6 +5,7 @@
 -- KEYS[1] customer hash   KEYS[2] open zset   KEYS[3] events stream   KEYS[4] lines hash
 -- KEYS[5..] the open challenges' hashes
 -- ARGV[1] now (ms)   ARGV[2] now (RFC 3339)   ARGV[3] events retention (ms)   ARGV[4] retention (ms)
+-- (ARGV[1] and ARGV[2] are the caller's estimate: the script replaces both with the store's TIME, clock_now)
 -- ARGV[5] the client deleting   ARGV[6..] the open challenges' ids, in KEYS order
 --
 -- Returns {'ok', phones JSON}, {'customer_not_found'}, or {'retry'} when the open set is not

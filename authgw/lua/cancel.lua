@@ -2,6 +2,7 @@
 --
 -- KEYS[1] challenge hash   KEYS[2] open zset   KEYS[3] events stream   KEYS[4] lines hash
 -- ARGV[1] now (ms)   ARGV[2] now (RFC 3339)   ARGV[3] events retention (ms)   ARGV[4] retention (ms)
+-- (ARGV[1] and ARGV[2] are the caller's estimate: the script replaces both with the store's TIME, clock_now)
 -- ARGV[5] client     ARGV[6] challenge id
 --
 -- Returns {'ok', challenge field, value, ...}, {'challenge_not_found'}, {'challenge_not_pending'}.
