@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import secrets
 import xml.etree.ElementTree as ET
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
@@ -21,9 +21,13 @@ from flask_wtf.csrf import CSRFError, validate_csrf
 from werkzeug.exceptions import HTTPException
 from wtforms.validators import ValidationError
 
+from authgw.challenges import models
 from authgw.challenges.phones import display
 from authgw.errors import ApiError
 from authgw.webhooks.simulate import VOICE_PATH, SimulationError, as_twilio_sends, call_parameters, post
+
+if TYPE_CHECKING:
+    from authgw.app import Gateway
 
 bp = Blueprint("demo", __name__, url_prefix="/demo", template_folder="templates")
 
@@ -43,8 +47,8 @@ DIGITS = re.compile(r"^[0-9*#]{1,12}$")
 WEBHOOKS = "/webhooks/twilio/"
 
 
-def gateway() -> Any:
-    return current_app.extensions["authgw"]
+def gateway() -> Gateway:
+    return current_app.extensions["authgw"]  # type: ignore[no-any-return]
 
 
 @bp.before_request
@@ -76,7 +80,7 @@ def create_transfer() -> Response | tuple[Response, int]:
     gw = gateway()
     # The demo customer is (re)registered with its phone each time: idempotent, and it undoes
     # whatever an operator did to its phones meanwhile.
-    gw.customers.put(DEMO_CUSTOMER, {"phones": [REGISTERED]}, DEMO_CLIENT)
+    gw.customers.put(DEMO_CUSTOMER, models.parse(models.CustomerPut, {"phones": [REGISTERED]}), DEMO_CLIENT)
     transfer = {
         "customer_id": DEMO_CUSTOMER,
         "kind": "transfer",
@@ -85,7 +89,7 @@ def create_transfer() -> Response | tuple[Response, int]:
         "payee": PAYEE,
     }
     try:
-        challenge, _new = gw.challenges.create(DEMO_CLIENT, transfer, None)
+        challenge, _new = gw.challenges.create(DEMO_CLIENT, models.parse_new_challenge(transfer, None))
     except ApiError as exc:
         return jsonify({"error": exc.code, "detail": exc.detail}), exc.status
     return jsonify(challenge), 201

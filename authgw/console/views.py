@@ -6,7 +6,7 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import phonenumbers
 from flask import (
@@ -34,6 +34,9 @@ from authgw.challenges.phones import PhoneError, display, to_e164
 from authgw.errors import ApiError
 from authgw.settings import Settings
 
+if TYPE_CHECKING:
+    from authgw.app import Gateway
+
 bp = Blueprint(
     "console", __name__, url_prefix="/console", template_folder="templates", static_folder="static"
 )
@@ -47,8 +50,8 @@ NOTE_MAX = 500
 PUBLIC_ENDPOINTS = ("console.sign_in", "console.sign_in_post", "console.language", "console.static")
 
 
-def gateway() -> Any:
-    return current_app.extensions["authgw"]
+def gateway() -> Gateway:
+    return current_app.extensions["authgw"]  # type: ignore[no-any-return]
 
 
 def fingerprint(key_digest: bytes) -> str:
