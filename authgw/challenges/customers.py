@@ -230,16 +230,25 @@ class Customers:
 
         return render(pairs(expect_ok(with_open(self.d, keys, run))))
 
-    def events(self, customer_id: str, limit: int) -> list[dict[str, Any]]:
+    def events(self, customer_id: str, limit: int, before: str | None = None) -> list[dict[str, Any]]:
+        """The customer's events, newest first; with ``before`` (an event id, the stream
+        entry id every event carries as ``id``), only those older than it."""
         keys = self._keys(customer_id)
         store = self.d.store
         now = self.d.now()
+        # An exclusive upper bound (Redis 6.2+): the page starts just below ``before``.
+        newest = "+" if before is None else f"({before}"
         with store.boundary():
             pipe = store.client.pipeline(transaction=False)
             pipe.exists(keys.customer)
             pipe.zrangebyscore(keys.open, "-inf", now.ms)
-            pipe.xrevrange(keys.events, count=limit)
+            if before == "0-0":  # nothing is older than the first possible id
+                pipe.exists(keys.customer)
+            else:
+                pipe.xrevrange(keys.events, max=newest, count=limit)
             exists, due, entries = pipe.execute()
+        if before == "0-0":
+            entries = []
         if not exists:
             raise ApiError("customer_not_found")
         if due:
@@ -252,6 +261,7 @@ class Customers:
                     [now.ms, self.d.maxlen, *due],
                 )
             )
-            with store.boundary():
-                entries = store.client.xrevrange(keys.events, count=limit)
+            if before != "0-0":
+                with store.boundary():
+                    entries = store.client.xrevrange(keys.events, max=newest, count=limit)
         return [render_event(entry_id, fields) for entry_id, fields in entries]
