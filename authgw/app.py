@@ -1,7 +1,8 @@
 """The application factory: ``create_app(config=None)``.
 
 ``config`` (tests, embedding) may hold settings overrides by name, plus ``redis_client`` (a
-ready client, e.g. fakeredis), ``clock`` and ``host_clock`` (callables returning UNIX seconds).
+ready client, e.g. fakeredis), ``clock`` and ``host_clock`` (callables returning UNIX seconds),
+and ``sleep`` (how a long-poll waits; tests pass one that moves their clock).
 Time is the store's: every script reads ``TIME``. ``clock`` is for tests that move time by
 hand: it stands in for the store's ``TIME`` (``authgw.store.Store``) and is the host's clock
 too, unless ``host_clock`` sets the host's apart (default: the system clock). Settings are
@@ -62,6 +63,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     client = config.pop("redis_client", None)
     clock: Callable[[], float] | None = config.pop("clock", None)
     host_clock: Callable[[], float] = config.pop("host_clock", None) or clock or time.time
+    sleep: Callable[[float], None] | None = config.pop("sleep", None)
     settings = load_settings(config)
     if client is None:
         if not settings.redis_url:
@@ -82,7 +84,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         int(settings.redis_wait_timeout * 1000),
         clock=clock,
     )
-    domain = Domain.build(settings, store, host_clock)
+    domain = Domain.build(settings, store, host_clock, sleep)
     customers = Customers(domain)
     app.extensions["authgw"] = Gateway(settings, store, domain, customers, Challenges(domain, customers))
 

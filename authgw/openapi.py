@@ -98,6 +98,20 @@ def openapi_document() -> dict[str, Any]:
         "required": False,
         "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
     }
+    before = {
+        "name": "before",
+        "in": "query",
+        "required": False,
+        "description": "An event id: the page of events older than that one",
+        "schema": {"type": "string", "pattern": r"^[0-9]{1,20}-[0-9]{1,20}$"},
+    }
+    wait = {
+        "name": "wait",
+        "in": "query",
+        "required": False,
+        "description": "Seconds to wait while the challenge is pending (long-poll)",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 30},
+    }
     idem = {
         "name": "Idempotency-Key",
         "in": "header",
@@ -142,7 +156,7 @@ def openapi_document() -> dict[str, Any]:
                 models.Events,
                 None,
                 ("404", "422"),
-                [*cust, limit],
+                [*cust, limit, before],
             ),
         },
         "/v1/challenges": {
@@ -151,7 +165,14 @@ def openapi_document() -> dict[str, Any]:
             ),
         },
         "/v1/challenges/{challenge_id}": {
-            "get": _op("Read a challenge", "200", ch, None, ("404",), chal),
+            "get": _op(
+                "Read a challenge; with wait, once it is no longer pending or after wait seconds",
+                "200",
+                ch,
+                None,
+                ("404", "422"),
+                [*chal, wait],
+            ),
         },
         "/v1/challenges/{challenge_id}/totp": {
             "post": _op(

@@ -167,6 +167,15 @@ class Deferred:
     judge: Callable[[list[Any]], None]
 
 
+FIRST_ID = "0-0"  # no event is older than the first possible stream id
+
+
+def _newest(before: str | None) -> str:
+    """The upper bound of a page of a trail: everything, or just below event id ``before``
+    (an exclusive bound, Redis 6.2+); ``(0-0`` itself is refused by Redis, hence FIRST_ID."""
+    return "+" if before is None or before == FIRST_ID else f"({before}"
+
+
 class Store:
     """The Redis client, the key builder and the registered scripts of one process.
 
@@ -336,24 +345,25 @@ class Store:
             return [list(answer) for answer in pipe.execute()]
 
     def trail_and_due(
-        self, keys: CustomerKeys, now_ms: int, limit: int
+        self, keys: CustomerKeys, now_ms: int, limit: int, before: str | None = None
     ) -> tuple[bool, list[str], list[tuple[str, dict[str, str]]]]:
         """Whether the customer exists, the open challenges due by ``now_ms``, and the newest
-        ``limit`` events: one round trip."""
+        ``limit`` events (older than event id ``before``): one round trip."""
         with self.boundary():
             pipe = self.client.pipeline(transaction=False)
             pipe.exists(keys.customer)
             pipe.zrangebyscore(keys.open, "-inf", now_ms)
-            pipe.xrevrange(keys.events, count=limit)
+            pipe.xrevrange(keys.events, max=_newest(before), count=limit)
             exists, due, entries = pipe.execute()
-        return bool(exists), list(due), list(entries)
+        return bool(exists), list(due), [] if before == FIRST_ID else list(entries)
 
     def trail(
         self, keys: CustomerKeys, limit: int, before: str | None = None
     ) -> list[tuple[str, dict[str, str]]]:
         """The newest ``limit`` events of the customer's trail (older than event id ``before``)."""
-        newest = "+" if before is None else f"({before}"
-        entries: Any = self.read_command("xrevrange", keys.events, newest, "-", limit)
+        if before == FIRST_ID:
+            return []
+        entries: Any = self.read_command("xrevrange", keys.events, _newest(before), "-", limit)
         return list(entries)
 
     def log_call_event(self, fields: dict[str, str], maxlen: int) -> None:

@@ -4,8 +4,10 @@
 # the network, so a slow store call holds its own request, never the worker. Measured against
 # gthread and sync in bench/ (docs/performance.md): less CPU per request and a shorter tail.
 worker_class = "gevent"
-# Requests one worker holds at once; beyond that, connections wait in the listen queue.
-worker_connections = 256
+# Requests one worker holds at once; beyond that, connections wait in the listen queue. A
+# long-poll (GET /v1/challenges/{id}?wait=N) sleeps as a greenlet between its reads and holds
+# one of these for up to 30 s, so there is room for a thousand waiters beside the traffic.
+worker_connections = 1280
 # Used only when --worker-class gthread is asked for.
 threads = 4
 # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new connections

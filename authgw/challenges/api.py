@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, Response, current_app, g, request
 
 from authgw.auth import authenticate, operator_only, roles_of
@@ -16,6 +18,9 @@ from authgw.ratelimit import reads_first
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 
 EVENTS_DEFAULT, EVENTS_MAX = 20, 100
+LONG_POLL_MAX = 30  # seconds a ``GET /v1/challenges/{id}?wait=N`` may wait
+# An event id is its stream entry id, ``<ms>-<seq>``, each part an unsigned 64-bit number.
+EVENT_ID = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})$")
 
 
 def customers() -> Customers:
@@ -110,7 +115,15 @@ def events(customer_id: str) -> Response:
         raise ValidationFailed(
             [{"field": "limit", "message": f"must be a whole number from 1 to {EVENTS_MAX}"}]
         )
-    return as_json({"events": customers().events(known_customer(customer_id), limit)})
+    before = request.args.get("before")
+    if before is not None and not _event_id(before):
+        raise ValidationFailed([{"field": "before", "message": "must be an event id, as events carry in id"}])
+    return as_json({"events": customers().events(known_customer(customer_id), limit, before)})
+
+
+def _event_id(raw: str) -> bool:
+    match = EVENT_ID.fullmatch(raw)
+    return bool(match) and all(int(part) < 2**64 for part in match.groups())  # type: ignore[union-attr]
 
 
 # -- challenges ---------------------------------------------------------------------------
@@ -126,7 +139,13 @@ def create_challenge() -> Response:
 @bp.get("/challenges/<challenge_id>")
 @reads_first
 def get_challenge(challenge_id: str) -> Response:
-    return as_json(challenges().get(g.client, challenge_id))
+    raw = request.args.get("wait")
+    wait = 0 if raw is None else whole_number(raw, 1, LONG_POLL_MAX)
+    if wait is None:
+        raise ValidationFailed(
+            [{"field": "wait", "message": f"must be a whole number of seconds from 1 to {LONG_POLL_MAX}"}]
+        )
+    return as_json(challenges().get(g.client, challenge_id, wait))
 
 
 @bp.post("/challenges/<challenge_id>/totp")

@@ -196,16 +196,18 @@ class Customers:
 
         return render(with_open(self.d, keys, run).customer)
 
-    def events(self, customer_id: str, limit: int) -> list[dict[str, Any]]:
+    def events(self, customer_id: str, limit: int, before: str | None = None) -> list[dict[str, Any]]:
+        """The customer's events, newest first; with ``before`` (an event id, the stream
+        entry id every event carries as ``id``), only those older than it."""
         keys = self._keys(customer_id)
         store = self.d.store
         now = self.d.now()
-        exists, due, entries = store.trail_and_due(keys, now.ms, limit)
+        exists, due, entries = store.trail_and_due(keys, now.ms, limit, before)
         if not exists:
             raise ApiError("customer_not_found")
         if due:
             # Challenges whose time is up but that nobody touched since: settle them so the
             # trail shows their expiry, then read it again.
             scripts.expire_due(store, keys, due_ids=due, now=now, events_ms=self.d.maxlen)
-            entries = store.trail(keys, limit)
+            entries = store.trail(keys, limit, before)
         return [render_event(entry_id, fields) for entry_id, fields in entries]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,12 @@ class Now:
         return rfc3339(self.ms)
 
 
+def pause(seconds: float) -> None:
+    """Wait ``seconds``. Looked up at each call, so that under gevent workers (which patch the
+    standard library at start-up) it is gevent's sleep: a waiting request holds no thread."""
+    time.sleep(seconds)
+
+
 @dataclass
 class Domain:
     settings: Settings
@@ -42,9 +49,16 @@ class Domain:
     box: SecretBox
     totp: TotpPolicy
     store_clock: StoreClock
+    sleep: Callable[[float], None] = pause  # tests move their clock instead
 
     @classmethod
-    def build(cls, settings: Settings, store: Store, clock: Callable[[], float]) -> Domain:
+    def build(
+        cls,
+        settings: Settings,
+        store: Store,
+        clock: Callable[[], float],
+        sleep: Callable[[float], None] | None = None,
+    ) -> Domain:
         return cls(
             settings=settings,
             store=store,
@@ -54,6 +68,7 @@ class Domain:
                 settings.totp_issuer, settings.totp_digits, settings.totp_period, settings.totp_algorithm
             ),
             store_clock=StoreClock(store, clock),
+            sleep=sleep or pause,
         )
 
     def now(self) -> Now:

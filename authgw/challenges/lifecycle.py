@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 # worker) keeps the key from a corrected request; far longer than any request lives (each
 # store call gives up after redis_timeout, a worker is killed after 10 s without a beat).
 IDEMPOTENCY_LEASE_SECONDS = 60
+# A long-poll (``GET /v1/challenges/{id}?wait=N``) re-reads a pending challenge this often:
+# the contract allows a waiting request at most one store read per 5 seconds besides the
+# read that answers it.
+LONG_POLL_INTERVAL_SECONDS = 5.0
 
 
 @dataclass
@@ -279,9 +283,22 @@ class Challenges:
         )
         return render(challenge_id, record, as_created=as_created)
 
-    def get(self, client: str, challenge_id: str) -> dict[str, Any]:
-        """The challenge, if the client created it, or reads every client's (an operator)."""
-        return self._read(client, challenge_id, any_client=sees_every_client(client, self.d.settings))
+    def get(self, client: str, challenge_id: str, wait: float = 0) -> dict[str, Any]:
+        """The challenge, if the client created it, or reads every client's (an operator).
+
+        With ``wait`` (seconds), a pending challenge is read again every
+        ``LONG_POLL_INTERVAL_SECONDS`` until it is no longer pending or ``wait`` has passed;
+        the request sleeps in between (a greenlet's sleep under the gevent workers)."""
+        any_client = sees_every_client(client, self.d.settings)
+        challenge = self._read(client, challenge_id, any_client=any_client)
+        deadline = self.d.clock() + wait
+        while challenge["status"] == "pending":
+            left = deadline - self.d.clock()
+            if left <= 0:
+                break
+            self.d.sleep(min(LONG_POLL_INTERVAL_SECONDS, left))
+            challenge = self._read(client, challenge_id, any_client=any_client)
+        return challenge
 
     # -- transitions ----------------------------------------------------------------------
 

@@ -156,6 +156,7 @@ class Challenge(BaseModel):
 
 class Event(BaseModel):
     model_config = ConfigDict(extra="allow")
+    id: str  # the stream entry id: unique, stable, the key for paging (``before``)
     at: str
     type: str
     customer_id: str

@@ -28,7 +28,6 @@ from wtforms.validators import ValidationError
 
 from authgw import scripts
 from authgw.auth import OPERATOR, authenticate, roles_of
-from authgw.challenges.customers import render_event
 from authgw.challenges.models import CUSTOMER_ID_RE
 from authgw.challenges.phones import PhoneError, display, to_e164
 from authgw.errors import ApiError
@@ -235,11 +234,7 @@ def masked(e164: str) -> str:
 
 def trail(customer_id: str, before: str | None) -> list[dict[str, Any]]:
     """A page of the customer's events, newest first, older than ``before`` (an event id)."""
-    gw = gateway()
-    if before is None:
-        return list(gw.customers.events(customer_id, PAGE))
-    entries = gw.store.trail(gw.store.keys.for_customer(customer_id), PAGE, before)
-    return [render_event(entry_id, fields) for entry_id, fields in entries]
+    return gateway().customers.events(customer_id, PAGE, before)
 
 
 def open_challenges(customer_id: str) -> list[dict[str, Any]]:
