@@ -53,6 +53,11 @@ class CustomerKeys:
     def call(self, call_sid: str) -> str:
         return f"{self.prefix}:call:{call_sid}"
 
+    def usage(self) -> str:
+        """Hash: the day's usage book (``used_today`` in ``_lib.lua``): live challenges' amounts
+        and the consumed total per kind."""
+        return f"{self.prefix}:usage"
+
 
 class Keys:
     def __init__(self, prefix: str) -> None:

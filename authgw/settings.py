@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -91,6 +92,14 @@ class Settings:
     lock_numbers: tuple[str, ...] = ()
     # Readiness: the host's clock may be this far off the store's before /readyz says 503.
     clock_skew_max_seconds: float = 2.0
+    # Limits and step-up (authgw.challenges.limits). 0: no limit.
+    limit_transfer_per_transaction: int = 0
+    limit_transfer_daily: int = 0
+    limit_payeasy_per_transaction: int = 0
+    limit_payeasy_daily: int = 0
+    limit_raise_delay_seconds: int = 0
+    timezone: str = "Asia/Tokyo"
+    new_phone_hold_seconds: int = 0
 
 
 def _defaults() -> dict[str, Any]:
@@ -325,6 +334,7 @@ def _validate(raw: dict[str, Any]) -> Settings:
         clock_skew_max_seconds=_as_float(
             env_name("clock_skew_max_seconds"), raw["clock_skew_max_seconds"], 0.1, 3600
         ),
+        **_limit_settings(raw),
     )
     clients = {key.client for key in settings.api_keys}
     for name in settings.operators:
@@ -376,6 +386,31 @@ def _lock_settings(raw: dict[str, Any], region: str) -> dict[str, Any]:
         "bank_contact_number": contact,
         "lock_numbers": parse_numbers("AUTHGW_LOCK_NUMBERS", str(raw["lock_numbers"]), region),
     }
+
+
+def _limit_settings(raw: dict[str, Any]) -> dict[str, Any]:
+    """The settings of limits and step-up (API.md Additions, "Limits and step-up")."""
+    out: dict[str, Any] = {}
+    for name in (
+        "limit_transfer_per_transaction",
+        "limit_transfer_daily",
+        "limit_payeasy_per_transaction",
+        "limit_payeasy_daily",
+    ):
+        out[name] = _as_int(ENV_PREFIX + name.upper(), raw[name], 0, 99_999_999_999)
+    out["limit_raise_delay_seconds"] = _as_int(
+        "AUTHGW_LIMIT_RAISE_DELAY_SECONDS", raw["limit_raise_delay_seconds"], 0, 400 * 86400
+    )
+    out["new_phone_hold_seconds"] = _as_int(
+        "AUTHGW_NEW_PHONE_HOLD_SECONDS", raw["new_phone_hold_seconds"], 0, 400 * 86400
+    )
+    name = str(raw["timezone"]).strip()
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise ConfigError("AUTHGW_TIMEZONE", f"{name!r} is not an IANA time zone") from None
+    out["timezone"] = name
+    return out
 
 
 def setting_names() -> list[str]:

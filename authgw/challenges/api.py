@@ -8,6 +8,7 @@ from authgw.auth import authenticate, operator_only, roles_of
 from authgw.challenges import models
 from authgw.challenges.customers import Customers
 from authgw.challenges.lifecycle import Challenges
+from authgw.challenges.limits import Limits
 from authgw.challenges.models import CUSTOMER_ID_RE
 from authgw.errors import ApiError, ValidationFailed
 from authgw.http import as_json, json_body, whole_number
@@ -24,6 +25,10 @@ def customers() -> Customers:
 
 def challenges() -> Challenges:
     return current_app.extensions["authgw"].challenges  # type: ignore[no-any-return]
+
+
+def limits() -> Limits:
+    return Limits(current_app.extensions["authgw"].domain)
 
 
 @bp.before_request
@@ -103,6 +108,17 @@ def events(customer_id: str) -> Response:
             [{"field": "limit", "message": f"must be a whole number from 1 to {EVENTS_MAX}"}]
         )
     return as_json({"events": customers().events(known_customer(customer_id), limit)})
+
+
+@bp.put("/customers/<customer_id>/limits")
+def put_limits(customer_id: str) -> Response:
+    return as_json(limits().put(known_customer(customer_id), json_body(), g.client))
+
+
+@bp.get("/customers/<customer_id>/limits")
+@reads_first
+def get_limits(customer_id: str) -> Response:
+    return as_json(limits().get(known_customer(customer_id)))
 
 
 # -- challenges ---------------------------------------------------------------------------

@@ -43,6 +43,8 @@ def render(record: dict[str, str], now_ms: int | None = None) -> dict[str, Any]:
 
 # Event fields that hold a list: the stream keeps them as JSON text, the API shows arrays.
 LIST_FIELDS = frozenset({"added", "removed"})
+# customer.limits_changed's limits, shown as integers.
+LIMIT_VALUES = frozenset({"previous", "value"})
 
 
 def render_event(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
@@ -53,7 +55,7 @@ def render_event(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
     }
     for name, value in fields.items():
         if name not in event:
-            if name == "amount":
+            if name == "amount" or (fields.get("type") == "customer.limits_changed" and name in LIMIT_VALUES):
                 event[name] = int(value)
             elif name in LIST_FIELDS:
                 event[name] = json.loads(value)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from authgw.auth import sees_every_client
-from authgw.challenges import models
+from authgw.challenges import limits, models
 from authgw.challenges.customers import Customers
 from authgw.challenges.domain import Domain, rfc3339
 from authgw.challenges.locks import policy_arg
@@ -229,7 +229,14 @@ class Challenges:
         )
         doc_json = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
         methods_json = json.dumps(request.methods) if request.methods is not None else ""
-        base_keys = [keys.customer, keys.open, keys.events, keys.lines, keys.challenge(challenge_id)]
+        base_keys = [
+            keys.customer,
+            keys.open,
+            keys.events,
+            keys.lines,
+            keys.challenge(challenge_id),
+            keys.usage(),
+        ]
         if request_hash:
             base_keys.append(idem_key)
         result = store.run(
@@ -251,6 +258,7 @@ class Challenges:
                 request_hash,
                 json.dumps(list(settings.callback_numbers)),
                 code,
+                *limits.create_args(self.d, now.ms),
             ],
         )
         if status_of(result) == "replay":
@@ -329,7 +337,7 @@ class Challenges:
         now = self.d.now()
         result = self.d.store.run(
             "consume",
-            [ch, keys.open, keys.events, keys.lines, keys.customer],
+            [ch, keys.open, keys.events, keys.lines, keys.customer, keys.usage()],
             [now.ms, now.iso, self.d.maxlen, self.d.retention_ms, client, digest, challenge_id],
         )
         return render(challenge_id, pairs(expect_ok(result)))

@@ -105,6 +105,21 @@ class LockBody(Strict):
     note: Annotated[str, StringConstraints(max_length=500)] | None = None
 
 
+LimitValue = Annotated[int, Field(ge=0, le=99_999_999_999)] | None
+
+
+class KindLimits(Strict):
+    """One kind's limits: an integer (0: no limit), null for the default, absent: unchanged."""
+
+    per_transaction: LimitValue = None
+    daily: LimitValue = None
+
+
+class LimitsPut(Strict):
+    transfer: KindLimits | None = None
+    payeasy: KindLimits | None = None
+
+
 # Responses (documentation only: the views build these shapes as dicts).
 
 

@@ -32,6 +32,14 @@ NO_FREE_NUMBER = (
 )
 
 
+# create_challenge judged the amount against a limit of the customer (judge_limits in
+# ``lua/_lib.lua``).
+LIMIT_EXCEEDED = {
+    "per_transaction": "The amount is over the customer's per-transaction limit of {limit}.",
+    "daily": "The amount would take today's usage ({used}) over the customer's daily limit of {limit}.",
+}
+
+
 def status_of(result: Any) -> str:
     if not isinstance(result, list) or not result or not isinstance(result[0], str):
         raise StoreUnavailable("unexpected script answer")
@@ -56,6 +64,16 @@ def expect_ok(result: Any, *, counts_attempts: bool = False) -> list[Any]:
         raise StoreUnavailable(f"unhandled script status {status}")
     if status == "method_unavailable" and result[1:2] == ["no_free_number"]:
         raise ApiError("method_unavailable", detail=NO_FREE_NUMBER.format(free_at=result[2]))
+    if status == "limit_exceeded":
+        limit_kind, limit, used, remaining = result[1], int(result[2]), int(result[3]), int(result[4])
+        raise ApiError(
+            "limit_exceeded",
+            detail=LIMIT_EXCEEDED[limit_kind].format(limit=limit, used=used),
+            limit_kind=limit_kind,
+            limit=limit,
+            used=used,
+            remaining=remaining,
+        )
     if status == "invalid_code" and counts_attempts:
         raise ApiError(
             "invalid_code", attempts_left=max(int(result[1]), 0), failures_before_lock=int(result[3])

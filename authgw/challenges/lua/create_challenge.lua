@@ -2,7 +2,8 @@
 --
 -- KEYS[1] customer hash      KEYS[2] open zset      KEYS[3] events stream
 -- KEYS[4] lines hash         KEYS[5] the new challenge's hash
--- KEYS[6] idempotency record (only when ARGV[13] ~= '')
+-- KEYS[6] usage hash (the day's usage book, used_today in _lib.lua)
+-- KEYS[7] idempotency record (only when ARGV[13] ~= '')
 -- ARGV[1] now (ms)           ARGV[2] now (RFC 3339)      ARGV[3] events retention (ms)
 -- ARGV[4] record TTL (ms: time to expiry + retention)
 -- ARGV[5] challenge id       ARGV[6] client              ARGV[7] customer id
@@ -14,10 +15,14 @@
 -- ARGV[13] request hash for the idempotency record, '' without one
 -- ARGV[14] designated numbers of the pool (JSON array)
 -- ARGV[15] code for code mode ('' otherwise)
+-- ARGV[16] limit defaults (limit_defaults in _lib.lua)
+-- ARGV[17] local days around now (day_of in _lib.lua)
 --
 -- Returns {'ok', methods JSON, line, document JSON as stored}, {'replay', id},
 -- {'idempotency_conflict'}, {'customer_not_found'}, {'customer_locked'}, {'method_unavailable'},
--- {'method_unavailable', 'no_free_number', when the first number is free again (RFC 3339)}.
+-- {'method_unavailable', 'no_free_number', when the first number is free again (RFC 3339)},
+-- {'limit_exceeded', limit kind, limit, used, remaining}, {'stale'} (the store's clock lies
+-- outside the days the caller sent: the host's clock is far off).
 
 -- The store's now (TIME), not the caller's estimate; expiry the same distance from it; both
 -- written into the document (the caller's leaves them out).
@@ -32,7 +37,7 @@ local now_iso, maxlen, record_ttl = ARGV[2], ARGV[3], ARGV[4]
 local id, client, customer_id = ARGV[5], ARGV[6], ARGV[7]
 local request_hash = ARGV[13]
 local idem = nil
-if request_hash ~= '' then idem = KEYS[6] end
+if request_hash ~= '' then idem = KEYS[7] end
 
 if idem then
   local previous = redis.call('GET', idem)
@@ -45,6 +50,15 @@ end
 
 if redis.call('EXISTS', cust) == 0 then return {'customer_not_found'} end
 if lock_state(cust, events, maxlen, now_ms) then return {'customer_locked'} end
+
+-- Limits (judge_limits in _lib.lua): judged and booked in this one step, so no two racing
+-- creations can together pass a limit.
+local doc = cjson.decode(ARGV[8])
+local day, day_end = day_of(ARGV[17], now_ms)
+if not day then return {'stale'} end
+local refused = judge_limits(cust, KEYS[6], open, doc['kind'], doc['amount'],
+                             limit_defaults(ARGV[16]), day, now_ms)
+if refused then return refused end
 
 local pool = cjson.decode(ARGV[14])
 local usable = {}
@@ -94,7 +108,7 @@ end
 redis.call('PEXPIRE', ch, record_ttl)
 redis.call('ZADD', open, ARGV[11], id)
 if idem then redis.call('SET', idem, request_hash .. '|' .. id, 'PX', record_ttl) end
-local doc = cjson.decode(ARGV[8])
+count_usage(KEYS[6], id, doc['kind'], day, doc['amount'], day_end, now_ms)
 add_event(events, maxlen, now_iso, 'challenge.created', customer_id,
           {'challenge_id', id, 'kind', doc['kind'], 'amount', doc['amount'],
            'methods', table.concat(methods, ',')})
