@@ -7,6 +7,7 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from unittest.mock import ANY
 
 import pytest
 from hypothesis import settings as hsettings
@@ -457,6 +458,7 @@ def test_wrong_confirmations_and_wrong_verifications_add_up_to_one_count(api, cu
         "locked": False,
         "failed_attempts": 5,
         "lock": None,
+        "phones_added_at": ANY,
     }
     # The sixth wrong code, on the challenge, locks.
     assert_problem(verify(api, challenge, wrong_code(customer, clock())), 422, "invalid_code")

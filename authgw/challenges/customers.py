@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from authgw.challenges import models
-from authgw.challenges.domain import Domain, Now
+from authgw.challenges.domain import Domain, Now, rfc3339
 from authgw.challenges.locks import lock_of, policy_arg, with_open
 from authgw.challenges.outcomes import RETRIES, expect_ok, pairs, status_of
 from authgw.challenges.phones import PhoneError, registrable
@@ -38,6 +38,9 @@ def render(record: dict[str, str], now_ms: int | None = None) -> dict[str, Any]:
         # A temporary lock past its time has ended, and its end resets the failures.
         "failed_attempts": int(record.get("failed") or 0) if lock or record.get("locked") != "1" else 0,
         "lock": lock,
+        "phones_added_at": {
+            phone: rfc3339(int(ms)) for phone, ms in json.loads(record.get("phones_added") or "{}").items()
+        },
     }
 
 

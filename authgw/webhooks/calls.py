@@ -272,6 +272,7 @@ class Calls:
                     self.s.callback_confirm_above,
                     stir,
                     refusal,
+                    self.s.new_phone_hold_seconds * 1000,
                 ],
             )
             if status_of(result) != "retry":
@@ -286,6 +287,8 @@ class Calls:
             return None
         if status == "verified":
             return self.voice.reject()
+        if status == "held":
+            return self.voice.result("new_phone_hold")
         if status == "gather":
             challenge_id, mode, doc, keys = result[1], result[2], json.loads(result[3]), int(result[4])
             bound = self.store.run(
@@ -300,6 +303,8 @@ class Calls:
                 return None
             if outcome == "verified":
                 return self.voice.reject()
+            if outcome == "held":
+                return self.voice.result("new_phone_hold")
             return self.voice.result("challenge_not_pending")
         raise StoreUnavailable(f"unexpected answer_call status {status!r}")
 

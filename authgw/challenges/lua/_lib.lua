@@ -366,10 +366,10 @@ end
 -- day and the ms its end falls at, or nil when now lies outside every window (fail closed).
 local function day_of(windows, now_ms)
   local starts, labels = {}, {}
-  for start, label in string.gmatch(windows, '(%d+)|([%d-]+)') do
+  for start, label in string.gmatch(windows, '(-?%d+)|([%d-]+)') do
     starts[#starts + 1], labels[#labels + 1] = tonumber(start), label
   end
-  local last = tonumber(string.match(windows, '(%d+)$'))
+  local last = tonumber(string.match(windows, '(-?%d+)$'))
   starts[#starts + 1] = last
   for i = 1, #labels do
     if now_ms >= starts[i] and now_ms < starts[i + 1] then return labels[i], starts[i + 1] end
@@ -440,4 +440,27 @@ local function judge_limits(cust_key, usage_key, open_key, kind, amount, default
     return {'limit_exceeded', 'daily', daily, used, daily - used}
   end
   return nil
+end
+
+-- The new-phone hold (API.md "New phone hold"): the customer hash's `phones_added` maps each
+-- registered phone to when it was added (ms). Re-registering a phone keeps its time; a phone
+-- removed and added again starts anew. A phone with no recorded time (registered before the
+-- gateway recorded them) is not held.
+local function phones_added(cust_key, phones, now_ms)
+  local before = cjson.decode(redis.call('HGET', cust_key, 'phones_added') or '{}')
+  local after = {}
+  local any = false
+  for _, phone in ipairs(phones) do
+    after[phone] = before[phone] or string.format('%d', now_ms)
+    any = true
+  end
+  if not any then return '{}' end
+  return cjson.encode(after)
+end
+
+-- Whether `phone` was added less than `hold_ms` before now_ms.
+local function phone_on_hold(cust_key, phone, hold_ms, now_ms)
+  if hold_ms <= 0 then return false end
+  local added = cjson.decode(redis.call('HGET', cust_key, 'phones_added') or '{}')[phone]
+  return added ~= nil and now_ms - tonumber(added) < hold_ms
 end
