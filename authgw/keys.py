@@ -58,6 +58,10 @@ class CustomerKeys:
         and the consumed total per kind."""
         return f"{self.prefix}:usage"
 
+    def payees(self) -> str:
+        """Zset: payee digests of the customer's consumed challenges, by when (new payees)."""
+        return f"{self.prefix}:payees"
+
 
 class Keys:
     def __init__(self, prefix: str) -> None:

@@ -100,6 +100,10 @@ class Settings:
     limit_raise_delay_seconds: int = 0
     timezone: str = "Asia/Tokyo"
     new_phone_hold_seconds: int = 0
+    new_payee_methods: tuple[str, ...] = ()
+    step_up_amount: int = 0
+    step_up_methods: tuple[str, ...] = ()
+    dual_factor_amount: int = 0
 
 
 def _defaults() -> dict[str, Any]:
@@ -404,6 +408,17 @@ def _limit_settings(raw: dict[str, Any]) -> dict[str, Any]:
     out["new_phone_hold_seconds"] = _as_int(
         "AUTHGW_NEW_PHONE_HOLD_SECONDS", raw["new_phone_hold_seconds"], 0, 400 * 86400
     )
+    out["step_up_amount"] = _as_int("AUTHGW_STEP_UP_AMOUNT", raw["step_up_amount"], 0, 99_999_999_999)
+    out["dual_factor_amount"] = _as_int(
+        "AUTHGW_DUAL_FACTOR_AMOUNT", raw["dual_factor_amount"], 0, 99_999_999_999
+    )
+    for key in ("new_payee_methods", "step_up_methods"):
+        methods = tuple(dict.fromkeys(m.strip() for m in str(raw[key]).split(",") if m.strip()))
+        if any(m not in ("callback", "totp") for m in methods):
+            raise ConfigError(ENV_PREFIX + key.upper(), "must list callback and/or totp")
+        out[key] = methods
+    if out["step_up_amount"] and not out["step_up_methods"]:
+        raise ConfigError("AUTHGW_STEP_UP_METHODS", "must be set with AUTHGW_STEP_UP_AMOUNT")
     name = str(raw["timezone"]).strip()
     try:
         zoneinfo.ZoneInfo(name)

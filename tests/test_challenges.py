@@ -52,6 +52,8 @@ CHALLENGE_FIELDS = {
     "expires_at",
     "verified_by",
     "verified_at",
+    "new_payee",
+    "required",
 }
 
 

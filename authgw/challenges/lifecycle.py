@@ -114,6 +114,8 @@ def render(challenge_id: str, record: dict[str, str], *, as_created: bool = Fals
             "expires_at": doc["expires_at"],
             "verified_by": None if as_created else record.get("verified_by"),
             "verified_at": None if as_created else record.get("verified_at"),
+            "new_payee": record.get("new_payee") == "1",
+            "required": json.loads(record["required"]) if record.get("required") else None,
         }
     )
     return out
@@ -227,6 +229,7 @@ class Challenges:
             settings.challenge_attempts,
             mode,
         )
+        doc["payee_digest"] = limits.payee_digest(request.customer_id, request.kind, request.currency, payee)
         doc_json = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
         methods_json = json.dumps(request.methods) if request.methods is not None else ""
         base_keys = [
@@ -236,6 +239,7 @@ class Challenges:
             keys.lines,
             keys.challenge(challenge_id),
             keys.usage(),
+            keys.payees(),
         ]
         if request_hash:
             base_keys.append(idem_key)
@@ -263,14 +267,17 @@ class Challenges:
         )
         if status_of(result) == "replay":
             return self._read(client, result[1], as_created=True), False
-        methods_out, line, stored_doc = expect_ok(result)
+        methods_out, line, stored_doc, new_payee, required = expect_ok(result)
         record = {
             "customer_id": request.customer_id,
             "doc": stored_doc,
             "methods": methods_out,
             "status": "pending",
             "attempts": str(settings.challenge_attempts),
+            "new_payee": str(new_payee),
         }
+        if required:
+            record["required"] = required
         if line:
             record["line"] = line
             if code:
@@ -337,7 +344,7 @@ class Challenges:
         now = self.d.now()
         result = self.d.store.run(
             "consume",
-            [ch, keys.open, keys.events, keys.lines, keys.customer, keys.usage()],
+            [ch, keys.open, keys.events, keys.lines, keys.customer, keys.usage(), keys.payees()],
             [now.ms, now.iso, self.d.maxlen, self.d.retention_ms, client, digest, challenge_id],
         )
         return render(challenge_id, pairs(expect_ok(result)))

@@ -18,6 +18,8 @@ Each script's argument list is built in one function here (``create_args``, ``pu
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -59,9 +61,30 @@ def day_windows(timezone: str, now_ms: int) -> str:
     return ",".join(parts)
 
 
+def policy_arg(settings: Settings) -> str:
+    """The scripts' ``step_up`` argument."""
+    return json.dumps(
+        {
+            "new_payee": list(settings.new_payee_methods),
+            "step_up_amount": settings.step_up_amount,
+            "step_up_methods": list(settings.step_up_methods),
+            "dual_factor_amount": settings.dual_factor_amount,
+        }
+    )
+
+
+def payee_digest(customer_id: str, kind: str, currency: str, payee: dict[str, Any]) -> str:
+    """Who is paid, without the amount: the first 128 bits of SHA-256 of the canonical JSON."""
+    canonical = models.canonical_json(
+        {"currency": currency, "customer_id": customer_id, "kind": kind, "payee": payee}
+    )
+    return hashlib.sha256(canonical).hexdigest()[:32]
+
+
 def create_args(domain: Domain, now_ms: int) -> list[Any]:
-    """What ``create_challenge.lua`` needs of the limits: ARGV[16] and ARGV[17]."""
-    return [defaults_arg(domain.settings), day_windows(domain.settings.timezone, now_ms)]
+    """What ``create_challenge.lua`` needs of limits and step-up: ARGV[16] to ARGV[18]."""
+    settings = domain.settings
+    return [defaults_arg(settings), day_windows(settings.timezone, now_ms), policy_arg(settings)]
 
 
 def render(flat: list[Any]) -> dict[str, Any]:

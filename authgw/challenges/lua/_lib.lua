@@ -464,3 +464,86 @@ local function phone_on_hold(cust_key, phone, hold_ms, now_ms)
   local added = cjson.decode(redis.call('HGET', cust_key, 'phones_added') or '{}')[phone]
   return added ~= nil and now_ms - tonumber(added) < hold_ms
 end
+
+-- Step-up (API.md "Limits and step-up"): the step-up rule, here and nowhere else.
+--
+-- The policy travels as one JSON argument, {"new_payee": [methods], "step_up_amount": N,
+-- "step_up_methods": [methods], "dual_factor_amount": N} (authgw.challenges.limits.policy_arg;
+-- an empty list or 0: that rule is off). Given the methods the customer can use among those
+-- asked for, it returns the methods left and the methods required (nil: any one of them), or
+-- nil and the name of the rule the customer cannot meet.
+local function intersect(methods, allowed)
+  local keep, out = {}, {}
+  for _, m in ipairs(allowed) do keep[m] = true end
+  for _, m in ipairs(methods) do
+    if keep[m] then out[#out + 1] = m end
+  end
+  return out
+end
+
+local function step_up(policy_json, methods, amount, new_payee)
+  local policy = cjson.decode(policy_json)
+  if new_payee and #policy['new_payee'] > 0 then
+    methods = intersect(methods, policy['new_payee'])
+    if #methods == 0 then return nil, 'new_payee' end
+  end
+  local at = tonumber(policy['step_up_amount'])
+  if at > 0 and amount >= at and #policy['step_up_methods'] > 0 then
+    methods = intersect(methods, policy['step_up_methods'])
+    if #methods == 0 then return nil, 'step_up' end
+  end
+  local dual = tonumber(policy['dual_factor_amount'])
+  if dual > 0 and amount >= dual then
+    local both = intersect({'callback', 'totp'}, methods)
+    if #both < 2 then return nil, 'dual_factor' end
+    return both, both
+  end
+  return methods, nil
+end
+
+-- One factor of a challenge has verified (`extra`: the event's further name, value pairs). A
+-- challenge without `required` is verified by it; one with `required` (dual factor) records
+-- the factor (`factor_<method>`) and is verified once every required factor is, with
+-- `verified_by` the factors joined ('callback+totp'); until then `challenge.factor_verified` is
+-- written. Returns whether the challenge is now verified.
+local function verify_factor(ch_key, events_key, maxlen, now_iso, customer_id, id, method, extra)
+  local required = redis.call('HGET', ch_key, 'required')
+  local fields = {'challenge_id', id, 'method', method}
+  for _, value in ipairs(extra or {}) do fields[#fields + 1] = value end
+  if not required then
+    redis.call('HSET', ch_key, 'status', 'verified', 'verified_by', method, 'verified_at', now_iso)
+    add_event(events_key, maxlen, now_iso, 'challenge.verified', customer_id, fields)
+    return true
+  end
+  redis.call('HSET', ch_key, 'factor_' .. method, now_iso)
+  local names = cjson.decode(required)
+  for _, m in ipairs(names) do
+    if not redis.call('HGET', ch_key, 'factor_' .. m) then
+      add_event(events_key, maxlen, now_iso, 'challenge.factor_verified', customer_id, fields)
+      return false
+    end
+  end
+  table.sort(names)
+  local by = table.concat(names, '+')
+  redis.call('HSET', ch_key, 'status', 'verified', 'verified_by', by, 'verified_at', now_iso)
+  fields[4] = by
+  add_event(events_key, maxlen, now_iso, 'challenge.verified', customer_id, fields)
+  return true
+end
+
+-- Whether `method` has already verified its part of a dual-factor challenge.
+local function factor_done(ch_key, method)
+  return redis.call('HGET', ch_key, 'factor_' .. method) ~= false
+end
+
+-- New payees: the payees zset holds the payee digests (without the amount) of the customer's
+-- consumed challenges, scored by when, the PAYEES_KEPT most recent; it lives `keep_ms` (the
+-- events retention) past the last consumption.
+local PAYEES_KEPT = 1000
+
+local function remember_payee(payees_key, digest, now_ms, keep_ms)
+  if not digest then return end
+  redis.call('ZADD', payees_key, now_ms, digest)
+  redis.call('ZREMRANGEBYRANK', payees_key, 0, -PAYEES_KEPT - 1)
+  redis.call('PEXPIRE', payees_key, keep_ms)
+end

@@ -26,6 +26,7 @@ local status = settle(ch, open, events, lines, maxlen, now_ms, id)
 if not has_method(ch, 'totp') then return {'method_unavailable'} end
 if status == 'expired' then return {'challenge_expired'} end
 if status ~= 'pending' then return {'challenge_not_pending'} end
+if factor_done(ch, 'totp') then return {'challenge_not_pending'} end
 if redis.call('EXISTS', cust) == 0 then return {'challenge_not_pending'} end
 if lock_state(cust, events, maxlen, now_ms) then return {'customer_locked'} end
 local secret = redis.call('HGET', cust, 'totp') or ''
@@ -34,10 +35,9 @@ if secret ~= ARGV[7] then return {'stale'} end
 
 local step = fresh_step(cust, ARGV[8])
 if step then
-  redis.call('HSET', ch, 'status', 'verified', 'verified_by', 'totp', 'verified_at', now_iso)
   redis.call('HSET', cust, 'last_step', step, 'failed', 0)
-  add_event(events, maxlen, now_iso, 'challenge.verified', customer_id,
-            {'challenge_id', id, 'method', 'totp'})
+  -- verify_factor in _lib.lua: a dual-factor challenge waits for its call too.
+  verify_factor(ch, events, maxlen, now_iso, customer_id, id, 'totp')
   return {'ok', unpack(redis.call('HGETALL', ch))}
 end
 local attempts, locked, before_lock = count_failure(ch, cust, open, events, lines, maxlen, now_ms,

@@ -83,6 +83,7 @@ if tonumber(redis.call('HGET', ch, 'created_ms')) > first_ms then
   return unmatched('challenge_after_call', hint)
 end
 if not has_method(ch, 'callback') then return unmatched('method_unavailable', hint) end
+if factor_done(ch, 'callback') then return unmatched('challenge_not_pending', hint) end
 if phone_on_hold(cust, from, tonumber(ARGV[14]), now_ms) then
   unmatched('new_phone_hold', hint)
   redis.call('HSET', marker, 'outcome', 'held')
@@ -95,6 +96,9 @@ local mode = doc['callback_mode'] or 'reject'
 if mode == 'reject' and confirm_above > 0 and tonumber(doc['amount']) >= confirm_above then
   mode = 'confirm'
 end
+-- A dual-factor challenge's call reads the transaction back whatever the mode: a caller ID
+-- alone is never one of two factors.
+if mode == 'reject' and redis.call('HGET', ch, 'required') then mode = 'confirm' end
 if mode == 'code' and not redis.call('HGET', ch, 'code') then mode = 'confirm' end
 
 add_event(events, maxlen, now_iso, 'call.received', customer_id,

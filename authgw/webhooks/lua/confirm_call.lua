@@ -56,11 +56,11 @@ local customer_id = redis.call('HGET', ch, 'customer_id')
 local approve = (mode == 'confirm' and digits == '1')
     or (mode == 'code' and digits ~= '' and digits == redis.call('HGET', ch, 'code'))
 if approve then
-  redis.call('HSET', ch, 'status', 'verified', 'verified_by', 'callback', 'verified_at', now_iso,
-             'verified_from', from, 'call_sid', sid)
+  redis.call('HSET', ch, 'verified_from', from, 'call_sid', sid)
   redis.call('HSET', cust, 'failed', 0)
-  add_event(events, maxlen, now_iso, 'challenge.verified', customer_id,
-            {'challenge_id', id, 'method', 'callback', 'from', from, 'call_sid', sid, 'mode', mode})
+  -- verify_factor in _lib.lua: a dual-factor challenge waits for its TOTP code too.
+  verify_factor(ch, events, maxlen, now_iso, customer_id, id, 'callback',
+                {'from', from, 'call_sid', sid, 'mode', mode})
   return answer('verified')
 end
 if digits == '9' then
