@@ -39,6 +39,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "already_consumed": (409, "The challenge was already consumed"),
     "challenge_expired": (410, "The challenge has expired"),
     "customer_locked": (423, "The customer is locked"),
+    "limit_exceeded": (422, "The amount is over a limit"),
     "store_unavailable": (503, "The store is unavailable"),
     # ours
     "unauthorized": (401, "Missing or wrong API key"),

@@ -37,6 +37,15 @@ class CustomerKeys:
     def call(self, call_sid: str) -> str:
         return f"{self.prefix}:call:{call_sid}"
 
+    def usage(self) -> str:
+        """Hash: the day's usage book (``used_today`` in ``_lib.lua``): live challenges' amounts
+        and the consumed total per kind."""
+        return f"{self.prefix}:usage"
+
+    def payees(self) -> str:
+        """Zset: payee digests of the customer's consumed challenges, by when (new payees)."""
+        return f"{self.prefix}:payees"
+
 
 class Keys:
     def __init__(self, prefix: str) -> None:

@@ -80,6 +80,8 @@ def openapi_document() -> dict[str, Any]:
         models.CodeBody,
         models.ConsumeBody,
         models.LockBody,
+        models.LimitsPut,
+        models.Limits,
         models.Customer,
         models.TotpEnrolment,
         models.Challenge,
@@ -148,6 +150,17 @@ def openapi_document() -> dict[str, Any]:
                 ("404", "422"),
                 cust,
             ),
+        },
+        "/v1/customers/{customer_id}/limits": {
+            "put": _op(
+                "Change a customer's limits: a raise waits, a lowering applies at once",
+                "200",
+                models.Limits,
+                models.LimitsPut,
+                ("404", "422"),
+                cust,
+            ),
+            "get": _op("A customer's limits and today's usage", "200", models.Limits, None, ("404",), cust),
         },
         "/v1/customers/{customer_id}/events": {
             "get": _op(

@@ -284,6 +284,8 @@ class Created:
     methods: str = ""  # JSON array (ok only)
     line: str = ""  # the designated number bound to it ('' none)
     doc: str = ""  # the document as stored, JSON (ok only)
+    new_payee: str = ""  # '1': none of the customer's consumed challenges paid this payee
+    required: str = ""  # JSON array of the methods that must all verify ('' any one of them)
 
 
 def create_challenge_call(
@@ -304,9 +306,19 @@ def create_challenge_call(
     idempotency_key: str | None,
     numbers: Sequence[str],
     code: str,
+    policy: Sequence[Any],
 ) -> Call:
-    """The KEYS and ARGV of ``create_challenge.lua`` (the bench loaders pipeline them)."""
-    script_keys = [keys.customer, keys.open, keys.events, keys.lines, keys.challenge(challenge_id)]
+    """The KEYS and ARGV of ``create_challenge.lua`` (the bench loaders pipeline them).
+    ``policy``: limits and step-up, as ``authgw.challenges.limits.create_args`` makes it."""
+    script_keys = [
+        keys.customer,
+        keys.open,
+        keys.events,
+        keys.lines,
+        keys.challenge(challenge_id),
+        keys.usage(),
+        keys.payees(),
+    ]
     if request_hash:
         assert idempotency_key is not None
         script_keys.append(idempotency_key)
@@ -326,6 +338,7 @@ def create_challenge_call(
         request_hash,
         json.dumps(list(numbers)),
         code,
+        *policy,
     ]
 
 
@@ -333,8 +346,8 @@ def created_outcome(result: Any) -> Created:
     """The outcome of one ``create_challenge.lua`` answer."""
     if _retrying(result, "replay"):
         return Created("replay", result[1])
-    methods, line, doc = expect_ok(result)
-    return Created("ok", "", methods, line, doc)
+    methods, line, doc, new_payee, required = expect_ok(result)
+    return Created("ok", "", methods, line, doc, new_payee, required)
 
 
 create_challenge = _runs("create_challenge", create_challenge_call, created_outcome)
@@ -398,7 +411,15 @@ def consume(
 ) -> Record:
     result = store.run(
         "consume",
-        [keys.challenge(challenge_id), keys.open, keys.events, keys.lines, keys.customer],
+        [
+            keys.challenge(challenge_id),
+            keys.open,
+            keys.events,
+            keys.lines,
+            keys.customer,
+            keys.usage(),
+            keys.payees(),
+        ],
         [now.ms, now.iso, events_ms, retention_ms, client, digest, challenge_id],
     )
     return _record(result)
@@ -477,7 +498,7 @@ def receive_prepared(store: Store, call: Call) -> Sighting:
 class CallAnswer:
     """``answer_call.lua``'s judgement of a call for one customer."""
 
-    status: Literal["stranger", "retry", "unmatched", "verified", "gather", "replay"]
+    status: Literal["stranger", "retry", "unmatched", "verified", "held", "gather", "replay"]
     reason: str = ""  # unmatched: why
     challenge_id: str = ""
     mode: str = ""  # gather: 'confirm' or 'code'
@@ -502,6 +523,7 @@ def answer_call(
     confirm_above: int,
     stir: str,
     refusal: str,
+    hold_ms: int,
 ) -> CallAnswer:
     script_keys = [keys.customer, keys.open, keys.events, keys.lines, keys.call(sid)]
     if hint:
@@ -523,6 +545,7 @@ def answer_call(
             confirm_above,
             stir,
             refusal,
+            hold_ms,
         ],
     )
     status = status_of(result)
@@ -532,6 +555,8 @@ def answer_call(
         return CallAnswer("unmatched", reason=result[1])
     if status == "verified":
         return CallAnswer("verified", challenge_id=result[1])
+    if status == "held":  # the phone is within the new-phone hold
+        return CallAnswer("held", challenge_id=result[1])
     if status == "gather":
         return CallAnswer(
             "gather",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -96,6 +97,18 @@ class Settings:
     # Set by `authgw serve --dev`: serves /demo/ and lets the console's cookie go without
     # Secure on a loopback public URL.
     dev: bool = False
+    # Limits and step-up (authgw.challenges.limits). 0: no limit.
+    limit_transfer_per_transaction: int = 0
+    limit_transfer_daily: int = 0
+    limit_payeasy_per_transaction: int = 0
+    limit_payeasy_daily: int = 0
+    limit_raise_delay_seconds: int = 0
+    timezone: str = "Asia/Tokyo"
+    new_phone_hold_seconds: int = 0
+    new_payee_methods: tuple[str, ...] = ()
+    step_up_amount: int = 0
+    step_up_methods: tuple[str, ...] = ()
+    dual_factor_amount: int = 0
 
 
 def _defaults() -> dict[str, Any]:
@@ -331,6 +344,7 @@ def _validate(raw: dict[str, Any]) -> Settings:
             env_name("clock_skew_max_seconds"), raw["clock_skew_max_seconds"], 0.1, 3600
         ),
         **_console_settings(raw),
+        **_limit_settings(raw),
     )
     clients = {key.client for key in settings.api_keys}
     for name in settings.operators:
@@ -393,6 +407,42 @@ def _console_settings(raw: dict[str, Any]) -> dict[str, Any]:
     if language not in CONSOLE_LANGUAGES:
         raise ConfigError("AUTHGW_CONSOLE_LANGUAGE", f"must be one of {', '.join(CONSOLE_LANGUAGES)}")
     return {"console_language": language, "dev": _as_bool("AUTHGW_DEV", raw["dev"])}
+
+
+def _limit_settings(raw: dict[str, Any]) -> dict[str, Any]:
+    """The settings of limits and step-up (API.md Additions, "Limits and step-up")."""
+    out: dict[str, Any] = {}
+    for name in (
+        "limit_transfer_per_transaction",
+        "limit_transfer_daily",
+        "limit_payeasy_per_transaction",
+        "limit_payeasy_daily",
+    ):
+        out[name] = _as_int(ENV_PREFIX + name.upper(), raw[name], 0, 99_999_999_999)
+    out["limit_raise_delay_seconds"] = _as_int(
+        "AUTHGW_LIMIT_RAISE_DELAY_SECONDS", raw["limit_raise_delay_seconds"], 0, 400 * 86400
+    )
+    out["new_phone_hold_seconds"] = _as_int(
+        "AUTHGW_NEW_PHONE_HOLD_SECONDS", raw["new_phone_hold_seconds"], 0, 400 * 86400
+    )
+    out["step_up_amount"] = _as_int("AUTHGW_STEP_UP_AMOUNT", raw["step_up_amount"], 0, 99_999_999_999)
+    out["dual_factor_amount"] = _as_int(
+        "AUTHGW_DUAL_FACTOR_AMOUNT", raw["dual_factor_amount"], 0, 99_999_999_999
+    )
+    for key in ("new_payee_methods", "step_up_methods"):
+        methods = tuple(dict.fromkeys(m.strip() for m in str(raw[key]).split(",") if m.strip()))
+        if any(m not in ("callback", "totp") for m in methods):
+            raise ConfigError(ENV_PREFIX + key.upper(), "must list callback and/or totp")
+        out[key] = methods
+    if out["step_up_amount"] and not out["step_up_methods"]:
+        raise ConfigError("AUTHGW_STEP_UP_METHODS", "must be set with AUTHGW_STEP_UP_AMOUNT")
+    name = str(raw["timezone"]).strip()
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise ConfigError("AUTHGW_TIMEZONE", f"{name!r} is not an IANA time zone") from None
+    out["timezone"] = name
+    return out
 
 
 def setting_names() -> list[str]:

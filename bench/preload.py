@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from authgw import scripts
-from authgw.challenges import models
+from authgw.challenges import limits, models
 from authgw.challenges.domain import Now, rfc3339
 from authgw.challenges.lifecycle import document, transaction_digest
 from authgw.challenges.locks import policy_arg
@@ -270,6 +270,7 @@ class Loader:
                     idempotency_key=None,
                     numbers=s.callback_numbers,
                     code=code,
+                    policy=limits.create_args(s, now.ms),
                 )
                 calls.append(("script", "create_challenge", create_keys, create_args))
                 current.append(Challenge(cid, a, digest))
@@ -346,9 +347,10 @@ def _digest_template(kind: str, amount: int, currency: str, payee: dict[str, Any
 BULK_LOOP = """
 local prefix, now_ms, now_iso, maxlen, record_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local client, doc_head, doc_tail, attempts = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local expires_ms, expires_iso, pool, retention = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+local expires_ms, expires_iso, pool = ARGV[10], ARGV[11], ARGV[12]
+local limit_defaults, day_windows, step_up = ARGV[14], ARGV[15], ARGV[16]
 local made = 0
-for i = 14, #ARGV, 5 do
+for i = 17, #ARGV, 5 do
   local customer_id, tag, id, digest, phone = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local base = prefix .. ':{c:' .. tag .. '}'
   redis.call('SADD', prefix .. ':{p:' .. phone .. '}:customers', customer_id)
@@ -356,9 +358,10 @@ for i = 14, #ARGV, 5 do
                            {customer_id, '["' .. phone .. '"]', 'JP', now_iso, maxlen, client})
   if put[1] ~= 'ok' then return {'put_customer', customer_id, put[1]} end
   local created = create_challenge(
-    {base .. ':customer', base .. ':open', base .. ':events', base .. ':lines', base .. ':ch:' .. id},
+    {base .. ':customer', base .. ':open', base .. ':events', base .. ':lines', base .. ':ch:' .. id,
+     base .. ':usage', base .. ':payees'},
     {now_ms, now_iso, maxlen, record_ttl, id, client, customer_id, doc_head .. digest .. doc_tail, '',
-     attempts, expires_ms, expires_iso, '', pool, '', '', retention})
+     attempts, expires_ms, expires_iso, '', pool, '', limit_defaults, day_windows, step_up})
   if created[1] ~= 'ok' then return {'create_challenge', customer_id, created[1]} end
   made = made + 1
 end
@@ -411,6 +414,7 @@ def _background_part(job: tuple[str, Settings, str, int, int, int]) -> int:
                 expires_iso,
                 pool,
                 retention_ms,
+                *limits.create_args(s, now_ms),
             ]
             ids = []
             for n in range(first, min(first + 1000, start + count)):

@@ -7,6 +7,7 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from unittest.mock import ANY
 
 import pytest
 from hypothesis import settings as hsettings
@@ -50,6 +51,8 @@ CHALLENGE_FIELDS = {
     "expires_at",
     "verified_by",
     "verified_at",
+    "new_payee",
+    "required",
 }
 
 
@@ -456,6 +459,7 @@ def test_wrong_confirmations_and_wrong_verifications_add_up_to_one_count(api, cu
         "locked": False,
         "failed_attempts": 5,
         "lock": None,
+        "phones_added_at": ANY,
     }
     # The sixth wrong code, on the challenge, locks.
     assert_problem(verify(api, challenge, wrong_code(customer, clock())), 422, "invalid_code")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from unittest.mock import ANY
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -18,7 +19,7 @@ from tests.helpers.api import (
     wrong_code,
 )
 
-CUSTOMER_FIELDS = {"customer_id", "phones", "totp", "locked", "failed_attempts", "lock"}
+CUSTOMER_FIELDS = {"customer_id", "phones", "totp", "locked", "failed_attempts", "lock", "phones_added_at"}
 
 
 def customer_of(api, customer_id="cust-001"):
@@ -48,6 +49,7 @@ def test_put_registers_a_customer_with_phones_in_e164(api):
         "locked": False,
         "failed_attempts": 0,
         "lock": None,
+        "phones_added_at": ANY,
     }
 
 
@@ -60,6 +62,7 @@ def test_get_returns_the_customer_as_registered(api):
         "locked": False,
         "failed_attempts": 0,
         "lock": None,
+        "phones_added_at": ANY,
     }
 
 
@@ -202,6 +205,7 @@ def test_confirm_with_the_right_code_activates_totp(api, clock):
         "locked": False,
         "failed_attempts": 0,
         "lock": None,
+        "phones_added_at": ANY,
     }
     assert "totp.enrolled" in event_types(api)
 
@@ -343,6 +347,7 @@ def test_unlock_clears_the_lock_and_the_failure_count(api, clock):
         "locked": False,
         "failed_attempts": 0,
         "lock": None,
+        "phones_added_at": ANY,
     }
     assert api.post("/v1/challenges", transfer()).status_code == 201
 

@@ -10,6 +10,7 @@ from authgw.auth import authenticate, operator_only, roles_of
 from authgw.challenges import models
 from authgw.challenges.customers import Customers
 from authgw.challenges.lifecycle import Challenges
+from authgw.challenges.limits import Limits
 from authgw.errors import ApiError, ValidationFailed
 from authgw.http import as_json, json_body, whole_number
 from authgw.identifiers import is_customer_id
@@ -29,6 +30,10 @@ def customers() -> Customers:
 
 def challenges() -> Challenges:
     return current_app.extensions["authgw"].challenges  # type: ignore[no-any-return]
+
+
+def limits() -> Limits:
+    return Limits(current_app.extensions["authgw"].domain)
 
 
 @bp.before_request
@@ -124,6 +129,17 @@ def events(customer_id: str) -> Response:
 def _event_id(raw: str) -> bool:
     match = EVENT_ID.fullmatch(raw)
     return bool(match) and all(int(part) < 2**64 for part in match.groups())  # type: ignore[union-attr]
+
+
+@bp.put("/customers/<customer_id>/limits")
+def put_limits(customer_id: str) -> Response:
+    return as_json(limits().put(known_customer(customer_id), json_body(), g.client))
+
+
+@bp.get("/customers/<customer_id>/limits")
+@reads_first
+def get_limits(customer_id: str) -> Response:
+    return as_json(limits().get(known_customer(customer_id)))
 
 
 # -- challenges ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 from authgw import scripts
 from authgw.challenges import models
 from authgw.challenges.codes import Codes, secret_context
-from authgw.challenges.domain import Domain, Now
+from authgw.challenges.domain import Domain, Now, rfc3339
 from authgw.challenges.locks import lock_of, policy_arg, with_open
 from authgw.challenges.outcomes import RETRIES
 from authgw.challenges.phones import registrable
@@ -40,11 +40,16 @@ def render(record: dict[str, str], now_ms: int | None = None) -> dict[str, Any]:
         # A temporary lock past its time has ended, and its end resets the failures.
         "failed_attempts": int(record.get("failed") or 0) if lock or record.get("locked") != "1" else 0,
         "lock": lock,
+        "phones_added_at": {
+            phone: rfc3339(int(ms)) for phone, ms in json.loads(record.get("phones_added") or "{}").items()
+        },
     }
 
 
 # Event fields that hold a list: the stream keeps them as JSON text, the API shows arrays.
 LIST_FIELDS = frozenset({"added", "removed"})
+# customer.limits_changed's limits, shown as integers.
+LIMIT_VALUES = frozenset({"previous", "value"})
 
 
 def render_event(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
@@ -55,7 +60,7 @@ def render_event(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
     }
     for name, value in fields.items():
         if name not in event:
-            if name == "amount":
+            if name == "amount" or (fields.get("type") == "customer.limits_changed" and name in LIMIT_VALUES):
                 event[name] = int(value)
             elif name in LIST_FIELDS:
                 event[name] = json.loads(value)

@@ -23,7 +23,7 @@ from typing import Any
 
 from authgw import scripts
 from authgw.auth import sees_every_client
-from authgw.challenges import models
+from authgw.challenges import limits, models
 from authgw.challenges.codes import Codes
 from authgw.challenges.customers import Customers
 from authgw.challenges.domain import Domain, rfc3339
@@ -120,6 +120,8 @@ def render(challenge_id: str, record: dict[str, str], *, as_created: bool = Fals
             "expires_at": doc["expires_at"],
             "verified_by": None if as_created else record.get("verified_by"),
             "verified_at": None if as_created else record.get("verified_at"),
+            "new_payee": record.get("new_payee") == "1",
+            "required": json.loads(record["required"]) if record.get("required") else None,
         }
     )
     return out
@@ -224,6 +226,7 @@ class Challenges:
             settings.challenge_attempts,
             mode,
         )
+        doc["payee_digest"] = limits.payee_digest(request.customer_id, request.kind, request.currency, payee)
         doc_json = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
         methods_json = json.dumps(request.methods) if request.methods is not None else ""
         made = scripts.create_challenge(
@@ -244,6 +247,7 @@ class Challenges:
             idempotency_key=idem_key,
             numbers=settings.callback_numbers,
             code=code,
+            policy=limits.create_args(self.d.settings, now.ms),
         )
         if made.status == "replay":
             return self._read(client, made.replayed_id, as_created=True), False
@@ -253,7 +257,10 @@ class Challenges:
             "methods": made.methods,
             "status": "pending",
             "attempts": str(settings.challenge_attempts),
+            "new_payee": str(made.new_payee),
         }
+        if made.required:
+            record["required"] = made.required
         if made.line:
             record["line"] = made.line
             if code:

@@ -106,6 +106,21 @@ class LockBody(Strict):
     note: Annotated[str, StringConstraints(max_length=500)] | None = None
 
 
+LimitValue = Annotated[int, Field(ge=0, le=99_999_999_999)] | None
+
+
+class KindLimits(Strict):
+    """One kind's limits: an integer (0: no limit), null for the default, absent: unchanged."""
+
+    per_transaction: LimitValue = None
+    daily: LimitValue = None
+
+
+class LimitsPut(Strict):
+    transfer: KindLimits | None = None
+    payeasy: KindLimits | None = None
+
+
 # Responses (documentation only: the views build these shapes as dicts).
 
 
@@ -123,6 +138,7 @@ class Customer(BaseModel):
     locked: bool
     failed_attempts: int
     lock: Lock | None = None
+    phones_added_at: dict[str, str] = Field(default_factory=dict, description="when each phone was added")
 
 
 class TotpEnrolment(BaseModel):
@@ -150,8 +166,29 @@ class Challenge(BaseModel):
     attempts_left: int
     created_at: str
     expires_at: str
-    verified_by: Literal["totp", "callback"] | None = None
+    verified_by: Literal["totp", "callback", "callback+totp"] | None = None
     verified_at: str | None = None
+    new_payee: bool = False
+    required: list[Method] | None = Field(default=None, description="methods that must all verify")
+
+
+class KindLimitsInEffect(BaseModel):
+    per_transaction: int
+    daily: int
+    used_today: int
+
+
+class PendingRaise(BaseModel):
+    kind: Literal["transfer", "payeasy"]
+    field: Literal["per_transaction", "daily"]
+    value: int
+    effective_at: str
+
+
+class Limits(BaseModel):
+    transfer: KindLimitsInEffect
+    payeasy: KindLimitsInEffect
+    pending_raises: list[PendingRaise]
 
 
 class Event(BaseModel):

@@ -32,6 +32,26 @@ NO_FREE_NUMBER = (
 )
 
 
+# create_challenge judged the amount against a limit of the customer (judge_limits in
+# ``lua/_lib.lua``).
+LIMIT_EXCEEDED = {
+    "per_transaction": "The amount is over the customer's per-transaction limit of {limit}.",
+    "daily": "The amount would take today's usage ({used}) over the customer's daily limit of {limit}.",
+}
+
+
+# create_challenge found that the customer cannot use what a step-up rule requires (step_up in
+# ``lua/_lib.lua``); the problem names the rule in ``policy``.
+POLICY_UNMET = {
+    "new_payee": "The payee is new for this customer, and the new-payee policy "
+    "(AUTHGW_NEW_PAYEE_METHODS) requires a method the customer cannot use or did not allow.",
+    "step_up": "The amount is at or above the step-up amount, and the step-up policy "
+    "(AUTHGW_STEP_UP_METHODS) requires a method the customer cannot use or did not allow.",
+    "dual_factor": "The amount is at or above the dual-factor amount (AUTHGW_DUAL_FACTOR_AMOUNT), "
+    "which requires both totp and callback; the customer cannot use both, or did not allow both.",
+}
+
+
 def status_of(result: Any) -> str:
     if not isinstance(result, list) or not result or not isinstance(result[0], str):
         raise StoreUnavailable("unexpected script answer")
@@ -56,6 +76,18 @@ def expect_ok(result: Any, *, counts_attempts: bool = False) -> list[Any]:
         raise StoreUnavailable(f"unhandled script status {status}")
     if status == "method_unavailable" and result[1:2] == ["no_free_number"]:
         raise ApiError("method_unavailable", detail=NO_FREE_NUMBER.format(free_at=result[2]))
+    if status == "method_unavailable" and result[1:2] == ["policy"]:
+        raise ApiError("method_unavailable", detail=POLICY_UNMET[result[2]], policy=result[2])
+    if status == "limit_exceeded":
+        limit_kind, limit, used, remaining = result[1], int(result[2]), int(result[3]), int(result[4])
+        raise ApiError(
+            "limit_exceeded",
+            detail=LIMIT_EXCEEDED[limit_kind].format(limit=limit, used=used),
+            limit_kind=limit_kind,
+            limit=limit,
+            used=used,
+            remaining=remaining,
+        )
     if status == "invalid_code" and counts_attempts:
         raise ApiError(
             "invalid_code", attempts_left=max(int(result[1]), 0), failures_before_lock=int(result[3])

@@ -282,22 +282,6 @@ local function phone_registered(cust_key, e164)
   return false
 end
 
--- Mark a pending challenge verified by `method` ('totp' or 'callback'), reset the customer's
--- consecutive failures and write `challenge.verified`. `call` (callback only) is
--- {from = E.164, sid = CallSid, mode = 'confirm' | 'code' | nil (reject mode)}.
-local function mark_verified(ch_key, cust_key, events_key, maxlen, now_iso, customer_id, id, method, call)
-  local fields = {'status', 'verified', 'verified_by', method, 'verified_at', now_iso}
-  local event = {'challenge_id', id, 'method', method}
-  if call then
-    for _, v in ipairs({'verified_from', call.from, 'call_sid', call.sid}) do fields[#fields + 1] = v end
-    for _, v in ipairs({'from', call.from, 'call_sid', call.sid}) do event[#event + 1] = v end
-    if call.mode then event[#event + 1] = 'mode'; event[#event + 1] = call.mode end
-  end
-  redis.call('HSET', ch_key, unpack(fields))
-  redis.call('HSET', cust_key, 'failed', 0)
-  add_event(events_key, maxlen, now_iso, 'challenge.verified', customer_id, event)
-end
-
 -- The smallest accepted time step later than the customer's last accepted one, or nil.
 -- `steps` is a comma-separated list of the steps whose code matched (computed by the caller).
 local function fresh_step(cust_key, steps)
@@ -316,4 +300,267 @@ local function has_method(ch_key, method)
     if m == method then return true end
   end
   return false
+end
+
+-- Limits (API.md "Limits and step-up"): the limit rule, here and nowhere else.
+--
+-- A customer's own limits are the customer hash's fields `limit:<kind>:<field>` (kind transfer
+-- | payeasy, field per_transaction | daily; absent: the default); a raise waiting for its time
+-- is `raise:<kind>:<field>` = '<value, or null for the default>|<effective ms>'. 0 means no
+-- limit. A raise whose time has come is in effect when it is read (no sweeper); the next
+-- change of limits writes it down (fold_raises).
+--
+-- The defaults travel as one argument, 'transfer per_transaction,transfer daily,payeasy
+-- per_transaction,payeasy daily', built by authgw.challenges.limits.defaults_arg.
+local LIMIT_KINDS = {'transfer', 'payeasy'}
+local LIMIT_FIELDS = {'per_transaction', 'daily'}
+
+local function limit_defaults(arg)
+  local a, b, c, d = string.match(arg, '^(%d+),(%d+),(%d+),(%d+)$')
+  return {transfer = {per_transaction = tonumber(a), daily = tonumber(b)},
+          payeasy = {per_transaction = tonumber(c), daily = tonumber(d)}}
+end
+
+-- The limit in effect for kind/field at now_ms, and the raise still waiting (value, ms) if any.
+local function limit_in_effect(cust_key, kind, field, defaults, now_ms)
+  local own, raise = unpack(redis.call('HMGET', cust_key, 'limit:' .. kind .. ':' .. field,
+                                       'raise:' .. kind .. ':' .. field))
+  local value = defaults[kind][field]
+  if own then value = tonumber(own) end
+  if raise then
+    local to, at = string.match(raise, '^(%w+)|(%d+)$')
+    local to_value = value
+    if to == 'null' then to_value = defaults[kind][field] else to_value = tonumber(to) end
+    if now_ms >= tonumber(at) then return to_value, nil, nil end
+    return value, to_value, tonumber(at)
+  end
+  return value, nil, nil
+end
+
+-- Whether limit `a` lets more through than limit `b` (0 is no limit).
+local function looser(a, b)
+  return b ~= 0 and (a == 0 or a > b)
+end
+
+-- Write down the raises whose time has come (before a change is judged against them).
+local function fold_raises(cust_key, defaults, now_ms)
+  for _, kind in ipairs(LIMIT_KINDS) do
+    for _, field in ipairs(LIMIT_FIELDS) do
+      local raise = redis.call('HGET', cust_key, 'raise:' .. kind .. ':' .. field)
+      if raise then
+        local to, at = string.match(raise, '^(%w+)|(%d+)$')
+        if now_ms >= tonumber(at) then
+          if to == 'null' then
+            redis.call('HDEL', cust_key, 'limit:' .. kind .. ':' .. field)
+          else
+            redis.call('HSET', cust_key, 'limit:' .. kind .. ':' .. field, to)
+          end
+          redis.call('HDEL', cust_key, 'raise:' .. kind .. ':' .. field)
+        end
+      end
+    end
+  end
+end
+
+-- The calendar day of now_ms in the bank's zone. `windows` is 'start ms|YYYY-MM-DD,...,end ms':
+-- consecutive local days around the caller's estimate of now (authgw.challenges.limits
+-- .day_windows, from zoneinfo), so the store's clock, not the host's, picks the day. Returns the
+-- day and the ms its end falls at, or nil when now lies outside every window (fail closed).
+local function day_of(windows, now_ms)
+  local starts, labels = {}, {}
+  for start, label in string.gmatch(windows, '(-?%d+)|([%d-]+)') do
+    starts[#starts + 1], labels[#labels + 1] = tonumber(start), label
+  end
+  local last = tonumber(string.match(windows, '(-?%d+)$'))
+  starts[#starts + 1] = last
+  for i = 1, #labels do
+    if now_ms >= starts[i] and now_ms < starts[i + 1] then return labels[i], starts[i + 1] end
+  end
+  return nil, nil
+end
+
+-- The usage book: the usage hash holds one field per challenge whose amount counts, id ->
+-- '<kind>|<day>|<amount>', and per kind the consumed total of a day, 'sum:<kind>' ->
+-- '<kind>|<day>|<total>'. A challenge's amount counts while it is open and not past its
+-- expiry (the open zset, scored by expiry: an ending script takes it off, and a challenge
+-- nobody touched past its expiry no longer counts, so no sweeper is needed), and once
+-- consumed, in its day's total (count_consumed). Today's usage of `kind` at now_ms; `prune`
+-- drops the fields that no longer count (a creation does; a read does not write).
+local function used_today(usage_key, open_key, kind, day, now_ms, prune)
+  local entries = redis.call('HGETALL', usage_key)
+  local used = 0
+  for i = 1, #entries, 2 do
+    local name, value = entries[i], entries[i + 1]
+    local k, d, amount = string.match(value, '^(%a+)|([%d-]+)|(%d+)$')
+    local counts = d == day
+    if counts and string.sub(name, 1, 4) ~= 'sum:' then
+      local expiry = redis.call('ZSCORE', open_key, name)
+      counts = expiry ~= false and expiry ~= nil and tonumber(expiry) > now_ms
+    end
+    if counts then
+      if k == kind then used = used + tonumber(amount) end
+    elseif prune then
+      redis.call('HDEL', usage_key, name)
+    end
+  end
+  return used
+end
+
+-- Book a new challenge's amount against its day; the book lives a day past the day's end.
+local function count_usage(usage_key, id, kind, day, amount, day_end_ms, now_ms)
+  redis.call('HSET', usage_key, id, kind .. '|' .. day .. '|' .. amount)
+  redis.call('PEXPIRE', usage_key, day_end_ms - now_ms + 86400000)
+end
+
+-- A consumed challenge's amount moves from its own field into its day's total, where it counts
+-- for the rest of that day (a total of an earlier day is replaced; one of a later day stays).
+local function count_consumed(usage_key, id)
+  local entry = redis.call('HGET', usage_key, id)
+  if not entry then return end
+  redis.call('HDEL', usage_key, id)
+  local kind, day, amount = string.match(entry, '^(%a+)|([%d-]+)|(%d+)$')
+  local total = redis.call('HGET', usage_key, 'sum:' .. kind)
+  local sum = 0
+  if total then
+    local _, sum_day, sum_amount = string.match(total, '^(%a+)|([%d-]+)|(%d+)$')
+    if sum_day > day then return end
+    if sum_day == day then sum = tonumber(sum_amount) end
+  end
+  redis.call('HSET', usage_key, 'sum:' .. kind, kind .. '|' .. day .. '|' .. string.format('%d', sum + tonumber(amount)))
+end
+
+-- Judge a new challenge's amount against the customer's limits of its kind: nil when it
+-- passes, else {'limit_exceeded', limit kind, limit, used, remaining} (per_transaction first).
+local function judge_limits(cust_key, usage_key, open_key, kind, amount, defaults, day, now_ms)
+  local per_tx = limit_in_effect(cust_key, kind, 'per_transaction', defaults, now_ms)
+  if per_tx > 0 and amount > per_tx then
+    return {'limit_exceeded', 'per_transaction', per_tx, 0, per_tx}
+  end
+  local daily = limit_in_effect(cust_key, kind, 'daily', defaults, now_ms)
+  local used = used_today(usage_key, open_key, kind, day, now_ms, true)
+  if daily > 0 and used + amount > daily then
+    return {'limit_exceeded', 'daily', daily, used, daily - used}
+  end
+  return nil
+end
+
+-- The new-phone hold (API.md "New phone hold"): the customer hash's `phones_added` maps each
+-- registered phone to when it was added (ms). Re-registering a phone keeps its time; a phone
+-- removed and added again starts anew. A phone with no recorded time (registered before the
+-- gateway recorded them) is not held.
+local function phones_added(cust_key, phones, now_ms)
+  local before = cjson.decode(redis.call('HGET', cust_key, 'phones_added') or '{}')
+  local after = {}
+  local any = false
+  for _, phone in ipairs(phones) do
+    after[phone] = before[phone] or string.format('%d', now_ms)
+    any = true
+  end
+  if not any then return '{}' end
+  return cjson.encode(after)
+end
+
+-- Whether `phone` was added less than `hold_ms` before now_ms.
+local function phone_on_hold(cust_key, phone, hold_ms, now_ms)
+  if hold_ms <= 0 then return false end
+  local added = cjson.decode(redis.call('HGET', cust_key, 'phones_added') or '{}')[phone]
+  return added ~= nil and now_ms - tonumber(added) < hold_ms
+end
+
+-- Step-up (API.md "Limits and step-up"): the step-up rule, here and nowhere else.
+--
+-- The policy travels as one JSON argument, {"new_payee": [methods], "step_up_amount": N,
+-- "step_up_methods": [methods], "dual_factor_amount": N} (authgw.challenges.limits.policy_arg;
+-- an empty list or 0: that rule is off). Given the methods the customer can use among those
+-- asked for, it returns the methods left and the methods required (nil: any one of them), or
+-- nil and the name of the rule the customer cannot meet.
+local function intersect(methods, allowed)
+  local keep, out = {}, {}
+  for _, m in ipairs(allowed) do keep[m] = true end
+  for _, m in ipairs(methods) do
+    if keep[m] then out[#out + 1] = m end
+  end
+  return out
+end
+
+local function step_up(policy_json, methods, amount, new_payee)
+  local policy = cjson.decode(policy_json)
+  if new_payee and #policy['new_payee'] > 0 then
+    methods = intersect(methods, policy['new_payee'])
+    if #methods == 0 then return nil, 'new_payee' end
+  end
+  local at = tonumber(policy['step_up_amount'])
+  if at > 0 and amount >= at and #policy['step_up_methods'] > 0 then
+    methods = intersect(methods, policy['step_up_methods'])
+    if #methods == 0 then return nil, 'step_up' end
+  end
+  local dual = tonumber(policy['dual_factor_amount'])
+  if dual > 0 and amount >= dual then
+    local both = intersect({'callback', 'totp'}, methods)
+    if #both < 2 then return nil, 'dual_factor' end
+    return both, both
+  end
+  return methods, nil
+end
+
+-- One factor of a challenge has verified (`extra`: the event's further name, value pairs). A
+-- challenge without `required` is verified by it; one with `required` (dual factor) records
+-- the factor (`factor_<method>`) and is verified once every required factor is, with
+-- `verified_by` the factors joined ('callback+totp'); until then `challenge.factor_verified` is
+-- written. Returns whether the challenge is now verified.
+local function verify_factor(ch_key, events_key, maxlen, now_iso, customer_id, id, method, extra)
+  local required = redis.call('HGET', ch_key, 'required')
+  local fields = {'challenge_id', id, 'method', method}
+  for _, value in ipairs(extra or {}) do fields[#fields + 1] = value end
+  if not required then
+    redis.call('HSET', ch_key, 'status', 'verified', 'verified_by', method, 'verified_at', now_iso)
+    add_event(events_key, maxlen, now_iso, 'challenge.verified', customer_id, fields)
+    return true
+  end
+  redis.call('HSET', ch_key, 'factor_' .. method, now_iso)
+  local names = cjson.decode(required)
+  for _, m in ipairs(names) do
+    if not redis.call('HGET', ch_key, 'factor_' .. m) then
+      add_event(events_key, maxlen, now_iso, 'challenge.factor_verified', customer_id, fields)
+      return false
+    end
+  end
+  table.sort(names)
+  local by = table.concat(names, '+')
+  redis.call('HSET', ch_key, 'status', 'verified', 'verified_by', by, 'verified_at', now_iso)
+  fields[4] = by
+  add_event(events_key, maxlen, now_iso, 'challenge.verified', customer_id, fields)
+  return true
+end
+
+-- Mark a challenge verified by `method` ('totp' or 'callback'; `call`: {from, sid, mode} of the
+-- call that did it): the one rule for every way a challenge verifies. A right answer resets
+-- the customer's consecutive failures; a dual-factor challenge (verify_factor) stays pending
+-- until its other factor has verified too. Returns whether the challenge is now verified.
+local function mark_verified(ch_key, cust_key, events_key, maxlen, now_iso, customer_id, id, method, call)
+  local extra = {}
+  if call then
+    redis.call('HSET', ch_key, 'verified_from', call.from, 'call_sid', call.sid)
+    extra = {'from', call.from, 'call_sid', call.sid}
+    if call.mode then extra[#extra + 1] = 'mode'; extra[#extra + 1] = call.mode end
+  end
+  redis.call('HSET', cust_key, 'failed', 0)
+  return verify_factor(ch_key, events_key, maxlen, now_iso, customer_id, id, method, extra)
+end
+
+-- Whether `method` has already verified its part of a dual-factor challenge.
+local function factor_done(ch_key, method)
+  return redis.call('HGET', ch_key, 'factor_' .. method) ~= false
+end
+
+-- New payees: the payees zset holds the payee digests (without the amount) of the customer's
+-- consumed challenges, scored by when, the PAYEES_KEPT most recent; it lives `keep_ms` (the
+-- events retention) past the last consumption.
+local PAYEES_KEPT = 1000
+
+local function remember_payee(payees_key, digest, now_ms, keep_ms)
+  if not digest then return end
+  redis.call('ZADD', payees_key, now_ms, digest)
+  redis.call('ZREMRANGEBYRANK', payees_key, 0, -PAYEES_KEPT - 1)
+  redis.call('PEXPIRE', payees_key, keep_ms)
 end

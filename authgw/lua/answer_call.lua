@@ -14,12 +14,15 @@
 -- ARGV[11] confirm on the phone from this amount up in reject mode (0: never)
 -- ARGV[12] StirVerstat ('' none)
 -- ARGV[13] why the attestation is refused ('' accepted; judged by callerid.attestation_refusal)
+-- ARGV[14] the new-phone hold (ms; 0 none: phone_on_hold in _lib.lua)
 --
 -- Returns
 --   {'stranger'}                   the customer is gone or no longer has this phone: nothing
 --                                  is written (the index hint was stale)
 --   {'retry'}                      the number's holder changed since the hint was read
 --   {'unmatched', reason}          `call.unmatched` written; nothing else changed
+--   {'held', challenge id}         the phone is younger than the hold: `call.unmatched`
+--                                  (reason new_phone_hold) written; the caller is told why
 --   {'verified', challenge id}     reject mode: verified by this call
 --   {'gather', challenge id, mode, document JSON, keys to gather}   confirm or code mode: ask
 --                                  the caller (1 key in confirm mode, the code's length in code mode)
@@ -77,6 +80,12 @@ if tonumber(redis.call('HGET', ch, 'created_ms')) > first_ms then
   return unmatched('challenge_after_call', hint)
 end
 if not has_method(ch, 'callback') then return unmatched('method_unavailable', hint) end
+if factor_done(ch, 'callback') then return unmatched('challenge_not_pending', hint) end
+if phone_on_hold(cust, from, tonumber(ARGV[14]), now_ms) then
+  unmatched('new_phone_hold', hint)
+  redis.call('HSET', marker, 'outcome', 'held')
+  return {'held', hint}
+end
 
 local doc_json = redis.call('HGET', ch, 'doc')
 local doc = cjson.decode(doc_json)
@@ -84,6 +93,9 @@ local mode = doc['callback_mode'] or 'reject'
 if mode == 'reject' and confirm_above > 0 and tonumber(doc['amount']) >= confirm_above then
   mode = 'confirm'
 end
+-- A dual-factor challenge's call reads the transaction back whatever the mode: a caller ID
+-- alone is never one of two factors.
+if mode == 'reject' and redis.call('HGET', ch, 'required') then mode = 'confirm' end
 if mode == 'code' and not redis.call('HGET', ch, 'code') then mode = 'confirm' end
 
 add_event(events, maxlen, now_iso, 'call.received', customer_id,

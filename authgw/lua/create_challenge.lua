@@ -2,7 +2,9 @@
 --
 -- KEYS[1] customer hash      KEYS[2] open zset      KEYS[3] events stream
 -- KEYS[4] lines hash         KEYS[5] the new challenge's hash
--- KEYS[6] idempotency record (only when ARGV[13] ~= '')
+-- KEYS[6] usage hash (the day's usage book, used_today in _lib.lua)
+-- KEYS[7] payees zset (the payee digests of consumed challenges, by when)
+-- KEYS[8] idempotency record (only when ARGV[13] ~= '')
 -- ARGV[1] now (ms)           ARGV[2] now (RFC 3339)      ARGV[3] events retention (ms)
 -- ARGV[4] record TTL (ms: time to expiry + retention)
 -- ARGV[5] challenge id       ARGV[6] client              ARGV[7] customer id
@@ -14,10 +16,16 @@
 -- ARGV[13] request hash for the idempotency record, '' without one
 -- ARGV[14] designated numbers of the pool (JSON array)
 -- ARGV[15] code for code mode ('' otherwise)
+-- ARGV[16] limit defaults (limit_defaults in _lib.lua)
+-- ARGV[17] local days around now (day_of in _lib.lua)
+-- ARGV[18] step-up policy (step_up in _lib.lua)
 --
--- Returns {'ok', methods JSON, line, document JSON as stored}, {'replay', id},
+-- Returns {'ok', methods JSON, line, document JSON as stored, new payee 0|1, required JSON or ''}, {'replay', id},
 -- {'idempotency_conflict'}, {'customer_not_found'}, {'customer_locked'}, {'method_unavailable'},
--- {'method_unavailable', 'no_free_number', when the first number is free again (RFC 3339)}.
+-- {'method_unavailable', 'no_free_number', when the first number is free again (RFC 3339)},
+-- {'method_unavailable', 'policy', the step-up rule the customer cannot meet},
+-- {'limit_exceeded', limit kind, limit, used, remaining}, {'stale'} (the store's clock lies
+-- outside the days the caller sent: the host's clock is far off).
 
 -- The store's now (TIME), not the caller's estimate; expiry the same distance from it; both
 -- written into the document (the caller's leaves them out).
@@ -32,7 +40,7 @@ local now_iso, maxlen, record_ttl = ARGV[2], ARGV[3], ARGV[4]
 local id, client, customer_id = ARGV[5], ARGV[6], ARGV[7]
 local request_hash = ARGV[13]
 local idem = nil
-if request_hash ~= '' then idem = KEYS[6] end
+if request_hash ~= '' then idem = KEYS[8] end
 
 if idem then
   local previous = redis.call('GET', idem)
@@ -45,6 +53,15 @@ end
 
 if redis.call('EXISTS', cust) == 0 then return {'customer_not_found'} end
 if lock_state(cust, events, maxlen, now_ms) then return {'customer_locked'} end
+
+-- Limits (judge_limits in _lib.lua): judged and booked in this one step, so no two racing
+-- creations can together pass a limit.
+local doc = cjson.decode(ARGV[8])
+local day, day_end = day_of(ARGV[17], now_ms)
+if not day then return {'stale'} end
+local refused = judge_limits(cust, KEYS[6], open, doc['kind'], doc['amount'],
+                             limit_defaults(ARGV[16]), day, now_ms)
+if refused then return refused end
 
 local pool = cjson.decode(ARGV[14])
 local usable = {}
@@ -64,6 +81,17 @@ for _, m in ipairs(requested) do
 end
 if #methods == 0 then return {'method_unavailable'} end
 
+-- Step-up (step_up in _lib.lua): a new payee or a large amount narrows the methods; from the
+-- dual-factor amount both must verify.
+local new_payee = not redis.call('ZSCORE', KEYS[7], doc['payee_digest'])
+local required
+methods, required = step_up(ARGV[18], methods, doc['amount'], new_payee)
+if not methods then return {'method_unavailable', 'policy', required} end
+wants_callback = false
+for _, m in ipairs(methods) do
+  if m == 'callback' then wants_callback = true end
+end
+
 -- A designated number not bound to any other challenge of this customer (free_line in
 -- _lib.lua: the number-pool rule). None left: the challenge goes without callback when the
 -- methods allow another, and is refused when callback was all they left.
@@ -77,7 +105,9 @@ if wants_callback then
     for _, m in ipairs(methods) do
       if m ~= 'callback' then others[#others + 1] = m end
     end
-    if #others == 0 then return {'method_unavailable', 'no_free_number', iso_from_ms(next_free)} end
+    if #others == 0 or required then
+      return {'method_unavailable', 'no_free_number', iso_from_ms(next_free)}
+    end
     methods = others
   end
 end
@@ -85,7 +115,8 @@ end
 redis.call('HSET', ch,
   'customer_id', customer_id, 'client', client, 'doc', ARGV[8],
   'methods', cjson.encode(methods), 'status', 'pending', 'attempts', ARGV[10],
-  'exp', ARGV[11], 'exp_at', ARGV[12], 'created_ms', ARGV[1])
+  'exp', ARGV[11], 'exp_at', ARGV[12], 'created_ms', ARGV[1], 'new_payee', new_payee and 1 or 0)
+if required then redis.call('HSET', ch, 'required', cjson.encode(required)) end
 if line ~= '' then
   redis.call('HSET', ch, 'line', line)
   bind_line(lines, line, id, ARGV[11], now_ms)
@@ -94,8 +125,9 @@ end
 redis.call('PEXPIRE', ch, record_ttl)
 redis.call('ZADD', open, ARGV[11], id)
 if idem then redis.call('SET', idem, request_hash .. '|' .. id, 'PX', record_ttl) end
-local doc = cjson.decode(ARGV[8])
+count_usage(KEYS[6], id, doc['kind'], day, doc['amount'], day_end, now_ms)
 add_event(events, maxlen, now_iso, 'challenge.created', customer_id,
           {'challenge_id', id, 'kind', doc['kind'], 'amount', doc['amount'],
            'methods', table.concat(methods, ',')})
-return {'ok', cjson.encode(methods), line, ARGV[8]}
+return {'ok', cjson.encode(methods), line, ARGV[8], new_payee and 1 or 0,
+        required and cjson.encode(required) or ''}

@@ -7,15 +7,19 @@
 -- ARGV[5] events retention (ms)   ARGV[6] the client making the change
 --
 -- Returns {'ok', created 0|1, the previous phones (JSON array), customer field, value, ...}.
-ARGV[4] = iso_from_ms(clock_ms())  -- the store's now (TIME), not the caller's estimate
+local now_ms = clock_ms()
+ARGV[4] = iso_from_ms(now_ms)  -- the store's now (TIME), not the caller's estimate
 local cust = KEYS[1]
 local previous = redis.call('HGET', cust, 'phones') or '[]'
+-- When each phone was added (phones_added in _lib.lua): kept for a phone registered before.
+local added_at = phones_added(cust, cjson.decode(ARGV[2]), now_ms)
 local created = redis.call('EXISTS', cust) == 0 and 1 or 0
 if created == 1 then
   redis.call('HSET', cust, 'customer_id', ARGV[1], 'failed', 0, 'locked', 0,
              'last_step', -1, 'created_at', ARGV[4])
 end
-redis.call('HSET', cust, 'phones', ARGV[2], 'region', ARGV[3], 'updated_at', ARGV[4])
+redis.call('HSET', cust, 'phones', ARGV[2], 'region', ARGV[3], 'updated_at', ARGV[4],
+           'phones_added', added_at)
 
 local function missing_from(list, other)
   local present, out = {}, {}

@@ -27,6 +27,7 @@ local status = settle(ch, open, events, lines, maxlen, now_ms, id)
 if not has_method(ch, 'totp') then return {'method_unavailable'} end
 if status == 'expired' then return {'challenge_expired'} end
 if status ~= 'pending' then return {'challenge_not_pending'} end
+if factor_done(ch, 'totp') then return {'challenge_not_pending'} end
 if redis.call('EXISTS', cust) == 0 then return {'challenge_not_pending'} end
 if lock_state(cust, events, maxlen, now_ms) then return {'customer_locked'} end
 local secret = redis.call('HGET', cust, 'totp') or ''

@@ -327,6 +327,7 @@ class Calls:
                 confirm_above=self.s.callback_confirm_above,
                 stir=stir,
                 refusal=refusal,
+                hold_ms=self.s.new_phone_hold_seconds * 1000,
             )
             if judged.status != "retry":
                 return judged
@@ -340,6 +341,8 @@ class Calls:
             return None
         if status == "verified":
             return self.voice.reject()
+        if status == "held":
+            return self.voice.result("new_phone_hold")
         if status == "gather":
             bound = scripts.bind_call(
                 self.store,
@@ -358,6 +361,8 @@ class Calls:
                 return None
             if outcome == "verified":
                 return self.voice.reject()
+            if outcome == "held":
+                return self.voice.result("new_phone_hold")
             return self.voice.result("challenge_not_pending")
         raise StoreUnavailable(f"unexpected answer_call status {status!r}")
 

@@ -38,6 +38,11 @@ RESULTS = {
     "challenge_expired": "お手続きの有効期限が過ぎています。最初からやり直してください。",
     "challenge_not_pending": "このお手続きは、すでに終了しています。",
     "unknown_call": "お手続きが確認できませんでした。お電話を終了します。",
+    # AUTHGW_NEW_PHONE_HOLD_SECONDS: the phone was registered too recently to approve anything.
+    "new_phone_hold": (
+        "このお電話番号は、登録されてから間もないため、お手続きの確認には使えません。"
+        "お手続きは承認されていません。しばらくたってから、おかけ直しください。"
+    ),
 }
 WRONG_CODE = "番号が正しくありません。"
 
