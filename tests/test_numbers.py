@@ -215,6 +215,27 @@ def test_a_replayed_creation_names_a_number_bound_to_that_challenge_alone(app, a
     assert number(other) == LINE_2
 
 
+def test_a_replay_after_expires_at_names_no_number(app, api, clock):
+    # The number is the challenge's only until its expires_at; after that it may be bound to a
+    # new challenge, so a replay of the creation must not send the customer to call it.
+    register(api)
+    key = {"Idempotency-Key": "order-2"}
+    shown = create(api, headers=key, amount=10_000, ttl_seconds=60).get_json()
+    assert number(shown) == LINE_1
+    clock.advance(59)
+    assert create(api, headers=key, amount=10_000, ttl_seconds=60).get_json() == shown
+    clock.advance(1)
+    # 0001 is free again and goes to one of the new challenges (never-bound numbers first).
+    held = [new_challenge(api, amount=1000 + i, payee=MULE) for i in range(len(CALLBACK_NUMBERS))]
+    (now_on_1,) = [c for c in held if number(c) == LINE_1]
+    replay = create(api, headers=key, amount=10_000, ttl_seconds=60)
+    assert replay.status_code == 201
+    assert "callback" not in replay.get_json()
+    assert {k: v for k, v in replay.get_json().items()} == {k: v for k, v in shown.items() if k != "callback"}
+    call(app, LINE_1)
+    assert status(api, now_on_1) == "verified"  # 0001 is the new challenge's, as it was told
+
+
 # -- no number left: totp without callback, or method_unavailable -----------------------------
 
 

@@ -279,15 +279,20 @@ class Challenges:
     def _read(
         self, client: str, challenge_id: str, *, as_created: bool = False, any_client: bool = False
     ) -> dict[str, Any]:
+        now = self.d.now()
         record = scripts.read_challenge(
             self.d.store,
             self._challenge_keys(challenge_id),
             challenge_id=challenge_id,
-            now=self.d.now(),
+            now=now,
             events_ms=self.d.maxlen,
             client=client,
             any_client=any_client,
         )
+        if as_created and now.ms >= int(record["exp"]):
+            # A replayed creation after expires_at: the designated number is no longer this
+            # challenge's (it may be bound to a newer one), so the replay names none.
+            record = {k: v for k, v in record.items() if k not in ("line", "code")}
         return render(challenge_id, record, as_created=as_created)
 
     def get(self, client: str, challenge_id: str, wait: float = 0) -> dict[str, Any]:
