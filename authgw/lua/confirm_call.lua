@@ -3,8 +3,11 @@
 -- Confirm mode: 1 verifies, 9 denies, anything else changes nothing. Code mode: the
 -- challenge's code verifies; 9 alone denies; any other entry is a wrong code, counted exactly
 -- like a wrong TOTP code (count_failure: the challenge's attempts, the customer's consecutive
--- failures, the lock). A denial ends the challenge and is a fraud report: `customer.fraud_reported`
--- always, and unless ARGV[10] is '0' a `fraud_report` lock that cancels every open challenge.
+-- failures, the lock). A "9" is a fraud report whatever became of the challenge since the
+-- dialogue opened (cancelled, verified, expired) and whatever lock is in place:
+-- `customer.fraud_reported` always; unless ARGV[10] is '0' a `fraud_report` lock (replacing a
+-- failures lock; an operator's, self or fraud_report lock is kept) that cancels every pending
+-- and verified challenge; the dialogue's challenge is denied only if it is still pending.
 --
 -- KEYS[1] challenge hash   KEYS[2] customer hash   KEYS[3] open zset   KEYS[4] events stream
 -- KEYS[5] lines hash       KEYS[6] the call marker (written by answer_call.lua)
@@ -17,7 +20,8 @@
 -- ARGV[11..] the open challenges' ids, in KEYS order
 --
 -- Returns {status, attempts left, locked 0|1, keys to gather, failures before lock} for every
--- judged entry: 'verified', 'denied' (locked: whether the report locked the customer),
+-- judged entry: 'verified', 'denied' (a "9", whether or not the challenge was still pending;
+-- locked: whether the customer is locked after the report),
 -- 'invalid_input' (confirm mode, not 1 or 9), 'invalid_code', 'challenge_expired',
 -- 'challenge_not_pending', 'customer_locked'; {'unknown_call'} (this call opened no
 -- dialogue for this challenge), {'retry'} (a "9" whose open set changed since it was read:
@@ -43,21 +47,15 @@ local function answer(result, attempts, locked, before_lock)
 end
 
 local status = settle(ch, open, events, lines, maxlen, now_ms, id)
-if status == 'expired' then return answer('challenge_expired') end
-if status ~= 'pending' then return answer('challenge_not_pending') end
-if redis.call('EXISTS', cust) == 0 then return answer('challenge_not_pending') end
-if lock_state(cust, events, maxlen, now_ms) then return answer('customer_locked') end
-if not phone_registered(cust, from) then return {'unknown_call'} end
-
-local customer_id = redis.call('HGET', ch, 'customer_id')
-local approve = (mode == 'confirm' and digits == '1')
-    or (mode == 'code' and digits ~= '' and digits == redis.call('HGET', ch, 'code'))
-if approve then
-  mark_verified(ch, cust, events, maxlen, now_iso, customer_id, id, 'callback',
-                {from = from, sid = sid, mode = mode})
-  return answer('verified')
+if redis.call('EXISTS', cust) == 0 then
+  if status == 'expired' then return answer('challenge_expired') end
+  return answer('challenge_not_pending')
 end
+local customer_id = redis.call('HGET', ch, 'customer_id')
+
+-- A "9" of a dialogue this call opened: a fraud report, before any state or lock answers.
 if digits == '9' then
+  if not phone_registered(cust, from) then return {'unknown_call'} end
   local fraud_locks = ARGV[10] == '1'
   local open_keys, open_ids = {}, {}
   for i = 7, #KEYS do
@@ -65,21 +63,39 @@ if digits == '9' then
     open_ids[#open_ids + 1] = ARGV[i + 4]
   end
   if fraud_locks and not open_is(open, open_ids) then return {'retry'} end
-  end_challenge(ch, open, lines, id, 'denied', now_iso, keep_ms)
-  redis.call('HSET', ch, 'denied_from', from, 'call_sid', sid)
+  if status == 'pending' then
+    end_challenge(ch, open, lines, id, 'denied', now_iso, keep_ms)
+    redis.call('HSET', ch, 'denied_from', from, 'call_sid', sid)
+    add_event(events, maxlen, now_iso, 'challenge.denied', customer_id,
+              {'challenge_id', id, 'method', 'callback', 'from', from, 'call_sid', sid,
+               'reason', 'fraud_report'})
+  end
   redis.call('HINCRBY', cust, 'fraud_reports', 1)
   redis.call('HSET', cust, 'last_fraud_report_at', now_iso)
-  add_event(events, maxlen, now_iso, 'challenge.denied', customer_id,
-            {'challenge_id', id, 'method', 'callback', 'from', from, 'call_sid', sid,
-             'reason', 'fraud_report'})
   add_event(events, maxlen, now_iso, 'customer.fraud_reported', customer_id,
             {'challenge_id', id, 'from', from, 'call_sid', sid})
-  if not fraud_locks then return answer('denied') end
-  lock_customer(cust, events, maxlen, now_ms, 'fraud_report', masked_number(from), '', nil,
-                {'challenge_id', id})
+  local locked = lock_state(cust, events, maxlen, now_ms)
+  if not fraud_locks then return answer('denied', 0, locked and 1 or 0) end
+  if not locked or redis.call('HGET', cust, 'lock_reason') == 'failures' then
+    lock_customer(cust, events, maxlen, now_ms, 'fraud_report', masked_number(from), '', nil,
+                  {'challenge_id', id})
+  end
   cancel_open(open_keys, open_ids, open, events, lines, maxlen, now_ms, keep_ms, customer_id,
               'customer_locked')
   return answer('denied', 0, 1)
+end
+
+if status == 'expired' then return answer('challenge_expired') end
+if status ~= 'pending' then return answer('challenge_not_pending') end
+if lock_state(cust, events, maxlen, now_ms) then return answer('customer_locked') end
+if not phone_registered(cust, from) then return {'unknown_call'} end
+
+local approve = (mode == 'confirm' and digits == '1')
+    or (mode == 'code' and digits ~= '' and digits == redis.call('HGET', ch, 'code'))
+if approve then
+  mark_verified(ch, cust, events, maxlen, now_iso, customer_id, id, 'callback',
+                {from = from, sid = sid, mode = mode})
+  return answer('verified')
 end
 if mode == 'confirm' then return answer('invalid_input') end
 local attempts, locked, before_lock = count_failure(ch, cust, open, events, lines, maxlen, now_ms,
