@@ -564,3 +564,23 @@ local function remember_payee(payees_key, digest, now_ms, keep_ms)
   redis.call('ZREMRANGEBYRANK', payees_key, 0, -PAYEES_KEPT - 1)
   redis.call('PEXPIRE', payees_key, keep_ms)
 end
+
+-- The limits object as put_limits and read_limits answer it: each kind's limits in effect,
+-- raises still waiting, and today's usage (usage book `usage_key`, open zset `open_key`).
+local function limits_answer(cust_key, usage_key, open_key, defaults, day, now_ms)
+  local out = {'ok'}
+  for _, kind in ipairs(LIMIT_KINDS) do
+    for _, field in ipairs(LIMIT_FIELDS) do
+      local value, raise_to, raise_at = limit_in_effect(cust_key, kind, field, defaults, now_ms)
+      out[#out + 1] = kind .. ':' .. field
+      out[#out + 1] = string.format('%d', value)
+      if raise_to then
+        out[#out + 1] = 'raise:' .. kind .. ':' .. field
+        out[#out + 1] = string.format('%d', raise_to) .. '|' .. iso_from_ms(raise_at)
+      end
+    end
+    out[#out + 1] = kind .. ':used_today'
+    out[#out + 1] = string.format('%d', used_today(usage_key, open_key, kind, day, now_ms, false))
+  end
+  return out
+end

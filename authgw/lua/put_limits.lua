@@ -43,18 +43,4 @@ for i = 8, 7 + 3 * tonumber(ARGV[7]) - 1, 3 do
   end
 end
 
-local out = {'ok'}
-for _, kind in ipairs(LIMIT_KINDS) do
-  for _, field in ipairs(LIMIT_FIELDS) do
-    local value, raise_to, raise_at = limit_in_effect(cust, kind, field, defaults, now_ms)
-    out[#out + 1] = kind .. ':' .. field
-    out[#out + 1] = string.format('%d', value)
-    if raise_to then
-      out[#out + 1] = 'raise:' .. kind .. ':' .. field
-      out[#out + 1] = string.format('%d', raise_to) .. '|' .. iso_from_ms(raise_at)
-    end
-  end
-  out[#out + 1] = kind .. ':used_today'
-  out[#out + 1] = string.format('%d', used_today(KEYS[3], KEYS[4], kind, day, now_ms, false))
-end
-return out
+return limits_answer(cust, KEYS[3], KEYS[4], defaults, day, now_ms)

@@ -12,18 +12,4 @@ local cust, now_ms, defaults = KEYS[1], tonumber(ARGV[1]), limit_defaults(ARGV[2
 local day = day_of(ARGV[3], now_ms)
 if not day then return {'stale'} end
 if redis.call('EXISTS', cust) == 0 then return {'customer_not_found'} end
-local out = {'ok'}
-for _, kind in ipairs(LIMIT_KINDS) do
-  for _, field in ipairs(LIMIT_FIELDS) do
-    local value, raise_to, raise_at = limit_in_effect(cust, kind, field, defaults, now_ms)
-    out[#out + 1] = kind .. ':' .. field
-    out[#out + 1] = string.format('%d', value)
-    if raise_to then
-      out[#out + 1] = 'raise:' .. kind .. ':' .. field
-      out[#out + 1] = string.format('%d', raise_to) .. '|' .. iso_from_ms(raise_at)
-    end
-  end
-  out[#out + 1] = kind .. ':used_today'
-  out[#out + 1] = string.format('%d', used_today(KEYS[2], KEYS[3], kind, day, now_ms, false))
-end
-return out
+return limits_answer(cust, KEYS[2], KEYS[3], defaults, day, now_ms)
