@@ -21,10 +21,11 @@ from typing import Any
 
 from authgw.errors import ConfigError
 from authgw.settings import load_settings
+from authgw.webhooks.simulate import DEV_TOKEN
 
 # Values `serve --dev` fills in where the environment has none; printed at start-up.
 DEV_API_KEYS = "corebank=dev-corebank-key-0001,ops=dev-ops-key-00000001"
-DEV_TWILIO_TOKEN = "dev-twilio-auth-token"
+DEV_TWILIO_TOKEN = DEV_TOKEN  # the token simulate-call signs with by default
 DEV_OPERATORS = "ops"  # the dev key named ops is the operator, corebank is core banking
 DEV_CALLBACK_NUMBERS = "050-3000-0001,050-3000-0002,050-3000-0003"
 
@@ -67,7 +68,7 @@ def _create_app() -> Any:
 
 def _dev_defaults(host: str, port: int) -> list[str]:
     """Fill unset settings for a development run; returns what was filled, for the banner."""
-    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 (a comparison)
     filled = []
     defaults = {
         "AUTHGW_API_KEYS": DEV_API_KEYS,

@@ -117,7 +117,7 @@ class Client:
         timeout: float | None = None,
     ) -> Any:
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
-        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)  # noqa: S310 (the configured gateway)
         request.add_header("Authorization", f"Bearer {self.api_key}")
         request.add_header("Accept", "application/json")
         if data is not None:

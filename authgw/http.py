@@ -114,7 +114,8 @@ def problem_response(
     if exc is not None:
         body = problem(exc.code, exc.detail, exc.errors, **exc.extra)
     else:
-        assert code is not None
+        if code is None:
+            raise TypeError("problem_response needs an ApiError or a code")
         body = problem(code, detail)
     text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     return Response(text, status=body["status"], mimetype=PROBLEM_TYPE, headers=headers)

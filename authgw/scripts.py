@@ -320,7 +320,8 @@ def create_challenge_call(
         keys.payees(),
     ]
     if request_hash:
-        assert idempotency_key is not None
+        if idempotency_key is None:
+            raise TypeError("a request hash comes with its idempotency key")
         script_keys.append(idempotency_key)
     return script_keys, [
         now.ms,

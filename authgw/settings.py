@@ -262,19 +262,25 @@ def load_settings(
     return _validate(raw)
 
 
+def _region(name: str, region: str) -> str:
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(name, f"{region!r} is not a region code")
+    return region
+
+
+def _one_of(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(name, f"must be one of {', '.join(choices)}")
+    return value
+
+
 def _validate(raw: dict[str, Any]) -> Settings:
     def env_name(key: str) -> str:
         return ENV_PREFIX + key.upper()
 
-    region = str(raw["default_region"]).upper()
-    if region not in phonenumbers.SUPPORTED_REGIONS:
-        raise ConfigError(env_name("default_region"), f"{region!r} is not a region code")
-    mode = str(raw["callback_mode"]).strip().lower()
-    if mode not in CALLBACK_MODES:
-        raise ConfigError(env_name("callback_mode"), f"must be one of {', '.join(CALLBACK_MODES)}")
-    algorithm = str(raw["totp_algorithm"]).upper()
-    if algorithm not in TOTP_ALGORITHMS:
-        raise ConfigError(env_name("totp_algorithm"), f"must be one of {', '.join(TOTP_ALGORITHMS)}")
+    region = _region(env_name("default_region"), str(raw["default_region"]).upper())
+    mode = _one_of(env_name("callback_mode"), str(raw["callback_mode"]).strip().lower(), CALLBACK_MODES)
+    algorithm = _one_of(env_name("totp_algorithm"), str(raw["totp_algorithm"]).upper(), TOTP_ALGORITHMS)
     public_url = str(raw["public_url"]).strip().rstrip("/")
     if public_url and not public_url.startswith(("http://", "https://")):
         raise ConfigError(env_name("public_url"), "must start with http:// or https://")
@@ -369,9 +375,7 @@ def _validate(raw: dict[str, Any]) -> Settings:
 
 def _lock_settings(raw: dict[str, Any], region: str) -> dict[str, Any]:
     """The settings of locks and fraud response (API.md Additions)."""
-    mode = str(raw["lockout_mode"]).strip().lower()
-    if mode not in LOCKOUT_MODES:
-        raise ConfigError("AUTHGW_LOCKOUT_MODE", f"must be one of {', '.join(LOCKOUT_MODES)}")
+    mode = _one_of("AUTHGW_LOCKOUT_MODE", str(raw["lockout_mode"]).strip().lower(), LOCKOUT_MODES)
     wait = _as_int("AUTHGW_LOCKOUT_WAIT_SECONDS", raw["lockout_wait_seconds"], 1, 400 * 86400)
     wait_max = _as_int("AUTHGW_LOCKOUT_WAIT_MAX_SECONDS", raw["lockout_wait_max_seconds"], 1, 400 * 86400)
     if wait_max < wait:
@@ -403,9 +407,9 @@ CONSOLE_LANGUAGES = ("ja", "en")
 
 def _console_settings(raw: dict[str, Any]) -> dict[str, Any]:
     """The settings of the operator console and the demo (authgw.console)."""
-    language = str(raw["console_language"]).strip().lower()
-    if language not in CONSOLE_LANGUAGES:
-        raise ConfigError("AUTHGW_CONSOLE_LANGUAGE", f"must be one of {', '.join(CONSOLE_LANGUAGES)}")
+    language = _one_of(
+        "AUTHGW_CONSOLE_LANGUAGE", str(raw["console_language"]).strip().lower(), CONSOLE_LANGUAGES
+    )
     return {"console_language": language, "dev": _as_bool("AUTHGW_DEV", raw["dev"])}
 
 

@@ -578,5 +578,6 @@ class StoreClock:
                 self._due = self.monotonic() + 1  # the store is down: try again soon
             finally:
                 self._lock.release()
-        assert self.offset is not None
+        if self.offset is None:  # never measured: the store could not be reached
+            raise StoreUnavailable("the store's clock is unknown")
         return int((self.host() + self.offset) * 1000)

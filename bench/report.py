@@ -13,7 +13,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stats import fmt  # noqa: E402
+from bench.stats import fmt
 
 
 def _row_by_path(phase: dict[str, Any], name: str) -> dict[str, Any] | None:

@@ -309,7 +309,8 @@ def main(argv: Sequence[str]) -> int:
     try:
         stack.start_redis()
         stack.start_servers()
-        assert stack.gateway is not None and stack.ceiling is not None
+        assert stack.gateway is not None
+        assert stack.ceiling is not None
         admin = redis.Redis.from_url(stack.redis_url, decode_responses=True)
         admin.set("bench:ceiling", "ok")
         result["machine"]["redis"] = admin.info("server")["redis_version"]

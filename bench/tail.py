@@ -29,7 +29,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stats import percentile  # noqa: E402
+from bench.stats import percentile
 
 
 def schedstat(text: str) -> tuple[int, int, int]:

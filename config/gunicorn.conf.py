@@ -27,7 +27,7 @@ loglevel = "info"
 control_socket_disable = True
 
 
-def post_worker_init(worker):  # noqa: ARG001 (gunicorn's hook signature)
+def post_worker_init(worker):
     """Once a worker has loaded the app: move everything loaded so far (Flask, the libraries,
     libphonenumber's metadata: about 75,000 objects) out of the garbage collector's sight. They
     live as long as the worker; left in view, every full collection walks them, about 15 ms in

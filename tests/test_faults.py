@@ -204,7 +204,7 @@ def test_worker_killed_mid_request_leaves_no_half_written_state(server: Topology
         cancelled = [e for e in events["events"] if e["type"] == "challenge.cancelled"]
         assert len(cancelled) == (1 if after["status"] == "cancelled" else 0)
         # The gateway goes on: the challenge can still be settled, exactly once.
-        status, body = _call("POST", gateway.url + f"/v1/challenges/{challenge['id']}/cancel")
+        status, _body = _call("POST", gateway.url + f"/v1/challenges/{challenge['id']}/cancel")
         assert (status, after["status"]) in ((200, "pending"), (409, "cancelled"))
     finally:
         gateway.stop()

@@ -120,7 +120,7 @@ class Recorder(http.server.BaseHTTPRequestHandler):
 
     seen: list[tuple[str, str, bytes]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.seen.append((self.path, self.headers["X-Twilio-Signature"], body))
         answer = b"<?xml version='1.0' encoding='UTF-8'?><Response><Reject/></Response>"

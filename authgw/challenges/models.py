@@ -17,8 +17,10 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from authgw.errors import ValidationFailed
-from authgw.identifiers import CUSTOMER_ID_PATTERN
-from authgw.identifiers import CUSTOMER_ID_RE as CUSTOMER_ID_RE  # imported from here too
+from authgw.identifiers import (
+    CUSTOMER_ID_PATTERN,
+    CUSTOMER_ID_RE,  # noqa: F401 (imported from here too)
+)
 
 PAYEE_MAX_BYTES = 2048
 

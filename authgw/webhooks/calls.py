@@ -353,7 +353,8 @@ class Calls:
             )
             if bound != "ok":
                 return self.voice.result("unknown_call")
-            assert judged.doc is not None
+            if judged.doc is None:
+                raise StoreUnavailable("answer_call asked for a dialogue without its document")
             return self.voice.ask(judged.doc, judged.mode, self._action(1), judged.gather_keys)
         if status == "replay":
             outcome = judged.replayed

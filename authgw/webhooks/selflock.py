@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from authgw import scripts
 from authgw.challenges.domain import Now
 from authgw.challenges.locks import with_open
-from authgw.errors import ValidationFailed
+from authgw.errors import StoreUnavailable, ValidationFailed
 
 if TYPE_CHECKING:
     from authgw.webhooks.calls import Calls
@@ -93,7 +93,8 @@ class SelfLock:
         if digits.rstrip("#") != "1":
             log.info("call %s: self-lock line, not confirmed", sid)
             return self.voice.lock_not_done()
-        assert from_ is not None and to is not None
+        if from_ is None or to is None:
+            raise StoreUnavailable("the self-lock call's record lost its numbers")
         locked = [c for c in candidates.split(",") if self._lock(c, sid, from_, to) != "stranger"]
         log.info("call %s: self-lock line, %d customer(s) locked", sid, len(locked))
         if not locked:
