@@ -110,7 +110,9 @@ def serve(args: argparse.Namespace) -> int:
         print(f"authgw: cannot start: {exc}", file=sys.stderr)
         return 2
 
-    say = lambda text: print(f"authgw: {text}", file=sys.stderr, flush=True)  # noqa: E731
+    def say(text: str) -> None:
+        print(f"authgw: {text}", file=sys.stderr, flush=True)
+
     if filled:
         say("development values (do not use in production):")
         for line in filled:

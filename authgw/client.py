@@ -115,7 +115,8 @@ class Client:
         *,
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
-    ) -> Any:
+    ) -> dict[str, Any]:
+        """The JSON object the gateway answered ({} for an empty answer), or ``Problem``."""
         data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
         request = urllib.request.Request(self.base_url + path, data=data, method=method)  # noqa: S310 (the configured gateway)
         request.add_header("Authorization", f"Bearer {self.api_key}")
@@ -134,4 +135,7 @@ class Client:
             except ValueError:
                 problem = {}
             raise Problem(exc.code, problem if isinstance(problem, dict) else {}) from None
-        return json.loads(raw) if raw else None
+        answer = json.loads(raw) if raw else {}
+        if not isinstance(answer, dict):
+            raise Problem(502, {"detail": "the gateway answered something other than a JSON object"})
+        return answer

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from authgw.challenges import models
+from authgw.identifiers import CUSTOMER_ID_PATTERN
 
 ERRORS = {
     "401": "Missing or wrong API key",
@@ -92,7 +93,7 @@ def openapi_document() -> dict[str, Any]:
         for name, sub in schema.pop("$defs", {}).items():
             schemas[name] = sub
         schemas[model.__name__] = schema
-    cust = [_path_param("customer_id", models.CUSTOMER_ID_PATTERN)]
+    cust = [_path_param("customer_id", CUSTOMER_ID_PATTERN)]
     chal = [_path_param("challenge_id", r"^ch_[0-9a-z]+$")]
     limit = {
         "name": "limit",

@@ -23,8 +23,8 @@ from wtforms.validators import ValidationError
 
 from authgw.challenges import models
 from authgw.challenges.phones import display
-from authgw.errors import ApiError
-from authgw.webhooks.simulate import VOICE_PATH, SimulationError, as_twilio_sends, call_parameters, post
+from authgw.errors import ApiError, SimulationError
+from authgw.webhooks.simulate import VOICE_PATH, as_twilio_sends, call_parameters, post
 
 if TYPE_CHECKING:
     from authgw.app import Gateway

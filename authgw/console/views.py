@@ -28,9 +28,9 @@ from wtforms.validators import ValidationError
 
 from authgw import scripts
 from authgw.auth import OPERATOR, authenticate, roles_of
-from authgw.challenges.models import CUSTOMER_ID_RE
-from authgw.challenges.phones import PhoneError, display, to_e164
-from authgw.errors import ApiError
+from authgw.challenges.phones import display, to_e164
+from authgw.errors import ApiError, PhoneError
+from authgw.identifiers import CUSTOMER_ID_RE
 from authgw.settings import Settings
 
 if TYPE_CHECKING:
@@ -83,12 +83,12 @@ def reason_label(reason: str) -> str:
         "self_lock": _("The customer's own lock (IB lock)"),
         "operator": _("An operator"),
     }
-    return labels.get(reason, reason)
+    return str(labels.get(reason, reason))
 
 
 def totp_label(state: str) -> str:
     labels = {"active": _("Enrolled"), "pending": _("Enrolment started"), "none": _("Not enrolled")}
-    return labels.get(state, state)
+    return str(labels.get(state, state))
 
 
 @bp.before_request
