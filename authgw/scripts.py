@@ -502,7 +502,9 @@ def answer_call(
     confirm_above: int,
     stir: str,
     refusal: str,
+    ambiguous: bool = False,
 ) -> CallAnswer:
+    """``ambiguous``: only record the call (``call.unmatched`` ambiguous_caller), judge nothing."""
     script_keys = [keys.customer, keys.open, keys.events, keys.lines, keys.call(sid)]
     if hint:
         script_keys.append(keys.challenge(hint))
@@ -523,6 +525,7 @@ def answer_call(
             confirm_above,
             stir,
             refusal,
+            "1" if ambiguous else "",
         ],
     )
     status = status_of(result)
