@@ -8,10 +8,14 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
+import redis
 
+from authgw.app import create_app
 from tests.helpers.api import Api, new_challenge, register
 from tests.helpers.calls import LINE_1, Phone, approve, events, status_of
+from tests.helpers.phone import twiml
 from tests.helpers.settings import settings_for_tests
+from tests.helpers.stores import CountingConnection
 from tests.helpers.webhooks import call_events
 
 SHARED = "090-7777-0001"
@@ -109,3 +113,45 @@ def test_a_sharer_without_a_live_binding_does_not_make_the_call_ambiguous(
 
     assert status_of(api, meant)["status"] == "verified"
     assert call_events(store, app) == []
+
+
+@pytest.mark.real_redis
+def test_the_sharers_holders_are_read_in_one_round_trip(
+    redis_server: Any, real_store: Any, clock: Any
+) -> None:
+    pool = redis.ConnectionPool.from_url(
+        redis_server.url, decode_responses=True, connection_class=CountingConnection
+    )
+    client = redis.Redis(connection_pool=pool)  # real_store: the same server, emptied
+    try:
+        _count_shared_calls(client, clock)
+    finally:
+        client.close()
+        pool.disconnect()
+
+
+def _count_shared_calls(client: Any, clock: Any) -> None:
+    app = create_app({**settings_for_tests(), "redis_client": client, "clock": clock})
+    api, phone = Api(app.test_client()), Phone(app.test_client())
+    sharers = [f"share-{n:02d}" for n in range(8)]
+    for customer in sharers:
+        register(api, customer, (SHARED,))
+    # Each script is loaded (SCRIPT LOAD) before its first use: one of each first.
+    twiml(phone.call(SHARED_E164, LINE_1))
+    approve(phone, "reject", new_challenge(api, sharers[0]), from_=SHARED_E164)
+    clock.advance(301)  # that challenge's binding runs out
+
+    def cost() -> int:
+        before = CountingConnection.sent
+        twiml(phone.call(SHARED_E164, LINE_1))
+        return CountingConnection.sent - before
+
+    # One holder among eight sharers: index, call record, the holders (one pipeline), judgement.
+    meant = new_challenge(api, sharers[5])
+    assert cost() == 4
+    assert status_of(api, meant)["status"] == "verified"
+    # Two holders: index, call record, the holders, then each holder's trail.
+    clock.advance(301)
+    first, second = new_challenge(api, sharers[2]), new_challenge(api, sharers[6])
+    assert cost() == 3 + 1 + 2
+    assert status_of(api, first)["status"] == status_of(api, second)["status"] == "pending"
