@@ -525,7 +525,9 @@ def answer_call(
     stir: str,
     refusal: str,
     hold_ms: int,
+    ambiguous: bool = False,
 ) -> CallAnswer:
+    """``ambiguous``: only record the call (``call.unmatched`` ambiguous_caller), judge nothing."""
     script_keys = [keys.customer, keys.open, keys.events, keys.lines, keys.call(sid)]
     if hint:
         script_keys.append(keys.challenge(hint))
@@ -547,6 +549,7 @@ def answer_call(
             stir,
             refusal,
             hold_ms,
+            "1" if ambiguous else "",
         ],
     )
     status = status_of(result)

@@ -332,6 +332,14 @@ class Store:
         """The customer's ``lines`` entry for a designated number ('' for none): a hint."""
         return str(self.read_command("hget", keys.lines, number) or "")
 
+    def line_holders(self, keys: Sequence[CustomerKeys], number: str) -> list[str]:
+        """Each customer's ``lines`` entry for ``number`` ('' for none), in one pipeline: hints."""
+        with self.boundary():
+            pipe = self.client.pipeline(transaction=False)
+            for one in keys:
+                pipe.hget(one.lines, number)
+            return [str(held or "") for held in pipe.execute()]
+
     def call_fields(self, call_sid: str, *fields: str) -> list[str | None]:
         """Fields of a call's record (``receive_call.lua``, ``bind_call.lua``)."""
         return list(self.read_command("hmget", self.keys.call_status(call_sid), list(fields)))

@@ -62,8 +62,13 @@ class Gateway:
             check=False,
         )
 
-    def transfer(self, customer_id: str, amount: int = 150000) -> dict[str, Any]:
-        status, body = http("PUT", f"{self.base}/v1/customers/{customer_id}", {"phones": ["090-1234-5678"]})
+    def transfer(
+        self, customer_id: str, amount: int = 150000, phone: str = "090-1234-5678"
+    ) -> dict[str, Any]:
+        """A customer with ``phone`` and a transfer of theirs. Customers of one gateway who
+        share a phone and a live number make its calls ambiguous: a test that expects its call
+        to verify gives its customer a phone of their own."""
+        status, body = http("PUT", f"{self.base}/v1/customers/{customer_id}", {"phones": [phone]})
         assert status == 200, body
         status, body = http(
             "POST",
@@ -124,8 +129,8 @@ def gateway(request: pytest.FixtureRequest, redis_server: EmbeddedStore) -> Iter
 
 
 def test_simulated_call_approves_a_transfer_created_over_http(gateway):
-    challenge = gateway.transfer(f"sim-{gateway.mode}")
-    args = ["--from", "090-1234-5678", "--to", challenge["callback"]["display"]]
+    challenge = gateway.transfer(f"sim-{gateway.mode}", phone="090-1234-0001")
+    args = ["--from", "090-1234-0001", "--to", challenge["callback"]["display"]]
     if gateway.mode == "confirm":
         args += ["--digits", "1"]
     elif gateway.mode == "code":
@@ -160,11 +165,11 @@ def test_simulated_stranger_approves_nothing(gateway):
 
 @pytest.mark.parametrize("gateway", ["reject"], indirect=True)
 def test_same_call_sid_simulated_twice_verifies_once(gateway):
-    first = gateway.transfer("replay-1")
+    first = gateway.transfer("replay-1", phone="090-1234-0002")
     sid = "CA" + "ab" * 16
-    args = ["--from", "090-1234-5678", "--to", first["callback"]["number"], "--call-sid", sid]
+    args = ["--from", "090-1234-0002", "--to", first["callback"]["number"], "--call-sid", sid]
     assert gateway.simulate(*args).returncode == 0
-    second = gateway.transfer("replay-1", amount=2000)
+    second = gateway.transfer("replay-1", amount=2000, phone="090-1234-0002")
     assert gateway.simulate(*args).returncode == 0
     assert gateway.challenge(first["id"])["status"] == "verified"
     assert gateway.challenge(second["id"])["status"] == "pending"
@@ -172,9 +177,9 @@ def test_same_call_sid_simulated_twice_verifies_once(gateway):
 
 @pytest.mark.parametrize("gateway", ["confirm"], indirect=True)
 def test_simulated_nine_reports_fraud_and_locks_the_customer(gateway):
-    challenge = gateway.transfer("sim-fraud")
+    challenge = gateway.transfer("sim-fraud", phone="090-1234-0003")
     done = gateway.simulate(
-        "--from", "090-1234-5678", "--to", challenge["callback"]["number"], "--digits", "9"
+        "--from", "090-1234-0003", "--to", challenge["callback"]["number"], "--digits", "9"
     )
     assert done.returncode == 0, done.stderr
     assert "承認されていません" in done.stdout and "停止しました" in done.stdout

@@ -15,6 +15,8 @@
 -- ARGV[12] StirVerstat ('' none)
 -- ARGV[13] why the attestation is refused ('' accepted; judged by callerid.attestation_refusal)
 -- ARGV[14] the new-phone hold (ms; 0 none: phone_on_hold in _lib.lua)
+-- ARGV[15] '1' when the call is ambiguous (its phone is shared and another customer holds
+--          the number too, calls.py): it is only recorded, as `call.unmatched` ambiguous_caller
 --
 -- Returns
 --   {'stranger'}                   the customer is gone or no longer has this phone: nothing
@@ -33,7 +35,7 @@ local now_ms, now_iso, maxlen = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local marker_ttl = tonumber(ARGV[5])
 local sid, from, to, hint = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local first_ms, confirm_above = tonumber(ARGV[10]), tonumber(ARGV[11])
-local stir, attestation_refused = ARGV[12], ARGV[13]
+local stir, attestation_refused, ambiguous = ARGV[12], ARGV[13], ARGV[15] == '1'
 local ch = nil
 if hint ~= '' then ch = KEYS[6] end
 
@@ -69,6 +71,8 @@ local function unmatched(reason, id)
   return {'unmatched', reason}
 end
 
+-- A call that another customer's challenge may have prompted approves neither (not this one).
+if ambiguous then return unmatched('ambiguous_caller', hint) end
 if lock_state(cust, events, maxlen, now_ms) then return unmatched('customer_locked', hint) end
 if attestation_refused ~= '' then return unmatched(attestation_refused, hint) end
 if not ch then return unmatched('no_challenge') end

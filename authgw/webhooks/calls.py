@@ -12,7 +12,10 @@ A call reaches a challenge in three steps, each re-checked by the next:
    one atomic step: challenge pending and not expired, its number is ``To``, ``From`` still
    registered, callback allowed, customer not locked, CallSid not seen before by this
    customer, challenge created before the call. The first customer whose challenge matches
-   takes the call.
+   takes the call. A phone registered to several customers first reads each one's holder of
+   the dialled number (one round trip): when more than one holds it for a live challenge the
+   call is ambiguous (``call.unmatched`` ambiguous_caller on the call stream and each holder's
+   trail; nothing verified, no dialogue); when exactly one does, only that one is judged.
 
 Calls that no customer's trail can hold (withheld caller ID, unknown callers) and Twilio's
 status callbacks go to the gateway's call stream, ``call.withheld``, ``call.unmatched`` and
@@ -22,7 +25,8 @@ trail (``call.received``, ``call.unmatched`` with a reason, ``challenge.verified
 Round trips to Redis per webhook: withheld or not a phone 2 (call record, call stream);
 unknown caller 3 (index, call record, call stream); a matched call 3 (index; call record with
 the first candidate's line holder; the judgement), 4 in confirm and code modes (the call is
-bound to its challenge for the digits webhook); the digits webhook 2 (binding, judgement); a
+bound to its challenge for the digits webhook), one more for a shared phone's holders; the
+digits webhook 2 (binding, judgement); a
 status callback 2 (record, stream).
 The per-caller rate limit (``rate_limit_caller``) is counted in the same round trip as the index.
 
@@ -251,9 +255,17 @@ class Calls:
             log.info("call %s: unmatched (%s)", call.sid, found.reason or seen.outcome)
             return self.voice.reject()
 
+        held = dict([sight.held]) if sight.held else {}
+        if len(candidates) > 1:
+            # A shared phone: the call may speak only for the one customer holding the number.
+            held = self._live_holders(candidates, call.to, seen.first_ms)
+            if len(held) > 1:
+                return self._ambiguous(call, caller, seen, held)
+            if held:
+                candidates = list(held)
         told = False  # whether some customer's trail has the call
         for customer_id in candidates:
-            hint = sight.held[1] if sight.held and sight.held[0] == customer_id else None
+            hint = held.get(customer_id)
             judged = self._judge(
                 customer_id, call.sid, caller, call.to, seen.first_ms, call.stir, call.now, hint
             )
@@ -266,6 +278,50 @@ class Calls:
                 call.now, "call.unmatched", call.sid, caller, call.to, reason="unknown_caller", stir=call.stir
             )
         log.info("call %s: unmatched", call.sid)
+        return self.voice.reject()
+
+    def _live_holders(self, candidates: list[str], to: str, at_ms: int) -> dict[str, str]:
+        """The candidates whose ``lines`` bind ``to`` to a challenge at ``at_ms`` (the call's
+        first sight), with their entries, read in one round trip: hints ``answer_call``
+        re-checks."""
+        entries = self.store.line_holders([self.keys.for_customer(c) for c in candidates], to)
+        live = {}
+        for customer_id, entry in zip(candidates, entries, strict=True):
+            until, _, challenge_id = entry.partition("|")
+            if challenge_id and until.isdigit() and int(until) > at_ms:
+                live[customer_id] = entry
+        return live
+
+    def _ambiguous(self, call: Inbound, caller: str, seen: scripts.Sighting, held: dict[str, str]) -> str:
+        """A shared phone calling a number that more than one of its customers holds: the call
+        cannot say whose transaction the caller was shown, so it verifies nothing and opens no
+        dialogue. Each holder's trail records it (``call.unmatched`` ambiguous_caller, which
+        also marks the CallSid as judged for that customer: a second delivery is a replay)."""
+        if seen.state == "new":
+            self._log(
+                call.now,
+                "call.unmatched",
+                call.sid,
+                caller,
+                call.to,
+                reason="ambiguous_caller",
+                stir=call.stir,
+            )
+        for customer_id, entry in held.items():
+            self._judge(
+                customer_id,
+                call.sid,
+                caller,
+                call.to,
+                seen.first_ms,
+                call.stir,
+                call.now,
+                entry,
+                ambiguous=True,
+            )
+        log.warning(
+            "call %s: a shared phone, the number held by %d of its customers; rejected", call.sid, len(held)
+        )
         return self.voice.reject()
 
     def _log(
@@ -303,8 +359,11 @@ class Calls:
         stir: str,
         now: Now,
         held: str | None = None,
+        *,
+        ambiguous: bool = False,
     ) -> scripts.CallAnswer:
-        """``held``: the customer's lines entry for ``to`` if already read (a hint, like any)."""
+        """``held``: the customer's lines entry for ``to`` if already read (a hint, like any);
+        ``ambiguous``: only record the call on the customer's trail (``_ambiguous``)."""
         keys = self.keys.for_customer(customer_id)
         refusal = attestation_refusal(stir, self.s.callback_min_attestation)
         for _ in range(RETRIES):
@@ -328,6 +387,7 @@ class Calls:
                 stir=stir,
                 refusal=refusal,
                 hold_ms=self.s.new_phone_hold_seconds * 1000,
+                ambiguous=ambiguous,
             )
             if judged.status != "retry":
                 return judged
