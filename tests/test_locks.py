@@ -154,7 +154,14 @@ def test_operator_lock_takes_no_body_or_a_note(api):
 
 @pytest.mark.parametrize(
     "body",
-    [{"note": "x" * 501}, {"note": 5}, {"reason": "operator"}, {"note": "ok", "by": "someone"}],
+    [
+        {"note": "x" * 501},
+        {"note": 5},
+        {"reason": "operator"},
+        {"note": "ok", "by": "someone"},
+        {"note": "nul\x00here"},  # control characters are refused in a note as in a payee
+        {"note": "line\u2028break"},
+    ],
 )
 def test_operator_lock_refuses_a_bad_body_and_writes_nothing(api, body):
     register(api)

@@ -60,6 +60,8 @@ BAD_CHARACTERS = [
     "\u00ad",
     "\ud800",
     "\udfff",
+    "\u2028",  # line separator (Zl)
+    "\u2029",  # paragraph separator (Zp)
 ]
 FIELDS = [(kind, name) for kind, payee in PAYEES.items() for name in payee if name != "account_type"]
 

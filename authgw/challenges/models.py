@@ -41,10 +41,11 @@ class CustomerPut(Strict):
     )
 
 
-# Control (Cc) and format (Cf) characters, and lone surrogates (Cs): nothing a payee's name
-# or number needs, and each has broken or could disguise what the caller hears and the bank
-# records (a NUL or BEL made TwiML malformed; a bidi override reorders what is shown).
-UNPRINTED_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+# Control (Cc) and format (Cf) characters, lone surrogates (Cs), and the line and paragraph
+# separators (Zl, Zp): nothing a payee's name or an operator's note needs, and each has broken
+# or could disguise what the caller hears and the bank records (a NUL or BEL made TwiML
+# malformed; a bidi override reorders what is shown; U+2028 breaks a line in a log).
+UNPRINTED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
 def printed_text(value: str) -> str:
@@ -105,7 +106,7 @@ class EmptyBody(Strict):
 
 
 class LockBody(Strict):
-    note: Annotated[str, StringConstraints(max_length=500)] | None = None
+    note: Annotated[str, StringConstraints(max_length=500), Printed] | None = None
 
 
 LimitValue = Annotated[int, Field(ge=0, le=99_999_999_999)] | None
