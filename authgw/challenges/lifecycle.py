@@ -91,6 +91,8 @@ def document(
         "transaction_digest": digest,
         "attempts": attempts,
         "callback_mode": callback_mode,
+        # The payee without the amount: what "new payee" is judged by (limits.payee_digest).
+        "payee_digest": limits.payee_digest(request.customer_id, request.kind, request.currency, payee),
     }
 
 
@@ -226,7 +228,6 @@ class Challenges:
             settings.challenge_attempts,
             mode,
         )
-        doc["payee_digest"] = limits.payee_digest(request.customer_id, request.kind, request.currency, payee)
         doc_json = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
         methods_json = json.dumps(request.methods) if request.methods is not None else ""
         made = scripts.create_challenge(
