@@ -14,6 +14,8 @@ from typing import Any
 
 from twilio.twiml.voice_response import VoiceResponse  # type: ignore[import-untyped]
 
+from authgw.challenges.models import UNPRINTED_CATEGORIES
+
 LANGUAGE = "ja-JP"
 KINDS = {"transfer": "お振込み", "payeasy": "ペイジーでのお支払い"}
 GATHER_TIMEOUT = 8  # seconds the caller has to press a key
@@ -70,12 +72,13 @@ INVALID_INPUT = "1か9を押してください。"
 
 # What XML 1.0 can carry at all (its ``Char`` production); anything else makes TwiML malformed.
 NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-UNSPOKEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+# The characters the API refuses in a payee (models.UNPRINTED_CATEGORIES) are never spoken.
+UNSPOKEN_CATEGORIES = UNPRINTED_CATEGORIES
 ASCII_DIGITS = frozenset("0123456789")
 
 
 def speakable(text: str) -> str:
-    """``text`` without control or format characters, lone surrogates and anything else XML
+    """``text`` without control, format and separator characters, lone surrogates, and anything XML
     cannot carry: what a <Say> may hold, whatever a stored record says (the API refuses such
     characters now, but records written before it did may still be read out)."""
     text = "".join(c for c in text if unicodedata.category(c) not in UNSPOKEN_CATEGORIES)
