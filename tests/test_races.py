@@ -6,13 +6,13 @@ a ``threading.Barrier`` releases them together so the requests truly overlap in 
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from tests.helpers import phone
 from tests.helpers.api import Api, enrol_totp, new_challenge, register, totp_code, transfer, wrong_code
 from tests.helpers.settings import CALLBACK_NUMBERS, settings_for_tests
 
@@ -21,26 +21,7 @@ pytestmark = pytest.mark.real_redis
 
 def race(app: Any, calls: list[Callable[[Api], Any]]) -> list[Any]:
     """Run each call in its own thread with its own client, all released at once."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-    errors: list[BaseException] = []
-
-    def run(i: int, call: Callable[[Api], Any]) -> None:
-        api = Api(app.test_client())
-        try:
-            barrier.wait(timeout=30)
-            results[i] = call(api)
-        except BaseException as exc:  # reported below, in the test's thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a racing request never returned"
-    assert not errors, errors
-    return results
+    return phone.race([lambda call=call: call(Api(app.test_client())) for call in calls])
 
 
 def outcome(rv: Any) -> tuple[int, str]:

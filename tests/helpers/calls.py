@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from twilio.request_validator import RequestValidator
 
+from authgw.webhooks.simulate import call_parameters
 from tests.helpers.api import Api
 from tests.helpers.phone import PHONE, twiml
 from tests.helpers.settings import CALLBACK_NUMBERS, PUBLIC_URL, TWILIO_TOKEN
@@ -51,18 +52,7 @@ class Phone:
     def call(self, from_: str = PHONE, to: str = LINE_1, sid: str | None = None, **extra: str) -> Any:
         sid = sid or new_sid()
         self.sids.append(sid)
-        params = {
-            "CallSid": sid,
-            "AccountSid": "AC" + "0" * 32,
-            "From": from_,
-            "To": to,
-            "Caller": from_,
-            "Called": to,
-            "CallStatus": "ringing",
-            "Direction": "inbound",
-            "ApiVersion": "2010-04-01",
-            **extra,
-        }
+        params = {**call_parameters(sid, from_, to), **extra}
         return self.post(f"{self.public_url}/webhooks/twilio/voice", params)
 
     def press(self, gather: ET.Element, digits: str, sid: str | None = None) -> Any:

@@ -10,6 +10,7 @@ from typing import Any
 from twilio.request_validator import RequestValidator
 
 from authgw.keys import Keys
+from authgw.webhooks.simulate import call_parameters
 from tests.helpers.settings import PUBLIC_URL, TWILIO_TOKEN
 
 
@@ -25,18 +26,7 @@ def signed_post(client: Any, path: str, params: dict[str, str]) -> Any:
 
 def call(client: Any, from_: str, to: str, sid: str, **extra: str) -> Any:
     """An inbound call's voice webhook, with the parameters Twilio sends."""
-    params = {
-        "CallSid": sid,
-        "AccountSid": "AC" + "0" * 32,
-        "From": from_,
-        "To": to,
-        "Caller": from_,
-        "Called": to,
-        "CallStatus": "ringing",
-        "Direction": "inbound",
-        "ApiVersion": "2010-04-01",
-        **extra,
-    }
+    params = {**call_parameters(sid, from_, to), **extra}
     return signed_post(client, "/webhooks/twilio/voice", params)
 
 
