@@ -1,10 +1,13 @@
 """Every Redis key name the gateway uses is built here, and nowhere else.
 
-A customer's state lives under one hash tag, ``{c:<tag>}``, where ``tag`` is the first 16 hex
-digits of SHA-256 of the customer id. Challenges belong to that tag too, and the tag is part of
-the challenge id, so every transition (a challenge, its customer, their events) touches keys of
-one slot and runs unchanged on Redis Cluster. Index keys (a phone to its customers) have tags of
-their own; they are hints that a transition script re-checks.
+Customers are grouped into ``BUCKETS`` buckets (``authgw.identifiers``). A customer's keys are
+``<prefix>:{b:<bucket>}:c:<key id>:...``: the hash tag is the bucket's, shared by its
+customers and by the bucket's outbox stream, and the key id (128 bits of SHA-256 of the
+customer id) names the customer within it. Challenges belong to their customer's keys, and the
+key id is part of the challenge id, so every transition (a challenge, its customer, their
+events, the outbox entry each event adds) touches keys of one slot and runs unchanged on Redis
+Cluster. Index keys (a phone to its customers) have tags of their own; they are hints that a
+transition script re-checks.
 """
 
 from __future__ import annotations
@@ -12,9 +15,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # The identifier rules live in authgw.identifiers; imported from here too.
-from authgw.identifiers import CHALLENGE_ID, customer_tag, new_challenge_id, tag_of_challenge
+from authgw.identifiers import (
+    BUCKETS,
+    CHALLENGE_ID,
+    bucket_of_tag,
+    customer_tag,
+    new_challenge_id,
+    tag_of_challenge,
+)
 
-__all__ = ["CHALLENGE_ID", "CustomerKeys", "Keys", "customer_tag", "new_challenge_id", "tag_of_challenge"]
+__all__ = [
+    "BUCKETS",
+    "CHALLENGE_ID",
+    "CustomerKeys",
+    "Keys",
+    "customer_tag",
+    "new_challenge_id",
+    "tag_of_challenge",
+]
 
 
 @dataclass(frozen=True)
@@ -26,6 +44,9 @@ class CustomerKeys:
     # (open: zset of challenge ids not yet ended, scored by expiry in ms)
     open: str
     lines: str  # hash: designated number -> the challenge it is bound to
+    # stream: the bucket's outbox, which every event also goes to, for the deliverers; its
+    # name is also the doorbell's channel (SPUBLISH on the same slot)
+    outbox: str
     prefix: str
 
     def challenge(self, challenge_id: str) -> str:
@@ -52,14 +73,27 @@ class Keys:
         self.prefix = prefix
 
     def for_tag(self, tag: str) -> CustomerKeys:
-        base = f"{self.prefix}:{{c:{tag}}}"
+        """The keys of the customer whose key id (``customer_tag``) is ``tag``."""
+        bucket = bucket_of_tag(tag)
+        base = f"{self.bucket_base(bucket)}:c:{tag}"
         return CustomerKeys(
             customer=f"{base}:customer",
             events=f"{base}:events",
             open=f"{base}:open",
             lines=f"{base}:lines",
+            outbox=self.outbox(bucket),
             prefix=base,
         )
+
+    def bucket_base(self, bucket: int) -> str:
+        return f"{self.prefix}:{{b:{bucket:04d}}}"
+
+    def outbox(self, bucket: int) -> str:
+        """Stream: the bucket's events on their way to the bank's endpoints (``authgw.outbound``)."""
+        return f"{self.bucket_base(bucket)}:outbox"
+
+    def outboxes(self) -> list[str]:
+        return [self.outbox(bucket) for bucket in range(BUCKETS)]
 
     def for_customer(self, customer_id: str) -> CustomerKeys:
         return self.for_tag(customer_tag(customer_id))

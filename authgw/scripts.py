@@ -101,7 +101,7 @@ def put_customer_call(
     client: str,
 ) -> Call:
     """The KEYS and ARGV of ``put_customer.lua`` (the bench loaders pipeline them)."""
-    return [keys.customer, keys.events], [
+    return [keys.customer, keys.events, keys.outbox], [
         customer_id,
         json.dumps(list(phones)),
         region,
@@ -151,7 +151,14 @@ def delete_customer(
 ) -> Deleted:
     result = store.run(
         "delete_customer",
-        [keys.customer, keys.open, keys.events, keys.lines, *(keys.challenge(i) for i in open_ids)],
+        [
+            keys.customer,
+            keys.open,
+            keys.events,
+            keys.lines,
+            *(keys.challenge(i) for i in open_ids),
+            keys.outbox,
+        ],
         [now.ms, now.iso, events_ms, retention_ms, client, *open_ids],
     )
     if _retrying(result, "retry"):
@@ -160,14 +167,16 @@ def delete_customer(
 
 
 def totp_enrol_call(keys: CustomerKeys, *, sealed: str, now: Now, events_ms: int, client: str) -> Call:
-    return [keys.customer, keys.events], [sealed, now.iso, events_ms, client]
+    return [keys.customer, keys.events, keys.outbox], [sealed, now.iso, events_ms, client]
 
 
 totp_enrol = _runs("totp_enrol", totp_enrol_call, expect_ok)
 
 
 def totp_remove(store: Store, keys: CustomerKeys, *, now: Now, events_ms: int, client: str) -> None:
-    expect_ok(store.run("totp_remove", [keys.customer, keys.events], [now.iso, events_ms, client]))
+    expect_ok(
+        store.run("totp_remove", [keys.customer, keys.events, keys.outbox], [now.iso, events_ms, client])
+    )
 
 
 @dataclass(frozen=True)
@@ -194,7 +203,7 @@ class Judged:
 def totp_confirm_call(
     keys: CustomerKeys, *, now: Now, events_ms: int, policy: str, sealed: str, steps: str, client: str
 ) -> Call:
-    return [keys.customer, keys.events], [now.iso, events_ms, policy, sealed, steps, client]
+    return [keys.customer, keys.events, keys.outbox], [now.iso, events_ms, policy, sealed, steps, client]
 
 
 def judged_outcome(result: Any, *, counts_attempts: bool = False) -> Judged:
@@ -208,7 +217,9 @@ totp_confirm = _runs("totp_confirm", totp_confirm_call, judged_outcome)
 
 
 def unlock(store: Store, keys: CustomerKeys, *, now: Now, events_ms: int, client: str) -> Record:
-    return _record(store.run("unlock", [keys.customer, keys.events], [now.iso, events_ms, client]))
+    return _record(
+        store.run("unlock", [keys.customer, keys.events, keys.outbox], [now.iso, events_ms, client])
+    )
 
 
 @dataclass(frozen=True)
@@ -230,7 +241,14 @@ def lock_customer(
 ) -> Locked:
     result = store.run(
         "lock_customer",
-        [keys.customer, keys.open, keys.events, keys.lines, *(keys.challenge(i) for i in open_ids)],
+        [
+            keys.customer,
+            keys.open,
+            keys.events,
+            keys.lines,
+            *(keys.challenge(i) for i in open_ids),
+            keys.outbox,
+        ],
         [now.ms, events_ms, retention_ms, client, note, *open_ids],
     )
     if _retrying(result, "retry"):
@@ -242,7 +260,7 @@ def expire_due(store: Store, keys: CustomerKeys, *, due_ids: Sequence[str], now:
     """Settle the challenges whose time is up; how many were."""
     result = store.run(
         "expire_due",
-        [keys.open, keys.events, keys.lines, *(keys.challenge(i) for i in due_ids)],
+        [keys.open, keys.events, keys.lines, *(keys.challenge(i) for i in due_ids), keys.outbox],
         [now.ms, events_ms, *due_ids],
     )
     return int(expect_ok(result)[0])
@@ -323,6 +341,7 @@ def create_challenge_call(
         if idempotency_key is None:
             raise TypeError("a request hash comes with its idempotency key")
         script_keys.append(idempotency_key)
+    script_keys.append(keys.outbox)
     return script_keys, [
         now.ms,
         now.iso,
@@ -367,7 +386,7 @@ def read_challenge(
     """A read (it settles an expiry time already decided): with any held counters."""
     result = store.read(
         "read_challenge",
-        [keys.challenge(challenge_id), keys.open, keys.events, keys.lines],
+        [keys.challenge(challenge_id), keys.open, keys.events, keys.lines, keys.outbox],
         [now.ms, events_ms, client, challenge_id, _flag(any_client)],
     )
     return _record(result)
@@ -387,7 +406,7 @@ def verify_totp_call(
 ) -> Call:
     """``now``: the store's time the codes were computed at (``totp_secret``)."""
     return (
-        [keys.challenge(challenge_id), keys.customer, keys.open, keys.events, keys.lines],
+        [keys.challenge(challenge_id), keys.customer, keys.open, keys.events, keys.lines, keys.outbox],
         [now.ms, now.iso, events_ms, retention_ms, client, policy, sealed, steps, challenge_id],
     )
 
@@ -420,6 +439,7 @@ def consume(
             keys.customer,
             keys.usage(),
             keys.payees(),
+            keys.outbox,
         ],
         [now.ms, now.iso, events_ms, retention_ms, client, digest, challenge_id],
     )
@@ -438,7 +458,7 @@ def cancel(
 ) -> Record:
     result = store.run(
         "cancel",
-        [keys.challenge(challenge_id), keys.open, keys.events, keys.lines],
+        [keys.challenge(challenge_id), keys.open, keys.events, keys.lines, keys.outbox],
         [now.ms, now.iso, events_ms, retention_ms, client, challenge_id],
     )
     return _record(result)
@@ -531,6 +551,7 @@ def answer_call(
     script_keys = [keys.customer, keys.open, keys.events, keys.lines, keys.call(sid)]
     if hint:
         script_keys.append(keys.challenge(hint))
+    script_keys.append(keys.outbox)
     result = store.run(
         "answer_call",
         script_keys,
@@ -617,6 +638,7 @@ def confirm_call(
             keys.lines,
             keys.call(sid),
             *(keys.challenge(i) for i in open_ids),
+            keys.outbox,
         ],
         [
             now.ms,
@@ -669,6 +691,7 @@ def self_lock(
             keys.lines,
             keys.call(sid),
             *(keys.challenge(i) for i in open_ids),
+            keys.outbox,
         ],
         [now.ms, events_ms, retention_ms, marker_ttl_ms, sid, from_, to, *open_ids],
     )
@@ -683,7 +706,7 @@ def self_lock(
 
 def phones_viewed(store: Store, keys: CustomerKeys, *, events_ms: int, by: str) -> None:
     """``phones_viewed.lua``: the audit event of an operator seeing a customer's full numbers."""
-    expect_ok(store.run("phones_viewed", [keys.customer, keys.events], [events_ms, by]))
+    expect_ok(store.run("phones_viewed", [keys.customer, keys.events, keys.outbox], [events_ms, by]))
 
 
 def console_count_many(store: Store, counts: Sequence[tuple[str, str, int, int]]) -> None:

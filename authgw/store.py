@@ -491,6 +491,76 @@ class Store:
                 for sentinel in getattr(getattr(pool, "sentinel_manager", None), "sentinels", []):
                     sentinel.close()
 
+    # -- outboxes (authgw.outbound.deliverer) ----------------------------------------------
+
+    def outbox_groups(self, outboxes: Sequence[str], group: str) -> None:
+        """Make sure each outbox has the consumer group (from its first entry on)."""
+        with self.boundary():
+            pipe = self.client.pipeline(transaction=False)
+            for outbox in outboxes:
+                pipe.xgroup_create(outbox, group, id="0", mkstream=True)
+            for answer in pipe.execute(raise_on_error=False):
+                if isinstance(answer, Exception) and not str(answer).startswith("BUSYGROUP"):
+                    raise answer
+
+    def outbox_read(
+        self, outboxes: Sequence[str], group: str, consumer: str, count: int
+    ) -> list[tuple[str, str, dict[str, str]]]:
+        """New entries of these outboxes for ``consumer`` of ``group``: (outbox, id, fields)."""
+        with self.boundary():
+            pipe = self.client.pipeline(transaction=False)
+            for outbox in outboxes:
+                pipe.xreadgroup(group, consumer, {outbox: ">"}, count=count)
+            answers = pipe.execute()
+        return [
+            (outbox, entry_id, fields)
+            for answer in answers
+            for outbox, entries in (answer or [])
+            for entry_id, fields in entries
+            if fields is not None
+        ]
+
+    def outbox_claim_stale(
+        self, outboxes: Sequence[str], group: str, consumer: str, idle_ms: int, count: int
+    ) -> list[tuple[str, str, dict[str, str]]]:
+        """Entries other consumers read more than ``idle_ms`` ago and never acknowledged,
+        now ``consumer``'s (XAUTOCLAIM): (outbox, id, fields)."""
+        with self.boundary():
+            pipe = self.client.pipeline(transaction=False)
+            for outbox in outboxes:
+                pipe.xautoclaim(outbox, group, consumer, idle_ms, "0-0", count=count)
+            answers = pipe.execute()
+        return [
+            (outbox, entry_id, fields)
+            for outbox, answer in zip(outboxes, answers, strict=True)
+            for entry_id, fields in answer[1]
+            if fields is not None
+        ]
+
+    def outbox_ack(self, entries: dict[str, list[str]], group: str) -> None:
+        """Acknowledge and delete fanned-out entries (outbox -> entry ids)."""
+        with self.boundary():
+            pipe = self.client.pipeline(transaction=False)
+            for outbox, ids in entries.items():
+                pipe.xack(outbox, group, *ids)
+                pipe.xdel(outbox, *ids)
+            pipe.execute()
+
+    def outbox_backlog(self, outboxes: Sequence[str]) -> int:
+        """Entries waiting in these outboxes (fanned out ones are deleted)."""
+        with self.boundary():
+            pipe = self.client.pipeline(transaction=False)
+            for outbox in outboxes:
+                pipe.xlen(outbox)
+            return sum(int(n) for n in pipe.execute())
+
+    # -- doorbells ------------------------------------------------------------------------
+
+    def subscribe(self, channels: Sequence[str]) -> Subscription:
+        """A sharded pub/sub subscription to doorbells (``SPUBLISH`` by ``add_event`` in
+        ``_lib.lua`` on each outbox's channel), on connections of its own."""
+        return Subscription(self, list(channels))
+
     # -- readiness ------------------------------------------------------------------------
 
     def probe_write(self, ttl_ms: int = 10_000) -> str | None:
@@ -589,3 +659,60 @@ class StoreClock:
         if self.offset is None:  # never measured: the store could not be reached
             raise StoreUnavailable("the store's clock is unknown")
         return int((self.host() + self.offset) * 1000)
+
+
+class Subscription:
+    """Sharded pub/sub on the store, for waking up (the deliverers, long-polling requests).
+
+    A doorbell is only a hint to look now: whoever listens also looks on a slow schedule, so a
+    ring lost in a reconnection or a failover delays, and never loses, anything. ``wait``
+    therefore never raises: after a store error it drops the connection, and the next call
+    subscribes again.
+    """
+
+    def __init__(self, store: Store, channels: list[str]) -> None:
+        self.store = store
+        self.channels = channels
+        self._pubsub: Any = None
+
+    def _open(self) -> Any:
+        with self.store.boundary():
+            pubsub = self.store.client.pubsub()
+            # In batches: one command per batch on a single server; a Cluster's client routes
+            # each channel to the node that owns its slot.
+            for first in range(0, len(self.channels), 256):
+                pubsub.ssubscribe(*self.channels[first : first + 256])
+        return pubsub
+
+    def wait(self, timeout: float) -> list[tuple[str, str]]:
+        """The rings (channel, message) that arrive within ``timeout`` seconds: returns at the
+        first one with every ring already waiting, or with none at the timeout."""
+        try:
+            if self._pubsub is None:
+                self._pubsub = self._open()
+            rings: list[tuple[str, str]] = []
+            message = self._next(timeout)
+            while message is not None:
+                if message.get("type") == "smessage":
+                    rings.append((_text(message["channel"]), _text(message["data"])))
+                message = self._next(0.0)
+            return rings
+        except (StoreUnavailable, redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError):
+            self.close()
+            time.sleep(min(timeout, 1.0))
+            return []
+
+    def _next(self, timeout: float) -> dict[str, Any] | None:
+        if isinstance(self.store.client, RedisCluster):
+            return self._pubsub.get_sharded_message(timeout=timeout)
+        return self._pubsub.get_message(timeout=timeout)
+
+    def close(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with suppress(Exception):
+                pubsub.close()
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)

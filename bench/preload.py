@@ -350,16 +350,18 @@ local client, doc_head, doc_tail, attempts = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local expires_ms, expires_iso, pool = ARGV[10], ARGV[11], ARGV[12]
 local limit_defaults, day_windows, step_up = ARGV[14], ARGV[15], ARGV[16]
 local made = 0
-for i = 17, #ARGV, 5 do
+for i = 17, #ARGV, 6 do
   local customer_id, tag, id, digest, phone = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local base = prefix .. ':{c:' .. tag .. '}'
+  local bucket = prefix .. ':{b:' .. ARGV[i + 5] .. '}'
+  local base = bucket .. ':c:' .. tag
+  local outbox = bucket .. ':outbox'
   redis.call('SADD', prefix .. ':{p:' .. phone .. '}:customers', customer_id)
-  local put = put_customer({base .. ':customer', base .. ':events'},
+  local put = put_customer({base .. ':customer', base .. ':events', outbox},
                            {customer_id, '["' .. phone .. '"]', 'JP', now_iso, maxlen, client})
   if put[1] ~= 'ok' then return {'put_customer', customer_id, put[1]} end
   local created = create_challenge(
     {base .. ':customer', base .. ':open', base .. ':events', base .. ':lines', base .. ':ch:' .. id,
-     base .. ':usage', base .. ':payees'},
+     base .. ':usage', base .. ':payees', outbox},
     {now_ms, now_iso, maxlen, record_ttl, id, client, customer_id, doc_head .. digest .. doc_tail, '',
      attempts, expires_ms, expires_iso, '', pool, '', limit_defaults, day_windows, step_up})
   if created[1] ~= 'ok' then return {'create_challenge', customer_id, created[1]} end
@@ -381,7 +383,7 @@ def _background_part(job: tuple[str, Settings, str, int, int, int]) -> int:
     url, settings, label, start, count, ttl = job
     import redis
 
-    from authgw.keys import customer_tag
+    from authgw.identifiers import bucket_of_tag, customer_tag
 
     client = redis.Redis.from_url(url, decode_responses=True)
     try:
@@ -421,7 +423,15 @@ def _background_part(job: tuple[str, Settings, str, int, int, int]) -> int:
                 customer_id = f"bench-{label}-{n}"
                 cid = new_challenge_id(customer_id)
                 ids.append((customer_id, cid))
-                args += [customer_id, customer_tag(customer_id), cid, digest_of(customer_id), phone_of(n)]
+                tag = customer_tag(customer_id)
+                args += [
+                    customer_id,
+                    tag,
+                    cid,
+                    digest_of(customer_id),
+                    phone_of(n),
+                    f"{bucket_of_tag(tag):04d}",
+                ]
             result = script(keys=[], args=args)
             if result[0] != "ok":
                 raise RuntimeError(f"bulk load: {result!r}")

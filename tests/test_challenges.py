@@ -103,7 +103,7 @@ def test_create_returns_the_challenge(api, customer, clock):
     assert rv.mimetype == "application/json"
     body = rv.get_json()
     assert set(body) == CHALLENGE_FIELDS
-    assert re.fullmatch(r"ch_[0-9a-z]{42}", body["id"])
+    assert re.fullmatch(r"ch_[0-9a-z]{58}", body["id"])
     assert body["status"] == "pending"
     assert body["customer_id"] == "cust-001"
     assert (body["kind"], body["amount"], body["currency"]) == ("transfer", 150000, "JPY")
@@ -120,8 +120,8 @@ def test_create_returns_the_challenge(api, customer, clock):
 def test_challenge_ids_are_unique_and_unguessable(api, customer):
     ids = {new_challenge(api, methods=["totp"])["id"] for _ in range(20)}
     assert len(ids) == 20
-    # The random part after the customer's 16-hex tag: 26 base32 characters, 130 bits.
-    assert len({i[19:] for i in ids}) == 20
+    # The random part after the customer's 32-hex key id: 26 base32 characters, 130 bits.
+    assert len({i[35:] for i in ids}) == 20
 
 
 def test_ttl_defaults_to_300_seconds_and_currency_to_jpy(api, customer):
@@ -304,10 +304,10 @@ def test_another_clients_challenge_is_not_found(api, other_api, customer, clock)
     [
         "garbage",
         "ch_",
-        "ch_0123456789abcdefaaaaaaaaaaaaaaaaaaaaaaaaaa",
-        "ch_" + "z" * 42,
+        "ch_0123456789abcdef0123456789abcdefaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "ch_" + "z" * 58,
         "%00",
-        "ch_0123456789ABCDEFaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "ch_0123456789ABCDEF0123456789ABCDEFaaaaaaaaaaaaaaaaaaaaaaaaaa",
     ],
 )
 @pytest.mark.parametrize("call", ["get", "totp", "consume", "cancel"])

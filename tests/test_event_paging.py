@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from authgw.identifiers import event_id
 from tests.helpers.api import assert_problem, new_challenge, register
+
+
+def trail_id(event: dict) -> str:
+    """The trail entry id an event id ends with (``ev_<stem>_<ms>-<seq>``)."""
+    return event["id"].rsplit("_", 1)[1]
 
 
 def events(api, query: str = "") -> list[dict]:
@@ -53,21 +59,45 @@ def test_before_the_oldest_event_is_an_empty_page(api, clock):
     make_trail(api, clock, 1)
     oldest = events(api, "?limit=100")[-1]
     assert events(api, f"?before={oldest['id']}") == []
-    assert events(api, "?before=0-0") == []
+    assert events(api, f"?before={event_id('cust-001', '0-0')}") == []
 
 
 def test_before_an_id_not_in_the_trail_pages_from_where_it_would_be(api, clock):
     make_trail(api, clock, 2)
     whole = events(api, "?limit=100")
-    ms, seq = whole[1]["id"].split("-")
+    ms, seq = trail_id(whole[1]).split("-")
     # Any id between the second and the first: the page starts at the second.
-    assert events(api, f"?before={ms}-{int(seq) + 1}")[0]["id"] in (whole[1]["id"], whole[0]["id"])
-    assert events(api, "?before=99999999999999-0") == whole[:20]
+    between = event_id("cust-001", f"{ms}-{int(seq) + 1}")
+    assert events(api, f"?before={between}")[0]["id"] in (whole[1]["id"], whole[0]["id"])
+    assert events(api, f"?before={event_id('cust-001', '99999999999999-0')}") == whole[:20]
+
+
+def test_event_ids_are_unique_across_customers_and_name_their_customer(api):
+    register(api)
+    register(api, "cust-002")
+    mine = api.get("/v1/customers/cust-001/events").get_json()["events"]
+    theirs = api.get("/v1/customers/cust-002/events").get_json()["events"]
+    assert not {e["id"] for e in mine} & {e["id"] for e in theirs}
+    # Two trails may hold the same entry id; the event ids still differ.
+    assert event_id("cust-001", trail_id(mine[0])) != event_id("cust-002", trail_id(mine[0]))
+    # One customer's event id pages nobody else's trail.
+    assert_problem(
+        api.get("/v1/customers/cust-002/events", query_string={"before": mine[0]["id"]}),
+        422,
+        "validation_error",
+    )
 
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "abc", "1", "1-", "-1", "1-2-3", "1.5-0", "+1-0", " 1-0", "18446744073709551616-0", "1-x", "１-０"],
+    [
+        *("", "abc", "1", "1-", "-1", "1-2-3", "1.5-0", "+1-0", " 1-0", "1-x", "１-０"),
+        "1-0",  # a bare trail entry id is not an event id
+        event_id("cust-001", "18446744073709551616-0"),
+        event_id("cust-001", "1-0") + " ",
+        event_id("cust-002", "1-0"),  # another customer's event
+        event_id("cust-001", "1-0").upper(),
+    ],
 )
 def test_a_bad_before_is_a_validation_error(api, bad):
     register(api)
@@ -78,4 +108,6 @@ def test_a_bad_before_is_a_validation_error(api, bad):
 
 
 def test_paging_an_unknown_customer_is_not_found(api):
-    assert_problem(api.get("/v1/customers/nobody/events?before=1-0"), 404, "customer_not_found")
+    assert_problem(
+        api.get(f"/v1/customers/nobody/events?before={event_id('nobody', '1-0')}"), 404, "customer_not_found"
+    )

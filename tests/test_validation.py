@@ -582,7 +582,7 @@ def test_no_response_leaks_internals(api, store):
     register(api)
     responses = [
         api.post("/v1/challenges", bad_body({"amount": "x"})),
-        api.get("/v1/challenges/ch_0123456789abcdefaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+        api.get("/v1/challenges/ch_0123456789abcdef0123456789abcdefaaaaaaaaaaaaaaaaaaaaaaaaaa"),
         api.client.get("/v1/customers/cust-001"),
     ]
     for rv in responses:
@@ -655,7 +655,7 @@ def test_no_json_body_makes_challenge_creation_fail_with_a_500(fuzz_api, body, k
 def test_no_bytes_make_any_json_call_fail_with_a_500(fuzz_api, raw):
     for method, path in JSON_ROUTES:
         rv = getattr(fuzz_api.client, method)(
-            path.format(id="ch_0123456789abcdefaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+            path.format(id="ch_0123456789abcdef0123456789abcdefaaaaaaaaaaaaaaaaaaaaaaaaaa"),
             data=raw,
             headers=fuzz_api.headers(),
         )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from flask import Blueprint, Response, current_app, g, request
 
 from authgw.auth import authenticate, operator_only, roles_of
@@ -13,15 +11,13 @@ from authgw.challenges.lifecycle import Challenges
 from authgw.challenges.limits import Limits
 from authgw.errors import ApiError, ValidationFailed
 from authgw.http import as_json, json_body, whole_number
-from authgw.identifiers import is_customer_id
+from authgw.identifiers import is_customer_id, trail_id_of
 from authgw.ratelimit import reads_first
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 
 EVENTS_DEFAULT, EVENTS_MAX = 20, 100
 LONG_POLL_MAX = 30  # seconds a ``GET /v1/challenges/{id}?wait=N`` may wait
-# An event id is its stream entry id, ``<ms>-<seq>``, each part an unsigned 64-bit number.
-EVENT_ID = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})$")
 
 
 def customers() -> Customers:
@@ -120,15 +116,13 @@ def events(customer_id: str) -> Response:
         raise ValidationFailed(
             [{"field": "limit", "message": f"must be a whole number from 1 to {EVENTS_MAX}"}]
         )
+    customer_id = known_customer(customer_id)
     before = request.args.get("before")
-    if before is not None and not _event_id(before):
-        raise ValidationFailed([{"field": "before", "message": "must be an event id, as events carry in id"}])
-    return as_json({"events": customers().events(known_customer(customer_id), limit, before)})
-
-
-def _event_id(raw: str) -> bool:
-    match = EVENT_ID.fullmatch(raw)
-    return bool(match) and all(int(part) < 2**64 for part in match.groups())  # type: ignore[union-attr]
+    if before is not None and trail_id_of(customer_id, before) is None:
+        raise ValidationFailed(
+            [{"field": "before", "message": "must be the id of one of this customer's events"}]
+        )
+    return as_json({"events": customers().events(customer_id, limit, before)})
 
 
 @bp.put("/customers/<customer_id>/limits")

@@ -21,7 +21,9 @@ from authgw.challenges.outcomes import RETRIES
 from authgw.challenges.phones import registrable
 from authgw.challenges.totp import qr_svg
 from authgw.errors import ApiError, InvalidPhone, PhoneError, StoreUnavailable
+from authgw.identifiers import event_id, trail_id_of
 from authgw.keys import CustomerKeys
+from authgw.store import FIRST_ID
 
 
 def render(record: dict[str, str], now_ms: int | None = None) -> dict[str, Any]:
@@ -70,7 +72,7 @@ def render_event(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
         event.setdefault("by", None)
     if event["type"] == "customer.locked":
         event.setdefault("until", None)
-    event["id"] = entry_id
+    event["id"] = event_id(str(fields.get("customer_id", "")), entry_id)
     return event
 
 
@@ -202,9 +204,11 @@ class Customers:
         return render(with_open(self.d, keys, run).customer)
 
     def events(self, customer_id: str, limit: int, before: str | None = None) -> list[dict[str, Any]]:
-        """The customer's events, newest first; with ``before`` (an event id, the stream
-        entry id every event carries as ``id``), only those older than it."""
+        """The customer's events, newest first; with ``before`` (one of the customer's event
+        ids, as each event carries in ``id``), only those older than it."""
         keys = self._keys(customer_id)
+        if before is not None:
+            before = trail_id_of(customer_id, before) or FIRST_ID
         store = self.d.store
         now = self.d.now()
         exists, due, entries = store.trail_and_due(keys, now.ms, limit, before)

@@ -142,7 +142,7 @@ class Limits:
         settings = self.d.settings
         result = self.d.store.run(
             "put_limits",
-            [keys.customer, keys.events, keys.usage(), keys.open],
+            [keys.customer, keys.events, keys.usage(), keys.open, keys.outbox],
             [
                 now.ms,
                 self.d.maxlen,

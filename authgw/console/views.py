@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import unicodedata
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,7 @@ from authgw import scripts
 from authgw.auth import OPERATOR, authenticate, roles_of
 from authgw.challenges.phones import display, to_e164
 from authgw.errors import ApiError, PhoneError
-from authgw.identifiers import CUSTOMER_ID_RE
+from authgw.identifiers import CUSTOMER_ID_RE, trail_id_of
 from authgw.settings import Settings
 
 if TYPE_CHECKING:
@@ -43,7 +42,6 @@ bp = Blueprint(
 IDLE_SECONDS = 15 * 60
 PAGE = 20  # events per page of the trail
 OPEN_SHOWN = 20  # open challenges shown at most
-EVENT_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 ACTIONS = ("lock", "unlock", "remove_totp")
 NOTE_MAX = 500
 PUBLIC_ENDPOINTS = ("console.sign_in", "console.sign_in_post", "console.language", "console.static")
@@ -263,7 +261,7 @@ def known(customer_id: str) -> dict[str, Any]:
 def customer_page(customer_id: str, *, reveal: bool = False, notice: str | None = None) -> str:
     customer = known(customer_id)
     before = request.args.get("before")
-    if before is not None and not EVENT_ID.fullmatch(before):
+    if before is not None and trail_id_of(customer_id, before) is None:
         before = None
     events = trail(customer_id, before)
     phones = [{"shown": display(p) if reveal else masked(p)} for p in customer["phones"]]

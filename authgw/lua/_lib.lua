@@ -1,29 +1,54 @@
 -- Shared prelude, placed in front of every script by authgw.store.load_scripts.
 -- Helpers only: no key names are built here; every key arrives in KEYS.
 
--- Append one event to a customer's stream. `extra` is a flat list of name, value pairs;
--- empty values are left out. The stream is trimmed by age, never by count: every event is
--- kept at least the retention, whatever traffic follows it (stream ids are the store's
--- clock, so the cut-off is taken from TIME). The stream key lives the retention past its
--- newest event, so a quiet customer's trail goes once all of it is older than that.
+-- The bucket's outbox (a stream), which a script that writes events takes off the end of its
+-- KEYS with take_outbox() as its first statement (so its own KEYS keep the positions its
+-- header states). scripts.py appends it to the KEYS of every script that gets an events key.
+local OUTBOX = nil
+local function take_outbox(KEYS)
+  OUTBOX = table.remove(KEYS)
+end
+local rung = {}
+
+-- Append one event to a customer's stream, and the same event to the bucket's outbox in the
+-- same step: a transition that happened is on its way to the bank's endpoints even if every
+-- gateway process dies as the script returns (the outbox shares the customer's slot). The
+-- outbox entry carries the trail entry's id as `trail_id`, from which the event id is made
+-- (authgw.identifiers.event_id). Then the doorbell: SPUBLISH on a channel named after the
+-- outbox (the same slot), with the event's challenge id ('' for none), once per challenge per
+-- script run; deliverers and long-polling requests listen there.
+-- `extra` is a flat list of name, value pairs; empty values are left out. Both streams are
+-- trimmed by age, never by count: every event is kept at least the retention, whatever traffic
+-- follows it (stream ids are the store's clock, so the cut-off is taken from TIME). The trail
+-- lives the retention past its newest event, so a quiet customer's trail goes once all of it
+-- is older than that; the outbox has no expiry (its consumer group lives on it).
 -- `maxlen` is the events retention in ms (the argument kept its old name at every call
 -- site; scripts' headers may still call it "events retention (ms)").
 local function add_event(events_key, maxlen, at, etype, customer_id, extra)
   local retention_ms = tonumber(maxlen)
   local fields = {'at', at, 'type', etype, 'customer_id', customer_id}
+  local challenge_id = ''
   if extra then
     for i = 1, #extra, 2 do
       local value = extra[i + 1]
       if value ~= nil and value ~= false and value ~= '' then
         fields[#fields + 1] = extra[i]
         fields[#fields + 1] = tostring(value)
+        if extra[i] == 'challenge_id' then challenge_id = tostring(value) end
       end
     end
   end
   local time = redis.call('TIME')
   local store_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-  redis.call('XADD', events_key, 'MINID', '~', store_ms - retention_ms, '*', unpack(fields))
+  local trail_id = redis.call('XADD', events_key, 'MINID', '~', store_ms - retention_ms, '*',
+                              unpack(fields))
   redis.call('PEXPIRE', events_key, retention_ms)
+  redis.call('XADD', OUTBOX, 'MINID', '~', store_ms - retention_ms, '*', 'trail_id', trail_id,
+             unpack(fields))
+  if not rung[challenge_id] then
+    rung[challenge_id] = true
+    redis.call('SPUBLISH', OUTBOX, challenge_id)
+  end
 end
 
 -- A Lua list as a JSON array (cjson writes an empty table as an object).

@@ -5,6 +5,7 @@
 -- KEYS[6] usage hash (the day's usage book, used_today in _lib.lua)
 -- KEYS[7] payees zset (the payee digests of consumed challenges, by when)
 -- KEYS[8] idempotency record (only when ARGV[13] ~= '')
+-- last KEY: the bucket's outbox stream (taken off KEYS first: take_outbox in _lib.lua)
 -- ARGV[1] now (ms)           ARGV[2] now (RFC 3339)      ARGV[3] events retention (ms)
 -- ARGV[4] record TTL (ms: time to expiry + retention)
 -- ARGV[5] challenge id       ARGV[6] client              ARGV[7] customer id
@@ -29,6 +30,7 @@
 
 -- The store's now (TIME), not the caller's estimate; expiry the same distance from it; both
 -- written into the document (the caller's leaves them out).
+take_outbox(KEYS)  -- the last KEY: the bucket's outbox (_lib.lua)
 local ttl_ms = tonumber(ARGV[11]) - tonumber(ARGV[1])
 ARGV[1], ARGV[2] = clock_now()
 ARGV[11], ARGV[12] = ARGV[1] + ttl_ms, iso_from_ms(ARGV[1] + ttl_ms)
