@@ -309,7 +309,7 @@ def test_usage_lives_in_the_customers_slot(api: Api, customer: str, store: Any) 
     from tests.helpers.stores import every_key
 
     created(api, 100)
-    tags = {key.split("{", 1)[1].split("}", 1)[0] for key in every_key(store) if "{c:" in key}
+    tags = {key.split("{", 1)[1].split("}", 1)[0] for key in every_key(store) if ":c:" in key}
     assert len(tags) == 1
 
 

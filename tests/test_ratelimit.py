@@ -105,7 +105,9 @@ def test_held_counters_go_out_before_any_write_and_can_stop_it(store: Any) -> No
 
     s = Store(store, "rltest")
     s.add_script("rate_limit", ratelimit.SCRIPT)
-    target = Keys("rltest").for_customer("cust-x").customer
+    keys = Keys("rltest").for_customer("cust-x")
+    target = keys.customer
+    enrol_keys = [keys.customer, keys.events, keys.outbox]  # totp_enrol.lua's KEYS
     seen: list[Any] = []
 
     def refuse(answers: list[Any]) -> None:
@@ -114,11 +116,11 @@ def test_held_counters_go_out_before_any_write_and_can_stop_it(store: Any) -> No
 
     s.defer("rate_limit", [(["rltest:{r:a}"], [60_000]), (["rltest:{r:b}"], [60_000])], refuse)
     with pytest.raises(ratelimit.RateLimited):
-        s.run("totp_enrol", [target], ["sealed"])
+        s.run("totp_enrol", enrol_keys, ["sealed"])
     assert [[int(c) for c, _ttl in seen[0]]] == [[1, 1]]
     assert store.hgetall(target) == {}
     # Nothing is held any more: the next write runs (and finds no customer).
-    assert s.run("totp_enrol", [target], ["sealed"]) == ["customer_not_found"]
+    assert s.run("totp_enrol", enrol_keys, ["sealed"]) == ["customer_not_found"]
     # A read takes held counters along in its own pipeline, and their judge sees them first.
     s.defer("rate_limit", [(["rltest:{r:a}"], [60_000])], refuse)
     with pytest.raises(ratelimit.RateLimited):
