@@ -1,8 +1,10 @@
-"""The ``authgw`` command: ``serve`` and ``simulate-call``.
+"""The ``authgw`` command: ``serve``, ``deliver`` and ``simulate-call``.
 
 ``authgw serve`` runs the gateway under gunicorn (settings in ``config/gunicorn.conf.py``),
-each worker building its own app with ``create_app()``. Without ``AUTHGW_REDIS_URL`` it first
-starts the embedded store and hands its URL to the workers.
+each worker building its own app with ``create_app()``, and a webhook deliverer beside them
+(``--no-deliver`` leaves it out). Without ``AUTHGW_REDIS_URL`` it first starts the embedded
+store and hands its URL to the workers and the deliverer. ``authgw deliver`` runs a deliverer
+alone (``authgw.outbound.deliverer``); any number may run at once.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import os
 import runpy
 import secrets
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -146,8 +150,61 @@ def serve(args: argparse.Namespace) -> int:
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
     options["child_exit"] = child_exit
+    if args.deliver:
+        _start_deliverer()
+        say("a webhook deliverer runs beside the workers (--no-deliver leaves it out)")
+    else:
+        say("no webhook deliverer here (--no-deliver): run `authgw deliver` somewhere")
     say(f"serving on http://{args.host}:{args.port} with {args.workers} worker(s)")
     run_gunicorn(options, _create_app)
+    return 0
+
+
+def _start_deliverer() -> None:
+    """``authgw deliver`` as a child of this process (same environment: store, keys, metrics
+    folder), stopped when this process exits; it also stops by itself if this one is killed."""
+    child = subprocess.Popen([sys.executable, "-m", "authgw", "deliver", "--watch-parent"])
+
+    def stop() -> None:
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+    _at_exit_of_this_process(stop)
+
+
+def deliver(args: argparse.Namespace) -> int:
+    from authgw.logs import configure as configure_logs
+    from authgw.outbound.deliverer import build, run_forever
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"authgw: cannot start: {exc}", file=sys.stderr)
+        return 2
+    if not settings.redis_url:
+        print(
+            "authgw: cannot start: AUTHGW_REDIS_URL is not set (the deliverer needs the gateway's store)",
+            file=sys.stderr,
+        )
+        return 2
+    configure_logs()
+    deliverer = build(settings)
+
+    def stop(_signum: int, _frame: Any) -> None:
+        deliverer.stop.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, addr=args.metrics_host, registry=deliverer.metrics.registry)
+    print(f"authgw: deliverer {deliverer.name} running", file=sys.stderr, flush=True)
+    run_forever(deliverer, watch_parent=args.watch_parent)
     return 0
 
 
@@ -172,7 +229,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--dev", action="store_true", help="fill unset secrets with development values (printed at start-up)"
     )
+    p.add_argument(
+        "--no-deliver",
+        dest="deliver",
+        action="store_false",
+        help="run no webhook deliverer beside the workers (run `authgw deliver` elsewhere)",
+    )
     p.set_defaults(func=serve)
+
+    p = sub.add_parser("deliver", help="run a webhook deliverer alone")
+    p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    p.add_argument("--metrics-host", default="127.0.0.1")
+    p.add_argument("--watch-parent", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=deliver)
 
     p = sub.add_parser("simulate-call", help="play Twilio's part: sign and post a call")
     p.add_argument("--from", dest="from_", required=True, help="caller ID, any format")

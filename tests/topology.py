@@ -312,11 +312,27 @@ class Gateway:
     process: subprocess.Popen[bytes]
     log: Path
 
-    def worker_pids(self) -> list[int]:
-        """The gunicorn workers: the master's children (Linux ``/proc``)."""
+    def children(self) -> list[int]:
+        """The master's children (Linux ``/proc``): its workers and its deliverer."""
         pid = self.process.pid
         path = Path(f"/proc/{pid}/task/{pid}/children")
         return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+    def worker_pids(self) -> list[int]:
+        """The gunicorn workers: the master's children but the deliverer."""
+        return [pid for pid in self.children() if pid not in self.deliverer_pids()]
+
+    def deliverer_pids(self) -> list[int]:
+        """The webhook deliverer ``authgw serve`` runs beside its workers (``authgw deliver``)."""
+        found = []
+        for pid in self.children():
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"deliver" in argv:
+                found.append(pid)
+        return found
 
     def stop(self) -> int:
         if self.process.poll() is None:
