@@ -163,7 +163,7 @@ def serve(args: argparse.Namespace) -> int:
 def _start_deliverer() -> None:
     """``authgw deliver`` as a child of this process (same environment: store, keys, metrics
     folder), stopped when this process exits; it also stops by itself if this one is killed."""
-    child = subprocess.Popen([sys.executable, "-m", "authgw", "deliver", "--watch-parent"])
+    child = subprocess.Popen([sys.executable, "-m", "authgw", "deliver", "--parent-pid", str(os.getpid())])
 
     def stop() -> None:
         if child.poll() is None:
@@ -204,7 +204,7 @@ def deliver(args: argparse.Namespace) -> int:
 
         start_http_server(args.metrics_port, addr=args.metrics_host, registry=deliverer.metrics.registry)
     print(f"authgw: deliverer {deliverer.name} running", file=sys.stderr, flush=True)
-    run_forever(deliverer, watch_parent=args.watch_parent)
+    run_forever(deliverer, parent=args.parent_pid)
     return 0
 
 
@@ -240,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("deliver", help="run a webhook deliverer alone")
     p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
     p.add_argument("--metrics-host", default="127.0.0.1")
-    p.add_argument("--watch-parent", action="store_true", help=argparse.SUPPRESS)
+    # Given by `authgw serve` to the deliverer it starts: stop when that process is gone.
+    p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=deliver)
 
     p = sub.add_parser("simulate-call", help="play Twilio's part: sign and post a call")

@@ -12,12 +12,14 @@ Everything binds to 127.0.0.1, lives in a temporary folder and stops with ``stop
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -344,9 +346,19 @@ class Gateway:
                 self.process.wait(5)
         return int(self.process.returncode)
 
+    def kill(self) -> None:
+        """SIGKILL the master, its workers and its deliverer at once: nothing gets to finish."""
+        everyone = [*self.children(), self.process.pid]
+        for pid in everyone:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait(5)
 
-def start_gateway(env: dict[str, str], workers: int = 1, threads: int = 4) -> Gateway:
-    """``authgw serve`` on a free loopback port, answering ``/healthz``."""
+
+def start_gateway(
+    env: dict[str, str], workers: int = 1, threads: int = 4, extra: Sequence[str] = ()
+) -> Gateway:
+    """``authgw serve`` (with ``extra`` arguments) on a free loopback port, answering ``/healthz``."""
     import sys
     import urllib.request
 
@@ -368,6 +380,7 @@ def start_gateway(env: dict[str, str], workers: int = 1, threads: int = 4) -> Ga
                 str(workers),
                 "--threads",
                 str(threads),
+                *extra,
             ],
             env=full_env,
             stdout=out,
@@ -391,3 +404,18 @@ def start_gateway(env: dict[str, str], workers: int = 1, threads: int = 4) -> Ga
         gateway.stop()
         raise
     return gateway
+
+
+def start_deliverer(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path]:
+    """``authgw deliver`` alone, in a child process; returns it and its log file."""
+    import sys
+
+    log = Path(tempfile.mkstemp(prefix="authgw-deliver-", suffix=".log")[1])
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "authgw", "deliver"],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return process, log

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 GROUP = "deliverers"
 PER_ENDPOINT = 4  # requests in flight to one endpoint at most
 TIMEOUT_SECONDS = 10.0  # a delivery is done when the endpoint answers 2xx within this
-LEASE_SECONDS = 30.0  # a claimed delivery comes back to the others after this
+LEASE_SECONDS = 15.0  # a claimed delivery comes back to the others after this (> the timeout)
 CLAIM_IDLE_SECONDS = 30.0  # an outbox entry read but not acknowledged this long is claimed
 SWEEP_SECONDS = 10.0  # every outbox is read (and stale entries claimed) at least this often
 ENDPOINTS_SECONDS = 5.0  # the endpoint list (and their secrets) is read again this often
@@ -323,16 +323,17 @@ class Deliverer:
         return ok
 
 
-def run_forever(deliverer: Deliverer, watch_parent: bool = False) -> None:
-    """Run ``deliverer`` in this thread; with ``watch_parent``, stop when the process that
-    started this one is gone (``authgw serve`` killed outright leaves no orphan behind)."""
-    if watch_parent:
-        parent = os.getppid()
+def run_forever(deliverer: Deliverer, parent: int | None = None) -> None:
+    """Run ``deliverer`` in this thread; with ``parent`` (the pid of the ``authgw serve`` that
+    started this process), stop as soon as that process is gone, so a serve killed outright
+    leaves no orphan behind, even one killed while this process was still starting."""
+    if parent is not None:
 
         def watch() -> None:
-            while not deliverer.stop.wait(1.0):
-                if os.getppid() != parent:
-                    deliverer.stop.set()
+            while os.getppid() == parent:
+                if deliverer.stop.wait(1.0):
+                    return
+            deliverer.stop.set()
 
         threading.Thread(target=watch, name="parent-watch", daemon=True).start()
     deliverer.run()

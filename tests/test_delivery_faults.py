@@ -1,0 +1,255 @@
+"""Webhook delivery under faults, with real processes (API.md Additions, "Webhooks to the bank":
+at least once, even when every gateway process is killed right after the transition).
+
+Each test runs its own redis-server (AOF, fsync always), real ``authgw serve`` / ``authgw
+deliver`` processes and a real HTTP receiver on loopback. Every loop is bounded."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.helpers.polling import wait_until
+from tests.helpers.ports import free_ports
+from tests.helpers.receiver import Receiver, receiver, signed_by
+from tests.helpers.settings import API_KEY, settings_for_tests
+from tests.helpers.stores import redis_binary
+from tests.topology import Gateway, Topology, start_deliverer, start_gateway, start_server
+
+pytestmark = [pytest.mark.real_redis, pytest.mark.topology]
+
+PAYEE = {
+    "bank_code": "0168",
+    "branch_code": "001",
+    "account_type": "ordinary",
+    "account_number": "1234567",
+    "name": "ﾔﾏﾀﾞ ﾀﾛｳ",
+}
+
+
+@pytest.fixture
+def durable() -> Iterator[Topology]:
+    server = start_server(
+        redis_binary("delivery fault tests"), "--appendonly", "yes", "--appendfsync", "always"
+    )
+    yield server
+    server.stop()
+
+
+def env_for(server: Topology, **extra: str) -> dict[str, str]:
+    env = {f"AUTHGW_{k.upper()}": str(v) for k, v in settings_for_tests().items()}
+    env.update({"AUTHGW_REDIS_URL": server.url, "AUTHGW_WEBHOOK_ALLOW_HTTP": "1", **extra})
+    return env
+
+
+def call(base: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    req = urllib.request.Request(
+        base + path,
+        data=json.dumps(body).encode() if body is not None else None,
+        method=method,
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=15) as rv:
+            text = rv.read()
+            return rv.status, json.loads(text) if text else None
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def register(base: str, customer_id: str) -> None:
+    status, body = call(base, "PUT", f"/v1/customers/{customer_id}", {"phones": ["090-1234-5678"]})
+    assert status == 200, body
+
+
+def create(base: str, customer_id: str) -> str:
+    status, body = call(
+        base,
+        "POST",
+        "/v1/challenges",
+        {"customer_id": customer_id, "kind": "transfer", "amount": 1000, "payee": PAYEE},
+    )
+    assert status == 201, body
+    return str(body["id"])
+
+
+def add_endpoint(base: str, url: str, events: list[str] | None = None) -> str:
+    status, body = call(base, "PUT", "/v1/webhooks/core", {"url": url, "events": events or ["*"]})
+    assert status == 201, body
+    return str(body["secret"])
+
+
+def event_ids(base: str, customer_ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for customer_id in customer_ids:
+        status, body = call(base, "GET", f"/v1/customers/{customer_id}/events?limit=100")
+        assert status == 200, body
+        found |= {e["id"] for e in body["events"]}
+    return found
+
+
+def log_of(gateway: Gateway) -> str:
+    return gateway.log.read_text(errors="replace")[-3000:]
+
+
+def test_serve_killed_right_after_a_transition_delivers_it_after_the_restart(durable: Topology) -> None:
+    """The transition is answered by a gateway with no deliverer, which is then SIGKILLed with
+    all its workers: the event is only in the store's outbox. A new gateway delivers it."""
+    env = env_for(durable)
+    with receiver() as got:
+        first = start_gateway(env, extra=["--no-deliver"])
+        try:
+            secret = add_endpoint(first.url, got.url)
+            register(first.url, "cust-001")
+            challenge_id = create(first.url, "cust-001")
+            ids = event_ids(first.url, ["cust-001"])
+        finally:
+            first.kill()
+        assert got.got() == []
+        second = start_gateway(env)
+        try:
+            wait_until("both events delivered", lambda: set(got.ids()) == ids, 60)
+        finally:
+            second.stop()
+    created = [r for r in got.got() if r.event["type"] == "challenge.created"]
+    assert created and created[0].event["data"]["challenge_id"] == challenge_id
+    assert all(signed_by(r, secret) for r in got.got())
+
+
+def test_a_deliverer_killed_mid_delivery_leaves_it_to_another(durable: Topology) -> None:
+    env = env_for(durable)
+    gateway = start_gateway(env, extra=["--no-deliver"])
+    first_arrived = threading.Event()
+    hold = threading.Event()
+
+    def answer(_r: Any) -> tuple[int, dict[str, str], float]:
+        if not first_arrived.is_set():
+            first_arrived.set()
+            hold.wait(30)  # the first deliverer dies while this request is open
+        return 200, {}, 0.0
+
+    try:
+        with receiver() as got:
+            got.answer = answer
+            add_endpoint(gateway.url, got.url, ["customer.*"])
+            one, one_log = start_deliverer(env)
+            try:
+                register(gateway.url, "cust-001")
+                wait_until("the first deliverer posting", first_arrived.is_set, 60)
+                one.send_signal(signal.SIGKILL)
+                one.wait(10)
+            finally:
+                if one.poll() is None:
+                    one.kill()
+            hold.set()
+            two, two_log = start_deliverer(env)
+            try:
+                # The dead one's claim comes back after its lease; the other posts it again.
+                wait_until("delivered by the second deliverer", lambda: len(got.got()) >= 2, 90)
+            finally:
+                two.send_signal(signal.SIGTERM)
+                assert two.wait(30) == 0, two_log.read_text()
+            ids = got.ids()
+            assert len(set(ids)) == 1  # one event, posted twice: at least once, same webhook-id
+            _status, body = call(gateway.url, "GET", "/v1/webhooks/core/deliveries")
+            assert [d["state"] for d in body["deliveries"]] == ["delivered"], (body, one_log.read_text())
+    finally:
+        gateway.stop()
+
+
+def test_a_receiver_down_for_a_while_gets_everything_when_it_returns(durable: Topology) -> None:
+    env = env_for(durable)
+    (port,) = free_ports(1)
+    gateway = start_gateway(env)
+    customers = [f"cust-{n:03d}" for n in range(15)]
+    try:
+        add_endpoint(gateway.url, f"http://127.0.0.1:{port}/hook")
+        for customer_id in customers:  # the receiver is down: every first try fails
+            register(gateway.url, customer_id)
+            create(gateway.url, customer_id)
+        wanted = event_ids(gateway.url, customers)
+
+        def tried_everything() -> bool:
+            status, body = call(gateway.url, "GET", "/v1/webhooks/core/deliveries?limit=100")
+            return (
+                status == 200
+                and len(body["deliveries"]) == len(wanted)
+                and all(d["attempts"] >= 1 and d["last_error"] for d in body["deliveries"])
+            )
+
+        wait_until("every delivery tried once and failed", tried_everything, 60)
+        _, body = call(gateway.url, "GET", "/v1/webhooks/core")
+        assert body["lag_seconds"] > 0
+        got: Receiver
+        with receiver(port) as got:
+            wait_until("everything delivered", lambda: set(got.ids()) == wanted, 90)
+        _status, body = call(gateway.url, "GET", "/v1/webhooks/core/deliveries?state=pending")
+        assert body["deliveries"] == []
+    finally:
+        gateway.stop()
+
+
+def test_redis_killed_and_restarted_with_aof_loses_no_event(durable: Topology) -> None:
+    """Transitions before and after a SIGKILL of the store: every event a client was told about
+    is delivered (duplicates allowed: at least once)."""
+    env = env_for(durable, AUTHGW_REDIS_TIMEOUT="1")
+    gateway = start_gateway(env)
+    node = durable.nodes[0]
+    try:
+        with receiver() as got:
+            add_endpoint(gateway.url, got.url, ["customer.*", "challenge.created"])
+            before = [f"before-{n}" for n in range(5)]
+            for customer_id in before:
+                register(gateway.url, customer_id)
+            node.kill()
+            assert (
+                call(gateway.url, "PUT", "/v1/customers/while-down", {"phones": ["090-1234-5678"]})[0] == 503
+            )
+            node.start()
+            node.wait_up()
+            after = [f"after-{n}" for n in range(5)]
+            wait_until("the gateway writing again", lambda: call(gateway.url, "GET", "/readyz")[0] == 200, 60)
+            for customer_id in after:
+                register(gateway.url, customer_id)
+                create(gateway.url, customer_id)
+            wanted = event_ids(gateway.url, before + after)
+            wait_until("every acknowledged event delivered", lambda: wanted <= set(got.ids()), 120)
+            # Nothing was delivered that no trail holds (the refused write left no event).
+            assert set(got.ids()) <= wanted
+            assert call(gateway.url, "GET", "/v1/customers/while-down")[0] == 404
+    finally:
+        gateway.stop()
+
+
+def test_serve_stops_its_deliverer_on_sigterm_and_a_killed_serve_leaves_no_orphan(durable: Topology) -> None:
+    env = env_for(durable)
+    gateway = start_gateway(env)
+    (deliverer,) = gateway.deliverer_pids()
+    assert gateway.stop() == 0
+    wait_until("the deliverer gone after SIGTERM", lambda: not _alive(deliverer), 30)
+    gateway = start_gateway(env)
+    (deliverer,) = gateway.deliverer_pids()
+    workers = gateway.worker_pids()
+    gateway.process.send_signal(signal.SIGKILL)
+    gateway.process.wait(5)
+    for worker in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGKILL)
+    wait_until("the orphaned deliverer stops by itself", lambda: not _alive(deliverer), 30)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
