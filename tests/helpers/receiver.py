@@ -21,6 +21,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     path: str
+    at: float = field(default_factory=time.monotonic)  # when it arrived (monotonic)
 
     @property
     def id(self) -> str:
