@@ -253,7 +253,8 @@ def test_cluster_shard_killed_and_restarted_fails_closed_then_recovers(clock: An
         api = Api(app.test_client(), API_KEY)
         store = app.extensions["authgw"].store
         dead = cluster.nodes[0]
-        on_dead, elsewhere = [], []
+        on_dead: list[str] = []
+        elsewhere: list[str] = []
         for i in range(12):
             cid = f"cust-{i:03d}"
             register(api, cid, (f"090-1234-{5600 + i}",))
@@ -280,7 +281,9 @@ def test_cluster_shard_killed_and_restarted_fails_closed_then_recovers(clock: An
 def test_polling_waits_out_refused_connections() -> None:
     """A gateway whose new worker has not bound its socket yet refuses connections; the wait
     for it must go on, not fail (the worker-kill test above met this on a busy machine)."""
-    answers = iter([ConnectionRefusedError(111, "refused"), ConnectionResetError(104, "reset"), True])
+    answers: Iterator[OSError | bool] = iter(
+        [ConnectionRefusedError(111, "refused"), ConnectionResetError(104, "reset"), True]
+    )
 
     def check() -> bool:
         answer = next(answers)

@@ -56,13 +56,13 @@ def create(api: Api, amount: int, **overrides: Any) -> Any:
 def created(api: Api, amount: int, **overrides: Any) -> dict[str, Any]:
     rv = create(api, amount, **overrides)
     assert rv.status_code == 201, rv.get_data(as_text=True)
-    return rv.get_json()  # type: ignore[no-any-return]
+    return rv.get_json()
 
 
 def limits(api: Api, customer_id: str = "cust-001") -> dict[str, Any]:
     rv = api.get(f"/v1/customers/{customer_id}/limits")
     assert rv.status_code == 200, rv.get_data(as_text=True)
-    return rv.get_json()  # type: ignore[no-any-return]
+    return rv.get_json()
 
 
 def used(api: Api, kind: str = "transfer") -> int:
@@ -72,7 +72,7 @@ def used(api: Api, kind: str = "transfer") -> int:
 def put_limits(api: Api, body: Any, customer_id: str = "cust-001") -> dict[str, Any]:
     rv = api.put(f"/v1/customers/{customer_id}/limits", body)
     assert rv.status_code == 200, rv.get_data(as_text=True)
-    return rv.get_json()  # type: ignore[no-any-return]
+    return rv.get_json()
 
 
 def limit_events(api: Api) -> list[dict[str, Any]]:

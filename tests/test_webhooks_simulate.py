@@ -82,12 +82,12 @@ class Gateway:
             },
         )
         assert status == 201, body
-        return body  # type: ignore[no-any-return]
+        return body
 
     def challenge(self, challenge_id: str) -> dict[str, Any]:
         status, body = http("GET", f"{self.base}/v1/challenges/{challenge_id}")
         assert status == 200, body
-        return body  # type: ignore[no-any-return]
+        return body
 
 
 @pytest.fixture(scope="module", params=list(DATABASES))

@@ -12,6 +12,7 @@ Everything binds to 127.0.0.1, lives in a temporary folder and stops with ``stop
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import shutil
@@ -244,7 +245,7 @@ def start_sentinel_set(
         for node in nodes:
             node.wait_up()
         for node in nodes[1:]:
-            wait_until("the replicas in sync", lambda node=node: _replica_synced(node), BOOT_SECONDS)
+            wait_until("the replicas in sync", functools.partial(_replica_synced, node), BOOT_SECONDS)
         for node in sentinels:
             node.start()
         for node in sentinels:
