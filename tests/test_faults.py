@@ -161,22 +161,7 @@ def test_worker_killed_mid_request_leaves_no_half_written_state(server: Topology
     gateway = start_gateway(_serve_env(server, AUTHGW_REDIS_TIMEOUT="5"), workers=1)
     try:
         assert _call("PUT", gateway.url + "/v1/customers/cust-001", {"phones": ["090-1234-5678"]})[0] == 200
-        status, challenge = _call(
-            "POST",
-            gateway.url + "/v1/challenges",
-            {
-                "customer_id": "cust-001",
-                "kind": "transfer",
-                "amount": 150000,
-                "payee": {
-                    "bank_code": "0168",
-                    "branch_code": "001",
-                    "account_type": "ordinary",
-                    "account_number": "1234567",
-                    "name": "ﾔﾏﾀﾞ ﾀﾛｳ",
-                },
-            },
-        )
+        status, challenge = _call("POST", gateway.url + "/v1/challenges", transfer("cust-001"))
         assert status == 201
         (worker,) = gateway.worker_pids()
         outcome: list[Any] = []
