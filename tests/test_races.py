@@ -52,12 +52,12 @@ def race_codes(
     secret = enrol_totp(api, clock)
     challenges = [new_challenge(api, methods=["totp"]) for _ in range(3)]
     sent = code(secret, clock())
-    calls = [functools.partial(_post_code, c["id"], sent) for c in challenges for _ in range(each)]
+    calls = [_post_code(c["id"], sent) for c in challenges for _ in range(each)]
     return race(app, calls), challenges
 
 
-def _post_code(challenge_id: str, code: str, api: Api) -> Any:
-    return api.post(f"/v1/challenges/{challenge_id}/totp", {"code": code})
+def _post_code(challenge_id: str, code: str) -> Callable[[Api], Any]:
+    return lambda api: api.post(f"/v1/challenges/{challenge_id}/totp", {"code": code})
 
 
 def test_fifty_consumers_of_one_verified_challenge_yield_exactly_one_success(real_app, api, clock):
