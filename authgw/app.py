@@ -20,7 +20,7 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
-from authgw import console, logs, ratelimit
+from authgw import console, logs, metrics, ratelimit
 from authgw.challenges.api import bp as v1
 from authgw.challenges.customers import Customers
 from authgw.challenges.domain import Domain
@@ -28,7 +28,6 @@ from authgw.challenges.lifecycle import Challenges
 from authgw.errors import ApiError, AuthgwError, ConfigError, StoreUnavailable
 from authgw.http import BodyLimit, problem_response, refuse_large
 from authgw.ops import bp as ops
-from authgw.ops import install_metrics
 from authgw.settings import Settings, load_settings
 from authgw.store import Store, connect
 from authgw.webhooks.twilio import bp as webhooks
@@ -88,14 +87,21 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     customers = Customers(domain)
     app.extensions["authgw"] = Gateway(settings, store, domain, customers, Challenges(domain, customers))
 
+    # The surfaces and the extensions (each ``init_app(app)``), in this order and only here.
+    # Flask runs before-request hooks in the order they are attached, after-request hooks in
+    # reverse. Rate limiting joins the v1 blueprint's own hooks, so it comes after v1 (it counts
+    # once v1 has authenticated the client) and before the phone webhooks, whose blueprint takes
+    # the limiter as it is registered. Metrics come before logging, the console's headers (its
+    # own pages only) between, so the metrics' timer starts first and stops last: the latency
+    # it records spans the access log line too.
     app.register_blueprint(v1)
-    ratelimit.install(app, store, settings)
+    ratelimit.init_app(app, blueprint="v1")
     app.register_blueprint(ops)
     app.register_blueprint(webhooks)
-    install_metrics(app, store, domain.store_clock)
+    metrics.init_app(app)
     # A test that moves time by hand gets no background thread (the overview sends the counts).
-    console.install(app, settings, background=clock is None)
-    logs.install(app)
+    console.init_app(app, background=clock is None)
+    logs.init_app(app)
     _register_errors(app)
     return app
 

@@ -192,9 +192,12 @@ def _customer_of_request() -> str | None:
     return None
 
 
-def install(app: Flask, store: Store, settings: Settings, blueprint: str = "v1") -> RateLimiter:
-    """Limit every call of ``blueprint`` per client and per customer, after authentication."""
-    rl = RateLimiter(store, settings)
+def init_app(app: Flask, blueprint: str = "v1") -> RateLimiter:
+    """Limit every call of ``blueprint`` per client and per customer, after authentication:
+    attach it after ``blueprint`` is registered (``authgw.app.create_app``)."""
+    gateway = app.extensions["authgw"]
+    store: Store = gateway.store
+    rl = RateLimiter(store, gateway.settings)
     app.extensions["authgw.ratelimit"] = rl
 
     def limit_request() -> None:

@@ -697,7 +697,12 @@ class Subscription:
                     rings.append((_text(message["channel"]), _text(message["data"])))
                 message = self._next(0.0)
             return rings
-        except (StoreUnavailable, redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError):
+        except (
+            StoreUnavailable,
+            redis.exceptions.RedisError,
+            redis.exceptions.RedisClusterException,
+            OSError,
+        ):
             self.close()
             time.sleep(min(timeout, 1.0))
             return []

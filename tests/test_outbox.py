@@ -59,7 +59,9 @@ def test_the_outbox_shares_the_customers_slot(app, store):
     assert tag == re.findall(r"\{([^}]*)\}", keys.outbox) == re.findall(r"\{([^}]*)\}", keys.events)
     assert tag == [f"b:{bucket_of_tag(customer_tag('cust-001')):04d}"]
     if isinstance(store, RedisCluster):
-        assert store.keyslot(keys.outbox) == store.keyslot(keys.customer) == store.keyslot(keys.challenge("x"))
+        assert (
+            store.keyslot(keys.outbox) == store.keyslot(keys.customer) == store.keyslot(keys.challenge("x"))
+        )
 
 
 def test_buckets_spread_customers_evenly():
