@@ -53,7 +53,8 @@ def main() -> int:
         lint = subprocess.run([str(BIN / "ruff"), *check], check=False)
         if lint.returncode:
             return lint.returncode
-    types = subprocess.run([str(BIN / "mypy"), "authgw"], check=False)
+    # authgw strictly, tests and bench loosely (pyproject's per-module overrides say how).
+    types = subprocess.run([str(BIN / "mypy"), "authgw", "tests", "bench"], check=False)
     if types.returncode:
         return types.returncode
     return subprocess.run([str(BIN / "python"), "-m", "pytest", *rest], check=False).returncode

@@ -20,7 +20,7 @@ from typing import Any
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
-from authgw import console, logs, ratelimit
+from authgw import console, logs, metrics, ratelimit
 from authgw.challenges.api import bp as v1
 from authgw.challenges.customers import Customers
 from authgw.challenges.domain import Domain
@@ -28,7 +28,6 @@ from authgw.challenges.lifecycle import Challenges
 from authgw.errors import ApiError, AuthgwError, ConfigError, StoreUnavailable
 from authgw.http import BodyLimit, problem_response, refuse_large
 from authgw.ops import bp as ops
-from authgw.ops import install_metrics
 from authgw.outbound.api import bp as outbound
 from authgw.outbound.deliveries import Webhooks
 from authgw.settings import Settings, load_settings
@@ -92,15 +91,22 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app.extensions["authgw.webhooks"] = Webhooks(domain)
 
+    # The surfaces and the extensions (each ``init_app(app)``), in this order and only here.
+    # Flask runs before-request hooks in the order they are attached, after-request hooks in
+    # reverse. Rate limiting joins the v1 and the webhook endpoints' blueprints' own hooks, so
+    # it comes after them (it counts once they have authenticated the client) and before the
+    # phone webhooks, whose blueprint takes the limiter as it is registered. Metrics come
+    # before logging, the console's headers (its own pages only) between, so the metrics'
+    # timer starts first and stops last: the latency it records spans the access log line too.
     app.register_blueprint(v1)
     app.register_blueprint(outbound)
-    ratelimit.install(app, store, settings, ("v1", outbound.name))
+    ratelimit.init_app(app, blueprints=("v1", outbound.name))
     app.register_blueprint(ops)
     app.register_blueprint(webhooks)
-    install_metrics(app, store, domain.store_clock)
+    metrics.init_app(app)
     # A test that moves time by hand gets no background thread (the overview sends the counts).
-    console.install(app, settings, background=clock is None)
-    logs.install(app)
+    console.init_app(app, background=clock is None)
+    logs.init_app(app)
     _register_errors(app)
     return app
 

@@ -16,6 +16,9 @@
 A refusal is a value at the domain level (``Outcome`` codes from the Lua scripts) and becomes
 an ``ApiError`` at one place, ``authgw.challenges.outcomes``. The HTTP edge turns any
 ``AuthgwError`` into RFC 9457 problem+json; nothing else leaves the process.
+
+Outside the tree on purpose: ``authgw.client.Problem``, what the bank's side of the wire raises
+for a problem+json answer (the client imports nothing of the gateway, only the standard library).
 """
 
 from __future__ import annotations

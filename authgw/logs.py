@@ -95,7 +95,7 @@ def configure(level: str = "INFO", stream: Any = None) -> None:
 access = logging.getLogger("authgw.access")
 
 
-def install(app: Flask) -> None:
+def init_app(app: Flask) -> None:
     """Request ids in and out, and one access line per request."""
 
     @app.before_request

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, request
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from flask import Blueprint, Response, current_app, request
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from authgw.auth import authenticate
 from authgw.errors import ApiError, StoreUnavailable, problem
 from authgw.http import PROBLEM_TYPE, as_json
 from authgw.openapi import openapi_document
-from authgw.scripts import answered
-from authgw.store import Store, StoreClock
+from authgw.store import StoreClock
 
 bp = Blueprint("ops", __name__)
 
@@ -87,80 +84,3 @@ def metrics() -> Response:
 @bp.get("/openapi.json")
 def openapi() -> Response:
     return as_json(openapi_document())
-
-
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "authgw_requests_total",
-            "HTTP requests by route and outcome",
-            ["route", "method", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "authgw_request_seconds",
-            "Request latency by route",
-            ["route"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-            registry=self.registry,
-        )
-        self.store_errors = Counter(
-            "authgw_store_errors_total", "Requests failed closed (503)", registry=self.registry
-        )
-        self.transitions = Counter(
-            "authgw_transitions_total",
-            "Store scripts by name and answer: challenges created, verified, consumed, cancelled, "
-            "refused (the answer is the contract's code), calls answered and confirmed",
-            ["script", "result"],
-            registry=self.registry,
-        )
-        self.lockouts = Counter(
-            "authgw_lockouts_total", "Wrong codes after which the customer is locked", registry=self.registry
-        )
-        self.rate_limited = Counter(
-            "authgw_rate_limited_total", "Requests refused with 429", ["route"], registry=self.registry
-        )
-        self.clock_offset = Gauge(
-            "authgw_clock_offset_seconds",
-            "The store's clock (Redis TIME) minus this host's, as last measured",
-            registry=self.registry,
-            multiprocess_mode="livemostrecent",
-        )
-
-    def observe_script(self, name: str, result: Any) -> None:
-        """Count one script answer; its first item is its status (``ok`` or a code)."""
-        answer = answered(result)
-        if answer is None:
-            return  # not a transition's answer (e.g. a counter)
-        self.transitions.labels(name, answer.status).inc()
-        if answer.locked:
-            self.lockouts.inc()
-
-
-def install_metrics(app: Flask, store: Store | None = None, clock: StoreClock | None = None) -> None:
-    m = Metrics()
-    app.extensions["authgw.metrics"] = m
-    if store is not None:
-        store.observers.append(m.observe_script)
-    if clock is not None:
-        clock.observers.append(m.clock_offset.set)
-        if clock.offset is not None:
-            m.clock_offset.set(clock.offset)
-
-    @app.before_request
-    def start_timer() -> None:
-        g.started = time.perf_counter()
-
-    @app.after_request
-    def record(response: Response) -> Response:
-        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        m.requests.labels(route, request.method, str(response.status_code)).inc()
-        started = g.get("started")
-        if started is not None:
-            m.latency.labels(route).observe(time.perf_counter() - started)
-        if response.status_code == 503:
-            m.store_errors.inc()
-        elif response.status_code == 429:
-            m.rate_limited.labels(route).inc()
-        return response

@@ -192,11 +192,12 @@ def _customer_of_request() -> str | None:
     return None
 
 
-def install(
-    app: Flask, store: Store, settings: Settings, blueprints: tuple[str, ...] = ("v1",)
-) -> RateLimiter:
-    """Limit every call of ``blueprints`` per client and per customer, after authentication."""
-    rl = RateLimiter(store, settings)
+def init_app(app: Flask, blueprints: tuple[str, ...] = ("v1",)) -> RateLimiter:
+    """Limit every call of ``blueprints`` per client and per customer, after authentication:
+    attach it after they are registered (``authgw.app.create_app``)."""
+    gateway = app.extensions["authgw"]
+    store: Store = gateway.store
+    rl = RateLimiter(store, gateway.settings)
     app.extensions["authgw.ratelimit"] = rl
 
     def limit_request() -> None:
@@ -206,7 +207,7 @@ def install(
             counted.append(("client", client))
         tag = _customer_of_request()
         if tag:
-            # The tag is 16 hex digits, so "<tag>:<client>" names one pair only.
+            # The tag is 32 hex digits, so "<tag>:<client>" names one pair only.
             counted.append(("customer", f"{tag}:{client or ''}"))
         if not counted:
             return

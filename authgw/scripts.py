@@ -944,3 +944,58 @@ def webhook_deliveries(store: Store, *, name: str, state: str | None, limit: int
         [name, state or "", limit],
     )
     return [str(record) for record in expect_ok(result)]
+
+
+# -- limits ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LimitsAnswer:
+    """A customer's limits as ``read_limits.lua`` and ``put_limits.lua`` answer them: ``stale``
+    means the store's clock fell outside the local days it was given (``day_of``)."""
+
+    status: Literal["ok", "stale"]
+    fields: Record  # '<kind>:<field>', 'raise:<kind>:<field>', '<kind>:used_today' (ok only)
+
+
+def _limits_answer(result: Any) -> LimitsAnswer:
+    if _retrying(result, "stale"):
+        return LimitsAnswer("stale", {})
+    return LimitsAnswer("ok", _record(result))
+
+
+def read_limits(store: Store, keys: CustomerKeys, *, now: Now, defaults: str, days: str) -> LimitsAnswer:
+    """A read: it travels with any held rate-limit counters (``Store.read``). ``defaults`` and
+    ``days``: ``authgw.challenges.limits.defaults_arg`` and ``day_windows``."""
+    result = store.read("read_limits", [keys.customer, keys.usage(), keys.open], [now.ms, defaults, days])
+    return _limits_answer(result)
+
+
+def put_limits(
+    store: Store,
+    keys: CustomerKeys,
+    *,
+    now: Now,
+    events_ms: int,
+    client: str,
+    defaults: str,
+    days: str,
+    raise_delay_ms: int,
+    changes: Sequence[tuple[str, str, str]],
+) -> LimitsAnswer:
+    """``changes``: (kind, field, value digits or 'null' for the default), in order."""
+    result = store.run(
+        "put_limits",
+        [keys.customer, keys.events, keys.usage(), keys.open, keys.outbox],
+        [
+            now.ms,
+            events_ms,
+            client,
+            defaults,
+            days,
+            raise_delay_ms,
+            len(changes),
+            *(item for change in changes for item in change),
+        ],
+    )
+    return _limits_answer(result)

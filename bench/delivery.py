@@ -21,14 +21,13 @@ import os
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-
-import subprocess
-import tempfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from authgw.app import create_app
 from authgw.challenges import models
@@ -42,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def wait_for(what: str, check: Any, seconds: float) -> None:
@@ -156,7 +155,11 @@ def throughput(run: Run, count: int) -> dict[str, float]:
     finally:
         got.stop()
     seconds = times[-1] - times[0]
-    return {"events": count, "seconds": round(seconds, 2), "events_per_second": round((count - 1) / seconds, 1)}
+    return {
+        "events": count,
+        "seconds": round(seconds, 2),
+        "events_per_second": round((count - 1) / seconds, 1),
+    }
 
 
 def latency(run: Run, rate: float, seconds: float, failing: bool, label: str) -> dict[str, float]:

@@ -31,7 +31,8 @@ def machine() -> dict[str, Any]:
     wrk_version = " ".join(
         subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split()[:2]
     )
-    import flask
+    from importlib.metadata import version
+
     import gunicorn
     import redis as redis_py
 
@@ -42,7 +43,7 @@ def machine() -> dict[str, Any]:
         "os": platform.platform(),
         "python": platform.python_version(),
         "gunicorn": gunicorn.__version__,
-        "flask": flask.__version__,
+        "flask": version("flask"),
         "redis_py": redis_py.__version__,
         "wrk": wrk_version.strip(),
         "loadavg_at_start": os.getloadavg(),

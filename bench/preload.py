@@ -23,6 +23,7 @@ from authgw.challenges.lifecycle import document, transaction_digest
 from authgw.challenges.locks import policy_arg
 from authgw.challenges.outcomes import expect_ok
 from authgw.challenges.totp import TotpPolicy
+from authgw.console.demo import PAYEE as DEMO_PAYEE
 from authgw.errors import ApiError
 from authgw.keys import Keys, new_challenge_id
 from authgw.secretbox import SecretBox
@@ -32,13 +33,7 @@ from authgw.store import load_scripts
 BATCH = 2000
 CLIENT = "corebank"
 
-PAYEE = {
-    "bank_code": "0168",
-    "branch_code": "001",
-    "account_type": "ordinary",
-    "account_number": "1234567",
-    "name": "ﾔﾏﾀﾞ ﾀﾛｳ",
-}
+PAYEE = DEMO_PAYEE  # the challenges pay the demo's sample payee
 
 
 def transfer_body(

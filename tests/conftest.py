@@ -77,12 +77,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[Any]:
         client.flushall()
         yield client
         return
-    server: EmbeddedStore = request.getfixturevalue("redis_server")
-    client = real_client(server.url)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    yield request.getfixturevalue("real_store")
 
 
 @pytest.fixture

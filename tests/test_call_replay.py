@@ -18,6 +18,7 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from authgw.app import create_app
+from authgw.webhooks.simulate import call_parameters
 from tests.helpers.api import Api, new_challenge, register
 from tests.helpers.settings import PUBLIC_URL, TWILIO_TOKEN, settings_for_tests
 from tests.helpers.stores import every_key
@@ -47,15 +48,7 @@ def travel(store: Any, clock: Any, seconds: int) -> None:
 
 def capture(to: str, from_: str = PHONE) -> tuple[dict[str, str], str]:
     """A voice webhook as Twilio signs it: the form and its signature, to post now and later."""
-    params = {
-        "CallSid": "CA" + secrets.token_hex(16),
-        "AccountSid": "AC" + "0" * 32,
-        "From": from_,
-        "To": to,
-        "CallStatus": "ringing",
-        "Direction": "inbound",
-        "ApiVersion": "2010-04-01",
-    }
+    params = call_parameters("CA" + secrets.token_hex(16), from_, to)
     signature = RequestValidator(TWILIO_TOKEN).compute_signature(
         f"{PUBLIC_URL}/webhooks/twilio/voice", params
     )

@@ -52,6 +52,7 @@ def test_cluster_url_gives_a_cluster_client(redis_cluster: Any) -> None:
 def test_keys_of_one_customer_share_a_slot(redis_cluster: Any) -> None:
     client = connect(redis_cluster.url, timeout=0.5, pool_size=4)
     try:
+        assert isinstance(client, RedisCluster)
         keys = Keys("authgw")
         for customer_id in ("cust-001", "cust-002", "山田"):
             ck = keys.for_customer(customer_id)

@@ -91,7 +91,9 @@ def test_removed_key_ends_its_sessions(store: Any, clock: Any) -> None:
     rotated = settings_for_tests(operators="ops", api_keys=f"corebank={API_KEY},ops=ops-new-key-000000001")
     after = create_app({**rotated, "redis_client": store, "clock": clock})
     moved = after.test_client()
-    moved.set_cookie("authgw_console", web.get_cookie("authgw_console").value)
+    session = web.get_cookie("authgw_console")
+    assert session is not None
+    moved.set_cookie("authgw_console", session.value)
     assert moved.get("/console/").status_code == 302
 
 

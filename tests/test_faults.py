@@ -161,22 +161,7 @@ def test_worker_killed_mid_request_leaves_no_half_written_state(server: Topology
     gateway = start_gateway(_serve_env(server, AUTHGW_REDIS_TIMEOUT="5"), workers=1)
     try:
         assert _call("PUT", gateway.url + "/v1/customers/cust-001", {"phones": ["090-1234-5678"]})[0] == 200
-        status, challenge = _call(
-            "POST",
-            gateway.url + "/v1/challenges",
-            {
-                "customer_id": "cust-001",
-                "kind": "transfer",
-                "amount": 150000,
-                "payee": {
-                    "bank_code": "0168",
-                    "branch_code": "001",
-                    "account_type": "ordinary",
-                    "account_number": "1234567",
-                    "name": "ﾔﾏﾀﾞ ﾀﾛｳ",
-                },
-            },
-        )
+        status, challenge = _call("POST", gateway.url + "/v1/challenges", transfer("cust-001"))
         assert status == 201
         (worker,) = gateway.worker_pids()
         outcome: list[Any] = []
@@ -253,7 +238,8 @@ def test_cluster_shard_killed_and_restarted_fails_closed_then_recovers(clock: An
         api = Api(app.test_client(), API_KEY)
         store = app.extensions["authgw"].store
         dead = cluster.nodes[0]
-        on_dead, elsewhere = [], []
+        on_dead: list[str] = []
+        elsewhere: list[str] = []
         for i in range(12):
             cid = f"cust-{i:03d}"
             register(api, cid, (f"090-1234-{5600 + i}",))
@@ -280,7 +266,9 @@ def test_cluster_shard_killed_and_restarted_fails_closed_then_recovers(clock: An
 def test_polling_waits_out_refused_connections() -> None:
     """A gateway whose new worker has not bound its socket yet refuses connections; the wait
     for it must go on, not fail (the worker-kill test above met this on a busy machine)."""
-    answers = iter([ConnectionRefusedError(111, "refused"), ConnectionResetError(104, "reset"), True])
+    answers: Iterator[OSError | bool] = iter(
+        [ConnectionRefusedError(111, "refused"), ConnectionResetError(104, "reset"), True]
+    )
 
     def check() -> bool:
         answer = next(answers)

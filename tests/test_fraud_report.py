@@ -57,6 +57,12 @@ def verified_by_totp(api: Api, clock: Clock, secret: str) -> dict[str, Any]:
     return challenge
 
 
+def served(store: Any, clock: Any, **settings: Any) -> tuple[Api, Phone]:
+    """An app on ``store`` with the suite's settings and ``settings``: its API and its phone."""
+    app = create_app({**settings_for_tests(**settings), "redis_client": store, "clock": clock})
+    return Api(app.test_client()), Phone(app.test_client())
+
+
 def test_nine_denies_reports_locks_and_cancels_every_open_challenge(api, phone, clock):
     register(api)
     secret = enrol_totp(api, clock)
@@ -118,14 +124,7 @@ def test_the_same_entry_delivered_twice_reports_once(api, phone):
 
 
 def test_code_mode_reports_only_on_nine_alone(store, clock):
-    app = create_app(
-        {
-            **settings_for_tests(callback_mode="code", callback_code_digits=4),
-            "redis_client": store,
-            "clock": clock,
-        }
-    )
-    api, phone = Api(app.test_client()), Phone(app.test_client())
+    api, phone = served(store, clock, callback_mode="code", callback_code_digits=4)
     register(api)
     challenge = new_challenge(api)
     sid = new_sid()
@@ -143,14 +142,7 @@ def test_code_mode_reports_only_on_nine_alone(store, clock):
 
 @pytest.mark.parametrize("mode", ["confirm"])
 def test_with_fraud_report_locks_off_nine_reports_but_locks_nothing(store, clock, mode):
-    app = create_app(
-        {
-            **settings_for_tests(callback_mode=mode, fraud_report_locks="0", bank_contact_number=BANK),
-            "redis_client": store,
-            "clock": clock,
-        }
-    )
-    api, phone = Api(app.test_client()), Phone(app.test_client())
+    api, phone = served(store, clock, callback_mode=mode, fraud_report_locks="0", bank_contact_number=BANK)
     register(api)
     called = new_challenge(api)
     other = new_challenge(api)

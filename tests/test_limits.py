@@ -56,13 +56,13 @@ def create(api: Api, amount: int, **overrides: Any) -> Any:
 def created(api: Api, amount: int, **overrides: Any) -> dict[str, Any]:
     rv = create(api, amount, **overrides)
     assert rv.status_code == 201, rv.get_data(as_text=True)
-    return rv.get_json()  # type: ignore[no-any-return]
+    return rv.get_json()
 
 
 def limits(api: Api, customer_id: str = "cust-001") -> dict[str, Any]:
     rv = api.get(f"/v1/customers/{customer_id}/limits")
     assert rv.status_code == 200, rv.get_data(as_text=True)
-    return rv.get_json()  # type: ignore[no-any-return]
+    return rv.get_json()
 
 
 def used(api: Api, kind: str = "transfer") -> int:
@@ -72,7 +72,7 @@ def used(api: Api, kind: str = "transfer") -> int:
 def put_limits(api: Api, body: Any, customer_id: str = "cust-001") -> dict[str, Any]:
     rv = api.put(f"/v1/customers/{customer_id}/limits", body)
     assert rv.status_code == 200, rv.get_data(as_text=True)
-    return rv.get_json()  # type: ignore[no-any-return]
+    return rv.get_json()
 
 
 def limit_events(api: Api) -> list[dict[str, Any]]:
@@ -338,14 +338,20 @@ def race(app: Any, calls: list[Any]) -> list[Any]:
     return results
 
 
+def enrolled(store: Any, clock: Clock, settings: dict[str, Any]) -> tuple[Any, Api]:
+    """An app on ``store`` and its API, with cust-001 registered and enrolled in TOTP."""
+    app = create_app({**settings, "redis_client": store, "clock": clock})
+    api = Api(app.test_client())
+    register(api)
+    enrol_totp(api, clock)
+    return app, api
+
+
 @pytest.mark.real_redis
 def test_thirty_racing_creations_pass_the_daily_limit_exactly_ten_times(
     real_store: Any, clock: Clock, settings: dict[str, Any]
 ) -> None:
-    app = create_app({**settings, "redis_client": real_store, "clock": clock})
-    api = Api(app.test_client())
-    register(api)
-    enrol_totp(api, clock)
+    app, api = enrolled(real_store, clock, settings)
     results = race(app, [lambda a: create(a, 100_000) for _ in range(30)])
     statuses = sorted(rv.status_code for rv in results)
     assert statuses.count(201) == 10 and statuses.count(422) == 20
@@ -357,10 +363,7 @@ def test_thirty_racing_creations_pass_the_daily_limit_exactly_ten_times(
 def test_racing_cancels_and_creations_never_let_usage_drift(
     real_store: Any, clock: Clock, settings: dict[str, Any]
 ) -> None:
-    app = create_app({**settings, "redis_client": real_store, "clock": clock})
-    api = Api(app.test_client())
-    register(api)
-    enrol_totp(api, clock)
+    app, api = enrolled(real_store, clock, settings)
     first = [created(api, 100_000) for _ in range(8)]
 
     def cancel(ch: dict[str, Any]) -> Any:

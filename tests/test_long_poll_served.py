@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.helpers.api import transfer
 from tests.helpers.serving import http, serving
 from tests.helpers.stores import redis_binary
 
@@ -34,23 +35,7 @@ def test_hundreds_of_waiters_on_one_worker_are_all_woken_by_the_transitions():
         for i in range(WAITERS):
             status, _ = http("PUT", f"{base}/v1/customers/lp-{i}", {"phones": ["090-1234-5678"]}, key=KEY)
             assert status == 200
-            status, body = http(
-                "POST",
-                f"{base}/v1/challenges",
-                {
-                    "customer_id": f"lp-{i}",
-                    "kind": "transfer",
-                    "amount": 1000,
-                    "payee": {
-                        "bank_code": "0168",
-                        "branch_code": "001",
-                        "account_type": "ordinary",
-                        "account_number": "1234567",
-                        "name": "ﾔﾏﾀﾞ ﾀﾛｳ",
-                    },
-                },
-                key=KEY,
-            )
+            status, body = http("POST", f"{base}/v1/challenges", transfer(f"lp-{i}", amount=1000), key=KEY)
             assert status == 201, body
             ids.append(body["id"])
 

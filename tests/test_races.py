@@ -6,6 +6,7 @@ a ``threading.Barrier`` releases them together so the requests truly overlap in 
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,11 @@ pytestmark = pytest.mark.real_redis
 
 def race(app: Any, calls: list[Callable[[Api], Any]]) -> list[Any]:
     """Run each call in its own thread with its own client, all released at once."""
-    return phone.race([lambda call=call: call(Api(app.test_client())) for call in calls])
+    return phone.race([functools.partial(_on_own_client, app, call) for call in calls])
+
+
+def _on_own_client(app: Any, call: Callable[[Api], Any]) -> Any:
+    return call(Api(app.test_client()))
 
 
 def outcome(rv: Any) -> tuple[int, str]:
@@ -36,6 +41,23 @@ def events(api: Api, customer_id: str = "cust-001") -> list[dict[str, Any]]:
 @pytest.fixture
 def api(real_app: Any) -> Api:
     return Api(real_app.test_client())
+
+
+def race_codes(
+    app: Any, api: Api, clock: Any, code: Callable[[str, float], str], each: int
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Three TOTP challenges of one enrolled customer, each sent ``code`` (computed now from the
+    secret) ``each`` times, all at once; the answers and the challenges."""
+    register(api)
+    secret = enrol_totp(api, clock)
+    challenges = [new_challenge(api, methods=["totp"]) for _ in range(3)]
+    sent = code(secret, clock())
+    calls = [_post_code(c["id"], sent) for c in challenges for _ in range(each)]
+    return race(app, calls), challenges
+
+
+def _post_code(challenge_id: str, code: str) -> Callable[[Api], Any]:
+    return lambda api: api.post(f"/v1/challenges/{challenge_id}/totp", {"code": code})
 
 
 def test_fifty_consumers_of_one_verified_challenge_yield_exactly_one_success(real_app, api, clock):
@@ -57,17 +79,7 @@ def test_fifty_consumers_of_one_verified_challenge_yield_exactly_one_success(rea
 
 @pytest.mark.parametrize("settings", [settings_for_tests(lockout_threshold=100, challenge_attempts=10)])
 def test_racing_wrong_codes_never_lose_a_failure_count(real_app, api, clock, settings):
-    register(api)
-    secret = enrol_totp(api, clock)
-    challenges = [new_challenge(api, methods=["totp"]) for _ in range(3)]
-    bad = wrong_code(secret, clock())
-    calls = [
-        lambda a, c=c: a.post(f"/v1/challenges/{c['id']}/totp", {"code": bad})
-        for c in challenges
-        for _ in range(12)
-    ]
-
-    results = race(real_app, calls)
+    results, challenges = race_codes(real_app, api, clock, wrong_code, each=12)
 
     refused = [rv for rv in results if rv.status_code == 422]
     assert all(outcome(rv) == (422, "invalid_code") for rv in refused)
@@ -91,17 +103,7 @@ def test_racing_wrong_codes_never_lose_a_failure_count(real_app, api, clock, set
 
 
 def test_racing_wrong_codes_lock_at_the_threshold_exactly(real_app, api, clock):
-    register(api)
-    secret = enrol_totp(api, clock)
-    challenges = [new_challenge(api, methods=["totp"]) for _ in range(3)]
-    bad = wrong_code(secret, clock())
-    calls = [
-        lambda a, c=c: a.post(f"/v1/challenges/{c['id']}/totp", {"code": bad})
-        for c in challenges
-        for _ in range(10)
-    ]
-
-    results = race(real_app, calls)
+    results, _challenges = race_codes(real_app, api, clock, wrong_code, each=10)
 
     tally = Counter(outcome(rv) for rv in results)
     # Six failures are counted, the sixth locks, and nothing is counted after the lock.
@@ -117,17 +119,7 @@ def test_racing_wrong_codes_lock_at_the_threshold_exactly(real_app, api, clock):
 
 @pytest.mark.parametrize("round_", range(5))
 def test_one_totp_code_raced_on_several_challenges_verifies_one(real_app, api, clock, round_):
-    register(api)
-    secret = enrol_totp(api, clock)
-    challenges = [new_challenge(api, methods=["totp"]) for _ in range(3)]
-    code = totp_code(secret, clock())
-    calls = [
-        lambda a, c=c: a.post(f"/v1/challenges/{c['id']}/totp", {"code": code})
-        for c in challenges
-        for _ in range(4)
-    ]
-
-    results = race(real_app, calls)
+    results, challenges = race_codes(real_app, api, clock, totp_code, each=4)
 
     tally = Counter(outcome(rv) for rv in results)
     assert tally[(200, "verified")] == 1

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from authgw import ratelimit
+from authgw.errors import RateLimited
 from tests.helpers.api import assert_problem, new_challenge, register
 
 
@@ -55,7 +56,7 @@ def test_callers_are_limited_through_the_module_api(app: Any) -> None:
         assert ratelimit.check("caller", "+819012345678").allowed
         decision = ratelimit.check("caller", "+819012345678")
         assert not decision.allowed and decision.retry_after >= 1
-        with pytest.raises(ratelimit.RateLimited):
+        with pytest.raises(RateLimited):
             ratelimit.limit("caller", "+819012345678")
         assert ratelimit.check("caller", "+819087654321").allowed
         with pytest.raises(ValueError):
@@ -112,10 +113,10 @@ def test_held_counters_go_out_before_any_write_and_can_stop_it(store: Any) -> No
 
     def refuse(answers: list[Any]) -> None:
         seen.append(answers)
-        raise ratelimit.RateLimited("client", 1)
+        raise RateLimited("client", 1)
 
     s.defer("rate_limit", [(["rltest:{r:a}"], [60_000]), (["rltest:{r:b}"], [60_000])], refuse)
-    with pytest.raises(ratelimit.RateLimited):
+    with pytest.raises(RateLimited):
         s.run("totp_enrol", enrol_keys, ["sealed"])
     assert [[int(c) for c, _ttl in seen[0]]] == [[1, 1]]
     assert store.hgetall(target) == {}
@@ -123,6 +124,6 @@ def test_held_counters_go_out_before_any_write_and_can_stop_it(store: Any) -> No
     assert s.run("totp_enrol", enrol_keys, ["sealed"]) == ["customer_not_found"]
     # A read takes held counters along in its own pipeline, and their judge sees them first.
     s.defer("rate_limit", [(["rltest:{r:a}"], [60_000])], refuse)
-    with pytest.raises(ratelimit.RateLimited):
+    with pytest.raises(RateLimited):
         s.read_command("hgetall", target)
     assert int(seen[1][0][0]) == 2

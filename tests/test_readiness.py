@@ -52,7 +52,7 @@ def not_ready(app: Any, reason: str) -> dict[str, Any]:
     body = rv.get_json()
     assert body["code"] == "store_unavailable"
     assert body["reason"] == reason, body
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 def ready(app: Any) -> None:

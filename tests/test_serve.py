@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import pyotp
 import pytest
 
+from tests.helpers.api import transfer
 from tests.helpers.ports import free_ports
-from tests.helpers.serving import http, wait_ready
+from tests.helpers.serving import http
+from tests.helpers.serving import serving as serving_argv
 from tests.helpers.settings import API_KEY, OTHER_KEY, SECRET_KEY, TWILIO_TOKEN
 
 pytestmark = pytest.mark.real_redis
@@ -39,33 +38,9 @@ def base_env(**overrides: str) -> dict[str, str]:
     return {k: v for k, v in env.items() if v is not None}
 
 
-@contextmanager
-def serving(env: dict[str, str], *extra: str, workers: int = 1) -> Iterator[tuple[str, str]]:
-    """Start ``authgw serve``, wait until /readyz answers 200; yields (base URL, log so far)."""
-    (port,) = free_ports(1)
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [*SERVE, "--port", str(port), "--workers", str(workers), *extra],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-
-        def output() -> str:
-            log.seek(0)
-            return log.read().decode("utf-8", "replace")
-
-        try:
-            wait_ready(base, process, output)
-            yield base, output()
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+def serving(env: dict[str, str], *extra: str, workers: int = 1) -> AbstractContextManager[tuple[str, str]]:
+    """``authgw serve`` (``tests.helpers.serving.serving``): (base URL, log so far)."""
+    return serving_argv([*SERVE, "--workers", str(workers), *extra], env)
 
 
 def walk_through(base: str) -> None:
@@ -83,22 +58,7 @@ def walk_through(base: str) -> None:
     )
     assert (status, customer["totp"]) == (200, "active")
 
-    status, challenge = http(
-        "POST",
-        f"{base}/v1/challenges",
-        {
-            "customer_id": "cust-001",
-            "kind": "transfer",
-            "amount": 150000,
-            "payee": {
-                "bank_code": "0168",
-                "branch_code": "001",
-                "account_type": "ordinary",
-                "account_number": "1234567",
-                "name": "ﾔﾏﾀﾞ ﾀﾛｳ",
-            },
-        },
-    )
+    status, challenge = http("POST", f"{base}/v1/challenges", transfer("cust-001"))
     assert status == 201, challenge
     assert challenge["methods"] == ["callback", "totp"]
     assert challenge["callback"]["number"] == "+815030000001"

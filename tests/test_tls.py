@@ -24,6 +24,7 @@ from tests.helpers.polling import wait_until
 from tests.helpers.ports import free_ports
 from tests.helpers.settings import API_KEY, settings_for_tests
 from tests.helpers.stores import redis_binary
+from tests.topology import server_args
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.topology]
 
@@ -69,22 +70,13 @@ def tls_store(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     (port,) = free_ports(1)
     password = secrets.token_hex(16)
     process = subprocess.Popen(
-        [
+        server_args(
             binary,
-            "--port",
-            "0",
+            0,  # no plain port: TLS only
+            tmp_path,
+            password,
             "--tls-port",
             str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(tmp_path),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--requirepass",
-            password,
             "--tls-cert-file",
             str(cert),
             "--tls-key-file",
@@ -93,7 +85,7 @@ def tls_store(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             str(cert),
             "--tls-auth-clients",
             "no",
-        ],
+        ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -63,14 +63,7 @@ def snapshot(client: Any) -> dict[str, Any]:
 
 
 def voice_call(app: Any, to: str, token: str) -> Any:
-    params = {
-        "CallSid": "CA" + secrets.token_hex(16),
-        "AccountSid": "AC" + "0" * 32,
-        "From": PHONE,
-        "To": to,
-        "CallStatus": "ringing",
-        "Direction": "inbound",
-    }
+    params = simulate.call_parameters("CA" + secrets.token_hex(16), PHONE, to)
     signature = RequestValidator(token).compute_signature(PUBLIC_URL + VOICE, params)
     return app.test_client().post(VOICE, data=params, headers={"X-Twilio-Signature": signature})
 

@@ -8,6 +8,7 @@ another port.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -90,6 +91,21 @@ def pending(api: Any) -> dict[str, Any]:
     return new_challenge(api)
 
 
+@pytest.fixture
+def refused(app: Any, api: Any, store: Any, pending: dict[str, Any]) -> Callable[..., None]:
+    """``refused(path, signature=None, data=..., json=...)``: post to a webhook and assert it is
+    refused and nothing changed."""
+    client = app.test_client()
+
+    def send(path: str, signature: str | None = None, **body: Any) -> None:
+        headers = {} if signature is None else {"X-Twilio-Signature": signature}
+        assert_refused_and_nothing_changed(
+            api, store, pending, lambda: client.post(path, headers=headers, **body)
+        )
+
+    return send
+
+
 def assert_refused_and_nothing_changed(api: Any, store: Any, pending: dict[str, Any], send: Any) -> None:
     before = every_key(store)
     events_before = api.get("/v1/customers/cust-001/events").get_json()
@@ -110,19 +126,12 @@ def test_a_correctly_signed_call_is_accepted(app, api, pending):
     assert api.get(f"/v1/challenges/{pending['id']}").get_json()["status"] == "verified"
 
 
-def test_missing_signature_is_refused(app, api, store, pending):
-    client = app.test_client()
-    assert_refused_and_nothing_changed(api, store, pending, lambda: client.post(VOICE, data=call_params()))
+def test_missing_signature_is_refused(refused):
+    refused(VOICE, data=call_params())
 
 
-def test_empty_signature_is_refused(app, api, store, pending):
-    client = app.test_client()
-    assert_refused_and_nothing_changed(
-        api,
-        store,
-        pending,
-        lambda: client.post(VOICE, data=call_params(), headers={"X-Twilio-Signature": ""}),
-    )
+def test_empty_signature_is_refused(refused):
+    refused(VOICE, data=call_params(), signature="")
 
 
 @pytest.mark.parametrize(
@@ -135,14 +144,11 @@ def test_empty_signature_is_refused(app, api, store, pending):
         {"StirVerstat": "TN-Validation-Passed-A"},
     ],
 )
-def test_tampered_parameters_are_refused(app, api, store, pending, tamper):
+def test_tampered_parameters_are_refused(refused, tamper):
     signed_params = call_params(From="+819087654321")
     signature = sign(PUBLIC_URL + VOICE, signed_params)
     sent = {**signed_params, **tamper}
-    client = app.test_client()
-    assert_refused_and_nothing_changed(
-        api, store, pending, lambda: client.post(VOICE, data=sent, headers={"X-Twilio-Signature": signature})
-    )
+    refused(VOICE, data=sent, signature=signature)
 
 
 @pytest.mark.parametrize(
@@ -156,66 +162,37 @@ def test_tampered_parameters_are_refused(app, api, store, pending, tamper):
         "https://gw.example.jp:8443" + VOICE,
     ],
 )
-def test_signature_over_another_url_is_refused(app, api, store, pending, signed_url):
+def test_signature_over_another_url_is_refused(refused, signed_url):
     params = call_params()
     signature = sign(signed_url, params)
-    client = app.test_client()
-    assert_refused_and_nothing_changed(
-        api,
-        store,
-        pending,
-        lambda: client.post(VOICE, data=params, headers={"X-Twilio-Signature": signature}),
-    )
+    refused(VOICE, data=params, signature=signature)
 
 
-def test_signature_with_another_token_is_refused(app, api, store, pending):
+def test_signature_with_another_token_is_refused(refused):
     params = call_params()
     signature = sign(PUBLIC_URL + VOICE, params, token="another-accounts-token")
-    client = app.test_client()
-    assert_refused_and_nothing_changed(
-        api,
-        store,
-        pending,
-        lambda: client.post(VOICE, data=params, headers={"X-Twilio-Signature": signature}),
-    )
+    refused(VOICE, data=params, signature=signature)
 
 
-def test_signed_query_string_is_part_of_the_url(app, api, store, pending):
+def test_signed_query_string_is_part_of_the_url(refused):
     params = {"CallSid": new_sid(), "Digits": "1"}
     signature = sign(PUBLIC_URL + "/webhooks/twilio/confirm?n=1", params)
-    client = app.test_client()
-    assert_refused_and_nothing_changed(
-        api,
-        store,
-        pending,
-        lambda: client.post(
-            "/webhooks/twilio/confirm?n=2", data=params, headers={"X-Twilio-Signature": signature}
-        ),
-    )
+    refused("/webhooks/twilio/confirm?n=2", data=params, signature=signature)
 
 
-def test_json_body_is_refused_even_with_a_signature(app, api, store, pending):
+def test_json_body_is_refused_even_with_a_signature(refused):
     params = call_params()
     signature = sign(PUBLIC_URL + VOICE, {})
-    client = app.test_client()
-    assert_refused_and_nothing_changed(
-        api,
-        store,
-        pending,
-        lambda: client.post(VOICE, json=params, headers={"X-Twilio-Signature": signature}),
-    )
+    refused(VOICE, json=params, signature=signature)
 
 
 @pytest.mark.parametrize(
     "path", ["/webhooks/twilio/voice", "/webhooks/twilio/confirm?n=1", "/webhooks/twilio/status"]
 )
-def test_every_webhook_checks_the_signature(app, api, store, pending, path):
+def test_every_webhook_checks_the_signature(refused, path):
     params = call_params(Digits="1", CallStatus="completed")
     signature = sign(PUBLIC_URL + path, params, token="wrong-token")
-    client = app.test_client()
-    assert_refused_and_nothing_changed(
-        api, store, pending, lambda: client.post(path, data=params, headers={"X-Twilio-Signature": signature})
-    )
+    refused(path, data=params, signature=signature)
 
 
 def test_host_and_forwarded_headers_do_not_change_the_url_checked(app, api, pending):

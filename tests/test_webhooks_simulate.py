@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 from authgw.embedded import EmbeddedStore
 from tests.helpers.api import TRANSFER_PAYEE
 from tests.helpers.ports import free_ports
-from tests.helpers.serving import http, wait_ready
+from tests.helpers.serving import http, serving
 from tests.helpers.settings import API_KEY, SECRET_KEY, TWILIO_TOKEN
 
 pytestmark = pytest.mark.real_redis
@@ -82,12 +81,12 @@ class Gateway:
             },
         )
         assert status == 201, body
-        return body  # type: ignore[no-any-return]
+        return body
 
     def challenge(self, challenge_id: str) -> dict[str, Any]:
         status, body = http("GET", f"{self.base}/v1/challenges/{challenge_id}")
         assert status == 200, body
-        return body  # type: ignore[no-any-return]
+        return body
 
 
 @pytest.fixture(scope="module", params=list(DATABASES))
@@ -95,37 +94,8 @@ def gateway(request: pytest.FixtureRequest, redis_server: EmbeddedStore) -> Iter
     mode = str(request.param)
     redis_url = redis_server.url.rsplit("/", 1)[0] + f"/{DATABASES[mode]}"
     env = gateway_env(mode, redis_url)
-    (port,) = free_ports(1)
-    base = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "authgw.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-
-            def output() -> str:
-                log.seek(0)
-                return log.read().decode("utf-8", "replace")
-
-            wait_ready(base, process, output)
-            yield Gateway(mode, base, env)
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    with serving([sys.executable, "-m", "authgw.cli", "serve", "--workers", "1"], env) as (base, _log):
+        yield Gateway(mode, base, env)
 
 
 def test_simulated_call_approves_a_transfer_created_over_http(gateway):

@@ -13,6 +13,7 @@ Everything binds to 127.0.0.1, lives in a temporary folder and stops with ``stop
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import shutil
@@ -29,6 +30,17 @@ from tests.helpers.polling import wait_until
 from tests.helpers.ports import free_ports
 
 BOOT_SECONDS = 20.0
+
+
+def terminate(process: subprocess.Popen[bytes], seconds: float) -> None:
+    """SIGTERM a running ``process`` and wait ``seconds`` for it; then SIGKILL."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
 
 
 @dataclass
@@ -62,13 +74,8 @@ class Node:
             self.process.wait(5)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        if self.process is not None:
+            terminate(self.process, 5)
 
     def wait_up(self) -> None:
         def answers() -> bool:
@@ -76,6 +83,14 @@ class Node:
                 return bool(c.ping())
 
         wait_until(f"redis-server on port {self.port} answering", answers, BOOT_SECONDS)
+
+
+def start_all(nodes: list[Node]) -> None:
+    """Start every node, then wait until each answers (they boot side by side)."""
+    for node in nodes:
+        node.start()
+    for node in nodes:
+        node.wait_up()
 
 
 @dataclass
@@ -93,7 +108,8 @@ class Topology:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _server_args(binary: str, port: int, workdir: Path, password: str, *extra: str) -> list[str]:
+def server_args(binary: str, port: int, workdir: Path, password: str, *extra: str) -> list[str]:
+    """A loopback redis-server's command line: no saves, a password, ``extra`` options last."""
     return [
         binary,
         "--port",
@@ -133,7 +149,7 @@ def start_cluster(binary: str, primaries: int = 3, *extra: str) -> Topology:
         port, bus = ports[2 * i], ports[2 * i + 1]
         workdir = root / str(port)
         workdir.mkdir()
-        args = _server_args(
+        args = server_args(
             binary,
             port,
             workdir,
@@ -156,10 +172,7 @@ def start_cluster(binary: str, primaries: int = 3, *extra: str) -> Topology:
         workdir=root,
     )
     try:
-        for node in nodes:
-            node.start()
-        for node in nodes:
-            node.wait_up()
+        start_all(nodes)
         subprocess.run(
             [
                 cli,
@@ -208,7 +221,7 @@ def start_sentinel_set(
     for port, extra in ((primary_port, ()), *((p, replica_of) for p in replica_ports)):
         workdir = root / str(port)
         workdir.mkdir()
-        nodes.append(Node(port, _server_args(binary, port, workdir, password, *extra), workdir, password))
+        nodes.append(Node(port, server_args(binary, port, workdir, password, *extra), workdir, password))
     sentinels = []
     for port in sentinel_ports:
         workdir = root / str(port)
@@ -241,16 +254,10 @@ def start_sentinel_set(
         service=service,
     )
     try:
-        for node in nodes:
-            node.start()
-        for node in nodes:
-            node.wait_up()
+        start_all(nodes)
         for node in nodes[1:]:
-            wait_until("the replicas in sync", lambda node=node: _replica_synced(node), BOOT_SECONDS)
-        for node in sentinels:
-            node.start()
-        for node in sentinels:
-            node.wait_up()
+            wait_until("the replicas in sync", functools.partial(_replica_synced, node), BOOT_SECONDS)
+        start_all(sentinels)
 
         def sentinels_see_each_other() -> bool:
             for node in sentinels:
@@ -292,7 +299,7 @@ def start_server(binary: str, *extra: str) -> Topology:
     password = secrets.token_hex(16)
     root = Path(tempfile.mkdtemp(prefix="authgw-redis-"))
     (port,) = free_ports(1)
-    args = _server_args(binary, port, root, password, *extra)
+    args = server_args(binary, port, root, password, *extra)
     node = Node(port, args, root, password)
     topology = Topology(
         url=f"redis://:{password}@127.0.0.1:{port}/0", password=password, nodes=[node], workdir=root
@@ -337,13 +344,7 @@ class Gateway:
         return found
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        terminate(self.process, 20)
         return int(self.process.returncode)
 
     def kill(self) -> None:

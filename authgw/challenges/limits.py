@@ -12,8 +12,9 @@ The day is the calendar day in ``AUTHGW_TIMEZONE`` of the store's clock: this mo
 scripts the local days around now, from zoneinfo, and the script picks the one its ``TIME``
 falls in, so the host's zone and clock decide nothing.
 
-Each script's argument list is built in one function here (``create_args``, ``put_call``,
-``read_call``).
+The scripts' KEYS and ARGV are built in ``authgw.scripts`` (``read_limits``, ``put_limits``,
+``create_challenge_call``); the arguments of limits they take are made here (``create_args``,
+``defaults_arg``, ``day_windows``, ``policy_arg``).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from authgw import scripts
 from authgw.challenges import models
 from authgw.challenges.domain import Domain
-from authgw.challenges.outcomes import expect_ok, pairs
 from authgw.errors import StoreUnavailable, ValidationFailed
 from authgw.settings import Settings
 
@@ -86,9 +87,8 @@ def create_args(settings: Settings, now_ms: int) -> list[Any]:
     return [defaults_arg(settings), day_windows(settings.timezone, now_ms), policy_arg(settings)]
 
 
-def render(flat: list[Any]) -> dict[str, Any]:
-    """The contract's limits object from a ``read_limits``/``put_limits`` answer."""
-    fields = pairs(flat)
+def render(fields: dict[str, str]) -> dict[str, Any]:
+    """The contract's limits object from a ``read_limits``/``put_limits`` answer's fields."""
     out: dict[str, Any] = {}
     raises = []
     for kind in KINDS:
@@ -103,10 +103,10 @@ def render(flat: list[Any]) -> dict[str, Any]:
     return out
 
 
-def changes(body: Any) -> list[str]:
-    """A PUT body as the script's flat list of (kind, field, value or 'null')."""
+def changes(body: Any) -> list[tuple[str, str, str]]:
+    """A PUT body as the script's changes: (kind, field, value or 'null')."""
     request = models.parse(models.LimitsPut, body)
-    flat: list[str] = []
+    flat: list[tuple[str, str, str]] = []
     for kind in KINDS:
         if kind not in request.model_fields_set:
             continue
@@ -116,7 +116,7 @@ def changes(body: Any) -> list[str]:
         for f in FIELDS:
             if f in values.model_fields_set:
                 value = getattr(values, f)
-                flat += [kind, f, "null" if value is None else str(value)]
+                flat.append((kind, f, "null" if value is None else str(value)))
     return flat
 
 
@@ -126,39 +126,37 @@ class Limits:
         self.keys = domain.store.keys
 
     def get(self, customer_id: str) -> dict[str, Any]:
-        keys = self.keys.for_customer(customer_id)
-        now = self.d.now()
-        result = self.d.store.read(
-            "read_limits",
-            [keys.customer, keys.usage(), keys.open],
-            [now.ms, defaults_arg(self.d.settings), day_windows(self.d.settings.timezone, now.ms)],
-        )
-        return render(_ok(result))
-
-    def put(self, customer_id: str, body: Any, client: str) -> dict[str, Any]:
-        flat = changes(body)
-        keys = self.keys.for_customer(customer_id)
         now = self.d.now()
         settings = self.d.settings
-        result = self.d.store.run(
-            "put_limits",
-            [keys.customer, keys.events, keys.usage(), keys.open, keys.outbox],
-            [
-                now.ms,
-                self.d.maxlen,
-                client,
-                defaults_arg(settings),
-                day_windows(settings.timezone, now.ms),
-                settings.limit_raise_delay_seconds * 1000,
-                len(flat) // 3,
-                *flat,
-            ],
+        answer = scripts.read_limits(
+            self.d.store,
+            self.keys.for_customer(customer_id),
+            now=now,
+            defaults=defaults_arg(settings),
+            days=day_windows(settings.timezone, now.ms),
         )
-        return render(_ok(result))
+        return render(_ok(answer))
+
+    def put(self, customer_id: str, body: Any, client: str) -> dict[str, Any]:
+        requested = changes(body)
+        now = self.d.now()
+        settings = self.d.settings
+        answer = scripts.put_limits(
+            self.d.store,
+            self.keys.for_customer(customer_id),
+            now=now,
+            events_ms=self.d.maxlen,
+            client=client,
+            defaults=defaults_arg(settings),
+            days=day_windows(settings.timezone, now.ms),
+            raise_delay_ms=settings.limit_raise_delay_seconds * 1000,
+            changes=requested,
+        )
+        return render(_ok(answer))
 
 
-def _ok(result: Any) -> list[Any]:
-    if isinstance(result, list) and result and result[0] == "stale":
+def _ok(answer: scripts.LimitsAnswer) -> dict[str, str]:
+    if answer.status == "stale":
         # The store's clock is more than a day off this host's: fail closed.
         raise StoreUnavailable("the store's clock is far off this host's")
-    return expect_ok(result)
+    return answer.fields

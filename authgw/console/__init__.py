@@ -87,10 +87,13 @@ def language() -> str:
     return str(current_app.extensions["authgw"].settings.console_language)
 
 
-def install(app: Flask, settings: Settings, background: bool = True) -> None:
+def init_app(app: Flask, background: bool = True) -> None:
     """Mount the console (and the demo in development mode) on ``app``; ``background=False``
     sends the overview's counts only when the overview is read (``stats.Stats``)."""
     from authgw.console import views
+
+    gateway = app.extensions["authgw"]
+    settings: Settings = gateway.settings
 
     # The session cookie's key: derived from the first secret key, for this purpose only.
     app.secret_key = hmac.new(settings.secret_keys[0], b"authgw console session", hashlib.sha256).digest()
@@ -104,7 +107,6 @@ def install(app: Flask, settings: Settings, background: bool = True) -> None:
         BABEL_TRANSLATION_DIRECTORIES=compile_translations(),
     )
     Babel(app, locale_selector=language)
-    gateway = app.extensions["authgw"]
     app.extensions["authgw_console_stats"] = stats.Stats(
         gateway.store, gateway.domain.store_clock.now_ms, background
     )

@@ -26,7 +26,7 @@ import xml.etree.ElementTree as ET
 from urllib.parse import urlencode, urljoin
 
 import phonenumbers
-from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+from twilio.request_validator import RequestValidator
 
 from authgw.errors import ConfigError, SimulationError
 from authgw.settings import load_settings, parse_twilio_tokens

@@ -12,7 +12,7 @@ import re
 import unicodedata
 from typing import Any
 
-from twilio.twiml.voice_response import VoiceResponse  # type: ignore[import-untyped]
+from twilio.twiml.voice_response import VoiceResponse
 
 from authgw.challenges.models import UNPRINTED_CATEGORIES
 

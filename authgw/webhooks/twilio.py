@@ -15,7 +15,7 @@ from functools import wraps
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
-from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+from twilio.request_validator import RequestValidator
 
 from authgw.errors import ApiError
 from authgw.webhooks.calls import Calls

@@ -7,19 +7,13 @@ import pytest
 
 from authgw.app import create_app
 from tests.helpers.api import Api, enrol_totp, new_challenge, register, totp_code
-from tests.helpers.calls import (
-    LINE_1,
-    PHONE,
-    Phone,
-    events,
-    spoken,
-    status_of,
-    types,
-)
+from tests.helpers.calls import LINE_1, PHONE, Phone, events, other_code, spoken, status_of, types
 from tests.helpers.phone import gather_of, twiml, verbs
 
+# Every test here is of code mode.
+pytestmark = pytest.mark.parametrize("mode", ["code"])
 
-@pytest.mark.parametrize("mode", ["code"])
+
 def test_code_mode_asks_for_the_code_on_the_screen(api, phone, mode):
     register(api)
     challenge = new_challenge(api)
@@ -32,12 +26,11 @@ def test_code_mode_asks_for_the_code_on_the_screen(api, phone, mode):
     assert code not in spoken(root)  # the code travels one way only: screen to phone
 
 
-@pytest.mark.parametrize("mode", ["code"])
 def test_code_mode_wrong_code_costs_an_attempt_then_right_code_verifies(api, phone, mode):
     register(api)
     challenge = new_challenge(api)
     code = challenge["callback"]["code"]
-    wrong = "000000" if code != "000000" else "111111"
+    wrong = other_code(code)
     gather = gather_of(twiml(phone.call(PHONE, LINE_1)))
     root = twiml(phone.press(gather, wrong))
     assert "正しくありません" in spoken(root)
@@ -52,11 +45,10 @@ def test_code_mode_wrong_code_costs_an_attempt_then_right_code_verifies(api, pho
     assert api.get("/v1/customers/cust-001").get_json()["failed_attempts"] == 0
 
 
-@pytest.mark.parametrize("mode", ["code"])
 def test_code_mode_wrong_codes_use_up_the_attempts(api, phone, mode):
     register(api)
     challenge = new_challenge(api)
-    wrong = "000000" if challenge["callback"]["code"] != "000000" else "111111"
+    wrong = other_code(challenge["callback"]["code"])
     root = twiml(phone.call(PHONE, LINE_1))
     for _ in range(3):
         root = twiml(phone.press(gather_of(root), wrong))
@@ -65,18 +57,17 @@ def test_code_mode_wrong_codes_use_up_the_attempts(api, phone, mode):
     assert types(api)[-1] == "challenge.failed"
 
 
-@pytest.mark.parametrize("mode", ["code"])
 def test_code_mode_counts_failures_with_totp_towards_the_same_lockout(api, phone, mode, clock):
     register(api)
     secret = enrol_totp(api, clock)
-    wrong_totp = "000000" if totp_code(secret, clock()) != "000000" else "111111"
+    wrong_totp = other_code(totp_code(secret, clock()))
     for _ in range(2):  # two challenges, two wrong TOTP codes each: 4 failures
         ch = new_challenge(api, amount=500)
         for _ in range(2):
             assert api.post(f"/v1/challenges/{ch['id']}/totp", {"code": wrong_totp}).status_code == 422
         api.post(f"/v1/challenges/{ch['id']}/cancel")
     challenge = new_challenge(api)
-    wrong = "000000" if challenge["callback"]["code"] != "000000" else "111111"
+    wrong = other_code(challenge["callback"]["code"])
     root = twiml(phone.call(PHONE, challenge["callback"]["number"]))
     root = twiml(phone.press(gather_of(root), wrong))  # 5th failure
     root = twiml(phone.press(gather_of(root), wrong))  # 6th: the lockout threshold
@@ -86,7 +77,6 @@ def test_code_mode_counts_failures_with_totp_towards_the_same_lockout(api, phone
     assert "customer.locked" in types(api)
 
 
-@pytest.mark.parametrize("mode", ["code"])
 def test_code_mode_nine_alone_denies(api, phone, mode):
     register(api)
     challenge = new_challenge(api)
@@ -95,18 +85,17 @@ def test_code_mode_nine_alone_denies(api, phone, mode):
     assert api.get("/v1/customers/cust-001").get_json()["failed_attempts"] == 0
 
 
-@pytest.mark.parametrize("mode", ["code"])
 def test_code_mode_same_wrong_entry_delivered_twice_costs_one_attempt(api, phone, mode):
     register(api)
     challenge = new_challenge(api)
-    wrong = "000000" if challenge["callback"]["code"] != "000000" else "111111"
+    wrong = other_code(challenge["callback"]["code"])
     gather = gather_of(twiml(phone.call(PHONE, LINE_1)))
     twiml(phone.press(gather, wrong))
     twiml(phone.press(gather, wrong))
     assert status_of(api, challenge)["attempts_left"] == 2
 
 
-def test_code_length_is_the_challenges_own_after_a_configuration_change(store, clock, settings):
+def test_code_length_is_the_challenges_own_after_a_configuration_change(store, clock, settings, mode):
     before = create_app(
         {
             **settings,

@@ -13,15 +13,7 @@ from authgw.app import create_app
 from authgw.keys import Keys
 from authgw.webhooks.speech import yen
 from tests.helpers.api import Api, assert_problem, new_challenge, register
-from tests.helpers.calls import (
-    LINE_1,
-    PHONE,
-    Phone,
-    events,
-    spoken,
-    status_of,
-    types,
-)
+from tests.helpers.calls import LINE_1, PHONE, Phone, events, spoken, status_of, types
 from tests.helpers.phone import gather_of, twiml, verbs
 from tests.helpers.settings import PUBLIC_URL
 from tests.helpers.webhooks import new_sid

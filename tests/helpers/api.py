@@ -121,4 +121,4 @@ def enrol_totp(api: Api, clock: Clock, customer_id: str = "cust-001") -> str:
 def new_challenge(api: Api, customer_id: str = "cust-001", **overrides: Any) -> dict[str, Any]:
     rv = api.post("/v1/challenges", transfer(customer_id, **overrides))
     assert rv.status_code == 201, rv.get_data(as_text=True)
-    return rv.get_json()  # type: ignore[no-any-return]
+    return rv.get_json()

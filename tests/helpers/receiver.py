@@ -29,7 +29,7 @@ class Received:
 
     @property
     def event(self) -> dict[str, Any]:
-        return json.loads(self.body)  # type: ignore[no-any-return]
+        return json.loads(self.body)
 
 
 # What the receiver answers: a status, optional headers, and seconds to wait before answering.
