@@ -133,6 +133,7 @@ def test_every_webhook_call_needs_an_api_key(app, ops, store):
 def test_a_new_endpoint_is_201_with_its_secret_shown_this_once(ops, store):
     rv = ops.put("/v1/webhooks/core", {"url": URL, "events": ["challenge.verified", "customer.*"]})
     assert rv.status_code == 201
+    assert rv.headers["Cache-Control"] == "no-store"
     body = rv.get_json()
     secret = body.pop("secret")
     assert body == {
@@ -433,6 +434,7 @@ def test_rotation_signs_with_both_secrets_for_24_hours_then_the_new_one(app, ops
     old = create(ops)["secret"]
     rv = ops.post("/v1/webhooks/core/rotate-secret")
     assert rv.status_code == 200
+    assert rv.headers["Cache-Control"] == "no-store"
     new = rv.get_json()["secret"]
     assert rv.get_json() == {"secret": new}
     assert new != old and new.startswith("whsec_")
