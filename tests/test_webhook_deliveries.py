@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 
+from authgw.app import create_app
+from authgw.errors import ConfigError
 from authgw.outbound.deliveries import body_of
+from authgw.settings import load_settings
 from tests.helpers.api import Api
 from tests.helpers.outbound import (
     answer,
@@ -21,6 +24,7 @@ from tests.helpers.outbound import (
     webhook_keys,
     webhooks,
 )
+from tests.helpers.settings import settings_for_tests
 
 SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
 WEEK = 7 * 86400
@@ -179,8 +183,6 @@ def test_a_delivered_try_is_done(wh, ops, clock):
 
 @pytest.mark.parametrize("store", ["fake"], indirect=True)
 def test_the_schedule_comes_from_the_setting(store, clock):
-    from authgw.app import create_app
-
     app = create_app({**roles_on(webhook_retry_schedule="2,3"), "redis_client": store, "clock": clock})
     create(operator(app))
     clock.advance(1)
@@ -339,3 +341,23 @@ def test_finished_deliveries_stay_listed_7_days_then_go(wh, ops, store, clock):
     assert len(listed) == 2 and all(not i.endswith("-1") for i in listed)
     records = store.hgetall(wh.store.keys.webhook("core").records)
     assert len(records) == 3  # two deliveries and the creation counter
+
+
+# -- settings -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw", ["", "5,,300", "5;300", "-5", "0", "1.5", "５", "x", ",".join(["1"] * 51), "700000"]
+)
+def test_a_bad_retry_schedule_stops_start_up_naming_it(raw):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(settings_for_tests(webhook_retry_schedule=raw), environ={})
+    assert caught.value.name == "AUTHGW_WEBHOOK_RETRY_SCHEDULE"
+
+
+def test_the_retry_schedule_and_allow_http_are_read_from_the_environment():
+    env = {"AUTHGW_WEBHOOK_RETRY_SCHEDULE": "1, 2,3", "AUTHGW_WEBHOOK_ALLOW_HTTP": "1"}
+    settings = load_settings(settings_for_tests(), environ=env)
+    assert settings.webhook_retry_schedule == (1, 2, 3) and settings.webhook_allow_http
+    defaults = load_settings(settings_for_tests(), environ={})
+    assert defaults.webhook_retry_schedule == SCHEDULE and not defaults.webhook_allow_http

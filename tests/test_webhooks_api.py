@@ -6,11 +6,13 @@ the 201 that made it (and a rotation's 200) and nowhere else; a refused request 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from typing import Any
 
 import pytest
 
+from authgw.app import create_app
 from tests.helpers.api import Api, assert_problem, field_errors
 from tests.helpers.outbound import (
     URL,
@@ -24,7 +26,7 @@ from tests.helpers.outbound import (
     webhook_keys,
     webhooks,
 )
-from tests.helpers.settings import settings_for_tests
+from tests.helpers.settings import SECRET_KEY, settings_for_tests
 from tests.helpers.stores import every_key
 
 DAY = 86400
@@ -108,8 +110,6 @@ def test_a_corebank_key_learns_nothing_of_which_endpoints_exist(api, method, pat
 
 @pytest.mark.parametrize("store", ["fake"], indirect=True)
 def test_with_roles_off_any_client_manages_webhooks(store, clock):
-    from authgw.app import create_app
-
     app = create_app({**settings_for_tests(), "redis_client": store, "clock": clock})
     corebank = Api(app.test_client())
     create(corebank)
@@ -328,8 +328,6 @@ def test_loopback_private_and_plain_urls_are_accepted(ops, url):
 
 @pytest.mark.parametrize("store", ["fake"], indirect=True)
 def test_http_is_accepted_only_with_allow_http(store, clock):
-    from authgw.app import create_app
-
     app = create_app({**roles_on(webhook_allow_http="1"), "redis_client": store, "clock": clock})
     ops = operator(app)
     assert create(ops, url="http://127.0.0.1:8080/hook")["url"] == "http://127.0.0.1:8080/hook"
@@ -459,8 +457,6 @@ def test_a_secret_sealed_for_one_endpoint_opens_for_no_other(app, ops, store):
     create(ops, "b")
     key = webhooks(app).store.keys.webhook_endpoints()
     records = store.hgetall(key)
-    import json
-
     a, b = json.loads(records["a"]), json.loads(records["b"])
     b["secret"] = a["secret"]
     store.hset(key, "b", json.dumps(b))
@@ -479,8 +475,6 @@ def test_a_test_event_is_queued_whatever_the_patterns(app, ops, clock):
     assert queued["event_id"].startswith("ev_test_")
     (claimed,) = webhooks(app).claim_due("core", 10, 30)
     assert claimed.event_id == queued["event_id"] and claimed.delivery_id == queued["id"]
-    import json
-
     body = json.loads(claimed.body)
     assert body["type"] == "webhook.test"
     assert body["data"]["id"] == queued["event_id"]
@@ -614,3 +608,29 @@ def test_a_delivery_of_another_endpoint_is_not_found(app, ops, clock):
     wh.fan_out(event(wh))
     (of_a,) = deliveries(ops, "a")
     assert_problem(ops.post(f"/v1/webhooks/b/deliveries/{of_a['id']}/retry"), 404, "delivery_not_found")
+
+
+@pytest.mark.parametrize("store", ["fake"], indirect=True)
+def test_at_most_100_endpoints_exist_and_the_101st_writes_nothing(ops, store):
+    for n in range(100):
+        create(ops, f"ep-{n}")
+    before = snapshot(store)
+    rv = ops.put("/v1/webhooks/one-more", endpoint_body())
+    assert_problem(rv, 422, "validation_error")
+    assert field_errors(rv) == ["name"]
+    assert snapshot(store) == before
+    # An update of one that exists is still an update.
+    assert ops.put("/v1/webhooks/ep-0", endpoint_body(events=["customer.*"])).status_code == 200
+
+
+@pytest.mark.parametrize("store", ["fake"], indirect=True)
+def test_secrets_still_open_after_the_secret_key_is_rotated(store, clock):
+    first = create_app({**roles_on(), "redis_client": store, "clock": clock})
+    secret = create(operator(first))["secret"]
+    rotated = create_app(
+        {**roles_on(secret_key=f"{'n' * 40},{SECRET_KEY}"), "redis_client": store, "clock": clock}
+    )
+    assert webhooks(rotated).endpoints()[0].secrets == (secret,)
+    # A gateway without the key that sealed it signs nothing with it.
+    other = create_app({**roles_on(secret_key="o" * 40), "redis_client": store, "clock": clock})
+    assert webhooks(other).endpoints() == []
