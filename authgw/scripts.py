@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol
 
 from authgw.challenges.outcomes import expect_ok, pairs, status_of
 from authgw.errors import StoreUnavailable
-from authgw.keys import CustomerKeys
+from authgw.keys import CustomerKeys, Keys
 
 if TYPE_CHECKING:
     from authgw.store import Store
@@ -804,6 +804,39 @@ class FannedOut:
     record: str = ""  # the last new delivery's record, JSON (a test event's)
 
 
+def webhook_fan_out_call(
+    keys: Keys,
+    *,
+    candidates: Sequence[tuple[str, str]],
+    event_id: str,
+    event_type: str,
+    event_ms: int,
+    body: str,
+    forced: bool = False,
+) -> Call:
+    """The KEYS and ARGV of ``webhook_fan_out.lua`` (the deliverer pipelines a batch of them)."""
+    script_keys = [keys.webhook_endpoints(), keys.webhook_doorbell()]
+    for name, _ in candidates:
+        script_keys.extend(keys.webhook(name).all())
+    return script_keys, [
+        event_id,
+        event_type,
+        event_ms,
+        body,
+        _flag(forced),
+        len(candidates),
+        *(name for name, _ in candidates),
+        *(delivery_id for _, delivery_id in candidates),
+    ]
+
+
+def fanned_out(result: Any) -> FannedOut:
+    if _retrying(result, "retry"):
+        return FannedOut("retry")
+    _count, names, record = expect_ok(result)
+    return FannedOut("ok", tuple(names.split(",")) if names else (), record)
+
+
 def webhook_fan_out(
     store: Store,
     *,
@@ -817,27 +850,24 @@ def webhook_fan_out(
     """``candidates``: (endpoint name, new delivery id) for each endpoint that may want the
     event (a hint: the script re-checks and answers ``retry`` if one is missing). ``forced``:
     the one candidate gets it whatever its patterns (a test event)."""
-    script_keys = [store.keys.webhook_endpoints(), store.keys.webhook_doorbell()]
-    for name, _ in candidates:
-        script_keys.extend(store.keys.webhook(name).all())
-    result = store.run(
-        "webhook_fan_out",
-        script_keys,
-        [
-            event_id,
-            event_type,
-            event_ms,
-            body,
-            _flag(forced),
-            len(candidates),
-            *(name for name, _ in candidates),
-            *(delivery_id for _, delivery_id in candidates),
-        ],
+    call = webhook_fan_out_call(
+        store.keys,
+        candidates=candidates,
+        event_id=event_id,
+        event_type=event_type,
+        event_ms=event_ms,
+        body=body,
+        forced=forced,
     )
-    if _retrying(result, "retry"):
-        return FannedOut("retry")
-    _count, names, record = expect_ok(result)
-    return FannedOut("ok", tuple(names.split(",")) if names else (), record)
+    return fanned_out(store.run("webhook_fan_out", *call))
+
+
+def webhook_fan_out_many(store: Store, calls: Sequence[Call]) -> list[FannedOut]:
+    """Several events' fan-outs in one pipeline (each atomic alone); one by one, each followed
+    by its WAIT, when the store waits for replicas."""
+    if store.wait_replicas:
+        return [fanned_out(store.run("webhook_fan_out", *call)) for call in calls]
+    return [fanned_out(answer) for answer in store.run_many("webhook_fan_out", calls)]
 
 
 @dataclass(frozen=True)

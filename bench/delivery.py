@@ -135,6 +135,7 @@ def receive(port: int, path: str, failing: bool) -> None:
         def log_message(self, *_args: Any) -> None:
             pass
 
+    ThreadingHTTPServer.request_queue_size = 1024  # a backlog of 5 would refuse bursts
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -186,6 +187,7 @@ def latency(run: Run, rate: float, seconds: float, failing: bool, label: str) ->
         wait_for("every delivery at the healthy endpoint", lambda: len(got.arrivals(label)) >= total, 300)
         came = got.arrivals(label)
         failing_attempts = broken.count() if broken else 0
+        healthy_attempts = got.count()
         run.stop_deliverer()
         run.drop("healthy")
         if broken:
@@ -201,6 +203,7 @@ def latency(run: Run, rate: float, seconds: float, failing: bool, label: str) ->
         "p50_ms": round(statistics.median(ms), 1),
         "p99_ms": round(percentile(ms, 99), 1),
         "max_ms": round(max(ms), 1),
+        "healthy_endpoint_attempts": healthy_attempts,
         "failing_endpoint_attempts": failing_attempts,
     }
 

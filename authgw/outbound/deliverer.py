@@ -13,8 +13,9 @@ there, two stages, each at least once:
    requests in flight: it claims due deliveries (a lease, so a dead deliverer's claims come
    back by themselves), signs each with ``standardwebhooks`` under every secret the endpoint
    signs with (two for a day after a rotation), posts it with httpx (10 s, no redirects), and
-   records the answer (``Webhooks.record`` keeps the retry schedule). A slow or failing
-   endpoint fills its own pool only.
+   records the answer (``Webhooks.record`` keeps the retry schedule). A slow endpoint fills
+   its own pool only; one whose last ``FAILING_AFTER`` attempts failed is tried one delivery
+   at a time until one succeeds, so its retries cost the others little CPU.
 
 It does not poll the outboxes: the script that writes an entry rings the bucket's doorbell
 (sharded pub/sub on the bucket's slot), and the deliverer reads the outboxes that rang. A slow
@@ -57,6 +58,10 @@ ENDPOINTS_SECONDS = 5.0  # the endpoint list (and their secrets) is read again t
 IDLE_SECONDS = 1.0  # an endpoint with nothing due looks again after at most this
 READ_COUNT = 100  # outbox entries read per outbox per round
 RETRY_AFTER_MAX_SECONDS = 86_400.0  # a Retry-After beyond a day is taken as a day
+# An endpoint whose last attempts all failed is tried one delivery at a time, at most this
+# often, until one succeeds: its retries then cost the deliverer (and the other endpoints) little.
+FAILING_AFTER = 5
+FAILING_PACE_SECONDS = 0.2
 
 
 @dataclass
@@ -71,6 +76,11 @@ class _Dispatch:
     lock: threading.Lock = field(default_factory=threading.Lock)
     gone: bool = False
     thread: threading.Thread | None = None
+    failures_in_row: int = 0  # attempts that failed since the last success
+
+    @property
+    def failing(self) -> bool:
+        return self.failures_in_row >= FAILING_AFTER
 
 
 def signatures(endpoint: Endpoint, event_id: str, at: datetime, body: str) -> str:
@@ -126,7 +136,8 @@ class Deliverer:
 
     def run(self) -> None:
         """Fan out and deliver until ``stop`` is set; store trouble is waited out, never fatal."""
-        doorbell = self.store.subscribe(self.outboxes)
+        webhook_doorbell = self.store.keys.webhook_doorbell()
+        doorbell = self.store.subscribe([*self.outboxes, webhook_doorbell])
         groups_made = False
         last_sweep = 0.0
         try:
@@ -140,9 +151,13 @@ class Deliverer:
                     if now - last_sweep >= self.sweep_seconds:
                         last_sweep = now
                         self.sweep()
-                    rung = {channel for channel, _ in doorbell.wait(min(1.0, self.sweep_seconds))}
-                    if rung:
-                        self.fan_out(sorted(rung))
+                    rings = doorbell.wait(min(1.0, self.sweep_seconds))
+                    outboxes = sorted({channel for channel, _ in rings if channel != webhook_doorbell})
+                    if outboxes:
+                        self.fan_out(outboxes)
+                    names = [n for c, m in rings if c == webhook_doorbell for n in m.split(",") if n]
+                    if names:
+                        self._ring(sorted(set(names)))
                 except AuthgwError as exc:  # StoreUnavailable and its kin: wait, then again
                     log.warning("deliverer: %s; trying again", type(exc).__name__)
                     groups_made = False
@@ -171,24 +186,33 @@ class Deliverer:
         return done
 
     def _fan_out_entries(self, entries: list[tuple[str, str, dict[str, str]]]) -> int:
+        """Fan a batch of outbox entries out (one round trip), then acknowledge them."""
         if not entries:
             return 0
-        created = 0
+        events = []
         acked: dict[str, list[str]] = {}
         for outbox, entry_id, entry in entries:
             fields = dict(entry)
             trail_id = fields.pop("trail_id", "")
             if trail_id:
-                event = render_event(trail_id, fields)
-                created += self.webhooks.fan_out(event)
-                self.metrics.fanned_out.inc()
+                events.append(render_event(trail_id, fields))
             acked.setdefault(outbox, []).append(entry_id)
-        self.store.outbox_ack(acked, GROUP)
-        if created:
-            self._refresh_endpoints(force=True)
+        if events and self.webhooks.fan_out_many(events):
             for dispatch in list(self._dispatchers.values()):
-                dispatch.wake.set()
+                dispatch.wake.set()  # ours at once; the webhook doorbell tells the others
+        self.metrics.fanned_out.inc(len(events))
+        self.store.outbox_ack(acked, GROUP)
         return len(entries)
+
+    def _ring(self, names: list[str]) -> None:
+        """Endpoints that have something due now (the webhook doorbell, rung by the fan-out and
+        a manual retry, by any deliverer): wake their dispatchers, and meet a new endpoint."""
+        if any(name not in self._dispatchers for name in names):
+            self._refresh_endpoints(force=True)
+        for name in names:
+            dispatch = self._dispatchers.get(name)
+            if dispatch is not None:
+                dispatch.wake.set()
 
     # -- endpoints --------------------------------------------------------------------------
 
@@ -242,7 +266,13 @@ class Deliverer:
         name = dispatch.endpoint.name
         while not (self.stop.is_set() or dispatch.gone):
             dispatch.wake.clear()
-            room = PER_ENDPOINT - dispatch.in_flight
+            if dispatch.failing:
+                # One at a time, paced: a failing endpoint's retries must not crowd out others.
+                if self.stop.wait(FAILING_PACE_SECONDS):
+                    break
+                room = 1 - dispatch.in_flight
+            else:
+                room = PER_ENDPOINT - dispatch.in_flight
             claimed: list[Claimed] = []
             try:
                 if room > 0:
@@ -273,7 +303,8 @@ class Deliverer:
     def _deliver(self, dispatch: _Dispatch, claimed: Claimed) -> None:
         try:
             # The endpoint as the claim read it: the url and secrets of that moment.
-            self.deliver(claimed.endpoint or dispatch.endpoint, claimed, dispatch.http)
+            ok = self.deliver(claimed.endpoint or dispatch.endpoint, claimed, dispatch.http)
+            dispatch.failures_in_row = 0 if ok else dispatch.failures_in_row + 1
         except Exception:  # a bug must not kill the pool's thread; the lease brings it back
             log.exception("deliverer: delivery %s failed unexpectedly", claimed.delivery_id)
         finally:

@@ -24,6 +24,8 @@ import logging
 import math
 import re
 import secrets
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,6 +44,8 @@ KEEP_FINISHED_MS = 7 * 86400 * 1000
 MAX_ENDPOINTS = 100  # fan-out touches every matching endpoint's keys in one script
 RETRY_AFTER_MAX_SECONDS = 86400  # an endpoint cannot park a delivery for longer than a day
 ERROR_MAX = 200
+# How old the list of endpoints a fan-out picks its candidates from may be (the script re-checks).
+RECORDS_CACHE_SECONDS = 1.0
 DELIVERY_ID = re.compile(r"dl_[a-z2-7]{26}")
 TEST_EVENT = "webhook.test"
 
@@ -136,6 +140,8 @@ class Webhooks:
     def __init__(self, domain: Domain) -> None:
         self.d = domain
         self.store = domain.store
+        self._records_cache: dict[str, str] = {}
+        self._records_read = -1e9  # monotonic time of the last read of the endpoints
 
     @property
     def schedule(self) -> tuple[int, ...]:
@@ -179,29 +185,47 @@ class Webhooks:
         """One pending delivery, due now, for each enabled endpoint whose patterns match the
         event and that existed when it happened; none twice per (endpoint, event id). How many
         were made."""
+        return self.fan_out_many([event])
+
+    def fan_out_many(self, events: Sequence[dict[str, Any]]) -> int:
+        """``fan_out`` for a batch of events, in one round trip. The candidates are taken from
+        a list of the endpoints at most ``RECORDS_CACHE_SECONDS`` old: the script re-checks them
+        and answers ``retry`` when the list missed one, and those events go again with a list
+        read fresh."""
+        created = 0
+        pending = list(events)
+        for attempt in range(RETRIES):
+            records = self._records(fresh=attempt > 0)
+            calls = [self._fan_out_call(event, records) for event in pending]
+            outs = scripts.webhook_fan_out_many(self.store, calls)
+            created += sum(len(out.created) for out in outs if out.status == "ok")
+            pending = [event for event, out in zip(pending, outs, strict=True) if out.status != "ok"]
+            if not pending:
+                return created
+        raise StoreUnavailable("the webhook endpoints kept changing during a fan-out")
+
+    def _records(self, fresh: bool) -> dict[str, str]:
+        now = time.monotonic()
+        if fresh or now - self._records_read > RECORDS_CACHE_SECONDS:
+            self._records_cache = self.store.webhook_endpoints()
+            self._records_read = now
+        return self._records_cache
+
+    def _fan_out_call(self, event: dict[str, Any], records: dict[str, str]) -> scripts.Call:
         event_id, event_type = str(event["id"]), str(event["type"])
         event_ms = ms_of(str(event["at"]))
-        body = body_of(event)
-        for _ in range(RETRIES):
-            records = self.store.webhook_endpoints()
-            if not records:
-                return 0
-            candidates = [
+        return scripts.webhook_fan_out_call(
+            self.store.keys,
+            candidates=[
                 (name, new_delivery_id())
                 for name, raw in sorted(records.items())
                 if _wants(json.loads(raw), event_type, event_ms)
-            ]
-            out = scripts.webhook_fan_out(
-                self.store,
-                candidates=candidates,
-                event_id=event_id,
-                event_type=event_type,
-                event_ms=event_ms,
-                body=body,
-            )
-            if out.status == "ok":
-                return len(out.created)
-        raise StoreUnavailable("the webhook endpoints kept changing during a fan-out")
+            ],
+            event_id=event_id,
+            event_type=event_type,
+            event_ms=event_ms,
+            body=body_of(event),
+        )
 
     def claim_due(self, name: str, limit: int, lease_seconds: float) -> list[Claimed]:
         """Take up to ``limit`` deliveries due now, each pushed to now + lease, its attempt

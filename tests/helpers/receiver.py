@@ -81,6 +81,7 @@ def receiver(port: int = 0) -> Iterator[Receiver]:
         def log_message(self, *_args: Any) -> None:
             pass
 
+    ThreadingHTTPServer.request_queue_size = 128  # the default 5 refuses a deliverer's bursts
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     state.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
