@@ -253,3 +253,70 @@ def _alive(pid: int) -> bool:
             return stat.read().split(") ", 1)[1][0] != "Z"
     except OSError:
         return False
+
+
+def test_deliveries_show_on_the_gateways_metrics_and_a_failing_endpoint_leaves_readyz_alone(
+    durable: Topology,
+) -> None:
+    env = env_for(durable)
+    gateway = start_gateway(env)
+    try:
+        with receiver() as good, receiver() as bad:
+            bad.answer = lambda _r: (500, {}, 0.0)
+            add_endpoint(gateway.url, good.url, ["customer.*"])
+            status, body = call(
+                gateway.url, "PUT", "/v1/webhooks/bad", {"url": bad.url, "events": ["customer.*"]}
+            )
+            assert status == 201, body
+            register(gateway.url, "cust-001")
+            wait_until("delivered to the good one", lambda: len(good.got()) == 1, 60)
+            wait_until("tried at the bad one", lambda: len(bad.got()) == 1, 60)
+            assert call(gateway.url, "GET", "/readyz")[0] == 200
+
+            def metrics() -> str:
+                with urllib.request.urlopen(gateway.url + "/metrics", timeout=10) as rv:
+                    return rv.read().decode()
+
+            wanted = (
+                'authgw_webhook_attempts_total{endpoint="core",outcome="delivered"} 1.0',
+                'authgw_webhook_attempts_total{endpoint="bad",outcome="failed_attempt"} 1.0',
+            )
+            wait_until("the deliverer's metrics on /metrics", lambda: all(w in metrics() for w in wanted), 60)
+            assert "authgw_webhook_delivery_seconds_bucket" in metrics()
+            assert 'authgw_webhook_lag_seconds{endpoint="bad"' in metrics()
+    finally:
+        gateway.stop()
+
+
+def test_a_sentinel_failover_loses_no_acknowledged_event() -> None:
+    """The primary is SIGKILLed between transitions; with replicas waited for, every event a
+    client was told about, before the failover or after, reaches the endpoint."""
+    from tests.topology import current_primary_port, start_sentinel_set
+
+    topology = start_sentinel_set(redis_binary("delivery failover test"))
+    env = env_for(
+        topology, AUTHGW_REDIS_TIMEOUT="2", AUTHGW_REDIS_WAIT_REPLICAS="1", AUTHGW_REDIS_WAIT_TIMEOUT="1"
+    )
+    gateway = start_gateway(env)
+    try:
+        with receiver() as got:
+            add_endpoint(gateway.url, got.url, ["customer.*"])
+            before = [f"before-{n}" for n in range(5)]
+            for customer_id in before:
+                register(gateway.url, customer_id)
+            old_primary, *replicas = topology.nodes
+            old_primary.kill()
+            wait_until(
+                "a sentinel naming a replica as primary",
+                lambda: current_primary_port(topology) in {r.port for r in replicas},
+                90,
+            )
+            wait_until("the gateway writing again", lambda: call(gateway.url, "GET", "/readyz")[0] == 200, 90)
+            after = [f"after-{n}" for n in range(5)]
+            for customer_id in after:
+                register(gateway.url, customer_id)
+            wanted = event_ids(gateway.url, before + after)
+            wait_until("every acknowledged event delivered", lambda: wanted <= set(got.ids()), 120)
+    finally:
+        gateway.stop()
+        topology.stop()
