@@ -837,34 +837,9 @@ def fanned_out(result: Any) -> FannedOut:
     return FannedOut("ok", tuple(names.split(",")) if names else (), record)
 
 
-def webhook_fan_out(
-    store: Store,
-    *,
-    candidates: Sequence[tuple[str, str]],
-    event_id: str,
-    event_type: str,
-    event_ms: int,
-    body: str,
-    forced: bool = False,
-) -> FannedOut:
-    """``candidates``: (endpoint name, new delivery id) for each endpoint that may want the
-    event (a hint: the script re-checks and answers ``retry`` if one is missing). ``forced``:
-    the one candidate gets it whatever its patterns (a test event)."""
-    call = webhook_fan_out_call(
-        store.keys,
-        candidates=candidates,
-        event_id=event_id,
-        event_type=event_type,
-        event_ms=event_ms,
-        body=body,
-        forced=forced,
-    )
-    return fanned_out(store.run("webhook_fan_out", *call))
-
-
 def webhook_fan_out_many(store: Store, calls: Sequence[Call]) -> list[FannedOut]:
-    """Several events' fan-outs in one pipeline (each atomic alone); one by one, each followed
-    by its WAIT, when the store waits for replicas."""
+    """Events' fan-outs (``webhook_fan_out_call``) in one pipeline, each atomic alone; one by
+    one, each followed by its WAIT, when the store waits for replicas."""
     if store.wait_replicas:
         return [fanned_out(store.run("webhook_fan_out", *call)) for call in calls]
     return [fanned_out(answer) for answer in store.run_many("webhook_fan_out", calls)]

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from authgw.console.demo import PAYEE
 from tests.helpers.polling import wait_until
 from tests.helpers.ports import free_ports
 from tests.helpers.receiver import Receiver, receiver, signed_by
@@ -26,14 +27,6 @@ from tests.helpers.stores import redis_binary
 from tests.topology import Gateway, Topology, start_deliverer, start_gateway, start_server
 
 pytestmark = [pytest.mark.real_redis, pytest.mark.topology]
-
-PAYEE = {
-    "bank_code": "0168",
-    "branch_code": "001",
-    "account_type": "ordinary",
-    "account_number": "1234567",
-    "name": "ﾔﾏﾀﾞ ﾀﾛｳ",
-}
 
 
 @pytest.fixture

@@ -355,8 +355,8 @@ class Webhooks:
         """Queue a ``webhook.test`` event for the endpoint, whatever its patterns."""
         now = self.d.now()
         event = {"id": _random_id("ev_test_"), "at": now.iso, "type": TEST_EVENT, "webhook": name}
-        out = scripts.webhook_fan_out(
-            self.store,
+        call = scripts.webhook_fan_out_call(
+            self.store.keys,
             candidates=[(name, new_delivery_id())],
             event_id=event["id"],
             event_type=TEST_EVENT,
@@ -364,4 +364,5 @@ class Webhooks:
             body=body_of(event),
             forced=True,
         )
+        (out,) = scripts.webhook_fan_out_many(self.store, [call])
         return render_delivery(out.record)
