@@ -29,6 +29,8 @@ from authgw.errors import ApiError, AuthgwError, ConfigError, StoreUnavailable
 from authgw.http import BodyLimit, problem_response, refuse_large
 from authgw.ops import bp as ops
 from authgw.ops import install_metrics
+from authgw.outbound.api import bp as outbound
+from authgw.outbound.deliveries import Webhooks
 from authgw.settings import Settings, load_settings
 from authgw.store import Store, connect
 from authgw.webhooks.twilio import bp as webhooks
@@ -88,8 +90,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     customers = Customers(domain)
     app.extensions["authgw"] = Gateway(settings, store, domain, customers, Challenges(domain, customers))
 
+    app.extensions["authgw.webhooks"] = Webhooks(domain)
+
     app.register_blueprint(v1)
-    ratelimit.install(app, store, settings)
+    app.register_blueprint(outbound)
+    ratelimit.install(app, store, settings, ("v1", outbound.name))
     app.register_blueprint(ops)
     app.register_blueprint(webhooks)
     install_metrics(app, store, domain.store_clock)

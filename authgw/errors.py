@@ -41,6 +41,10 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "customer_locked": (423, "The customer is locked"),
     "limit_exceeded": (422, "The amount is over a limit"),
     "store_unavailable": (503, "The store is unavailable"),
+    # Webhooks to the bank (API.md Additions).
+    "webhook_not_found": (404, "No such webhook endpoint"),
+    "delivery_not_found": (404, "No such delivery"),
+    "delivery_not_failed": (409, "The delivery has not failed"),
     # ours
     "unauthorized": (401, "Missing or wrong API key"),
     "forbidden": (403, "The request is not allowed"),

@@ -91,3 +91,41 @@ class Keys:
     def console_stats(self, bucket: str) -> str:
         """A hash of the console overview's counts for one minute or one day (one slot for all)."""
         return f"{self.prefix}:{{stats}}:{bucket}"
+
+    # -- outbound webhooks ------------------------------------------------------------------
+    # All webhook state shares one hash tag, ``{wh}``: endpoints are few, and one slot lets a
+    # script change an endpoint and all its deliveries in one atomic step (on Cluster too).
+
+    def webhook_endpoints(self) -> str:
+        """Hash: endpoint name -> its record, JSON (``authgw.outbound``)."""
+        return f"{self.prefix}:{{wh}}:endpoints"
+
+    def webhook_doorbell(self) -> str:
+        """Sharded pub/sub channel: rung with endpoint names when something of theirs is due now."""
+        return f"{self.prefix}:{{wh}}:doorbell"
+
+    def webhook(self, name: str) -> EndpointKeys:
+        """The keys of one endpoint's deliveries (a name is 1-64 of ``A-Z a-z 0-9 . _ -``)."""
+        base = f"{self.prefix}:{{wh}}:ep:{name}"
+        return EndpointKeys(*(f"{base}:{part}" for part in EndpointKeys.PARTS))
+
+
+@dataclass(frozen=True)
+class EndpointKeys:
+    """The keys of one webhook endpoint's deliveries, all in the ``{wh}`` slot. ``all()`` is the
+    order the scripts receive them in (``wh_keys`` in ``_lib.lua``)."""
+
+    PARTS = ("records", "bodies", "seen", "due", "lag", "pending", "delivered", "failed", "done")
+
+    records: str  # hash: delivery id -> its record, JSON; and '#seq', the creation counter
+    bodies: str  # hash: delivery id -> the exact body to post
+    seen: str  # hash: event id -> delivery id (fan-out is idempotent per event)
+    due: str  # zset: pending delivery ids by when they are due (ms)
+    lag: str  # zset: pending delivery ids by their event's time (ms)
+    pending: str  # zset: pending delivery ids by creation order
+    delivered: str  # zset: delivered delivery ids by creation order
+    failed: str  # zset: failed delivery ids by creation order
+    done: str  # zset: finished delivery ids by when they finished (ms): pruned after 7 days
+
+    def all(self) -> list[str]:
+        return [getattr(self, part) for part in self.PARTS]

@@ -192,8 +192,10 @@ def _customer_of_request() -> str | None:
     return None
 
 
-def install(app: Flask, store: Store, settings: Settings, blueprint: str = "v1") -> RateLimiter:
-    """Limit every call of ``blueprint`` per client and per customer, after authentication."""
+def install(
+    app: Flask, store: Store, settings: Settings, blueprints: tuple[str, ...] = ("v1",)
+) -> RateLimiter:
+    """Limit every call of ``blueprints`` per client and per customer, after authentication."""
     rl = RateLimiter(store, settings)
     app.extensions["authgw.ratelimit"] = rl
 
@@ -214,8 +216,9 @@ def install(app: Flask, store: Store, settings: Settings, blueprint: str = "v1")
         else:
             rl.limit_all(counted)
 
-    # Appended to the blueprint's own list, so it runs after the blueprint authenticates.
-    app.before_request_funcs.setdefault(blueprint, []).append(limit_request)
+    # Appended to each blueprint's own list, so it runs after the blueprint authenticates.
+    for blueprint in blueprints:
+        app.before_request_funcs.setdefault(blueprint, []).append(limit_request)
     # Counters a view never sent (it refused the request before touching the store) are
     # dropped with the request: such a request is not counted, and cost the store nothing.
     app.teardown_request_funcs.setdefault(None, []).append(lambda _exc: store.drop_deferred())

@@ -720,3 +720,204 @@ def defer_rate_limits(
 ) -> None:
     """Hold the counters until the request's next store call (``Store.defer``)."""
     store.defer("rate_limit", calls, lambda answers: judge(counts(answers)))
+
+
+# -- outbound webhooks ----------------------------------------------------------------------
+# Every webhook key is in the ``{wh}`` slot; ``store.keys`` names them (``Keys.webhook``).
+
+
+@dataclass(frozen=True)
+class WebhookPut:
+    status: Literal["created", "updated", "too_many"]  # too_many: max_endpoints exist already
+    record: str = ""  # the endpoint's record, JSON (updated: its secret kept)
+
+
+def webhook_put(
+    store: Store,
+    *,
+    name: str,
+    url: str,
+    events: Sequence[str],
+    enabled: bool,
+    sealed: str,
+    incarnation: str,
+    max_endpoints: int,
+) -> WebhookPut:
+    result = store.run(
+        "webhook_put",
+        [store.keys.webhook_endpoints()],
+        [name, url, json.dumps(list(events)), _flag(enabled), sealed, incarnation, max_endpoints],
+    )
+    status = status_of(result)
+    if status == "too_many_webhooks":
+        return WebhookPut("too_many")
+    if status not in ("created", "updated"):
+        raise StoreUnavailable(f"unexpected webhook_put status {status!r}")
+    return WebhookPut(status, result[1])  # type: ignore[arg-type]
+
+
+def webhook_delete(store: Store, *, name: str) -> None:
+    keys = store.keys.webhook(name)
+    expect_ok(store.run("webhook_delete", [store.keys.webhook_endpoints(), *keys.all()], [name]))
+
+
+def webhook_rotate(
+    store: Store, *, name: str, incarnation: str, sealed: str, grace_ms: int
+) -> Literal["stale"] | str:
+    """The endpoint's record after the rotation (JSON), or ``stale``: it was made again since
+    the caller read its incarnation."""
+    result = store.run(
+        "webhook_rotate", [store.keys.webhook_endpoints()], [name, incarnation, sealed, grace_ms]
+    )
+    if _retrying(result, "stale"):
+        return "stale"
+    return str(expect_ok(result)[0])
+
+
+@dataclass(frozen=True)
+class FannedOut:
+    status: Literal["ok", "retry"]  # retry: an endpoint that wants the event was not a candidate
+    created: tuple[str, ...] = ()  # the endpoints that got a new delivery
+    record: str = ""  # the last new delivery's record, JSON (a test event's)
+
+
+def webhook_fan_out(
+    store: Store,
+    *,
+    candidates: Sequence[tuple[str, str]],
+    event_id: str,
+    event_type: str,
+    event_ms: int,
+    body: str,
+    forced: bool = False,
+) -> FannedOut:
+    """``candidates``: (endpoint name, new delivery id) for each endpoint that may want the
+    event (a hint: the script re-checks and answers ``retry`` if one is missing). ``forced``:
+    the one candidate gets it whatever its patterns (a test event)."""
+    script_keys = [store.keys.webhook_endpoints(), store.keys.webhook_doorbell()]
+    for name, _ in candidates:
+        script_keys.extend(store.keys.webhook(name).all())
+    result = store.run(
+        "webhook_fan_out",
+        script_keys,
+        [
+            event_id,
+            event_type,
+            event_ms,
+            body,
+            _flag(forced),
+            len(candidates),
+            *(name for name, _ in candidates),
+            *(delivery_id for _, delivery_id in candidates),
+        ],
+    )
+    if _retrying(result, "retry"):
+        return FannedOut("retry")
+    _count, names, record = expect_ok(result)
+    return FannedOut("ok", tuple(names.split(",")) if names else (), record)
+
+
+@dataclass(frozen=True)
+class Claim:
+    delivery_id: str
+    event_id: str
+    body: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Claims:
+    endpoint: str  # the endpoint's record as it was at the claim, JSON
+    claims: list[Claim]
+
+
+def webhook_claim(
+    store: Store, *, name: str, limit: int, lease_ms: int, tries: int, keep_ms: int
+) -> Claims | None:
+    """None when there is no such endpoint. ``tries``: one round of the schedule (waits + 1)."""
+    keys = store.keys.webhook(name)
+    result = store.run(
+        "webhook_claim",
+        [store.keys.webhook_endpoints(), *keys.all()],
+        [name, limit, lease_ms, tries, keep_ms],
+    )
+    if _retrying(result, "webhook_not_found"):
+        return None
+    payload = expect_ok(result)
+    rest = payload[1:]
+    claims = [Claim(rest[i], rest[i + 1], rest[i + 2], int(rest[i + 3])) for i in range(0, len(rest), 4)]
+    return Claims(payload[0], claims)
+
+
+def webhook_record(
+    store: Store,
+    *,
+    name: str,
+    delivery_id: str,
+    attempt: int,
+    ok: bool,
+    status: int | None,
+    error: str,
+    retry_after_ms: int,
+    schedule: Sequence[int],
+    keep_ms: int,
+) -> Literal["delivered", "retry", "failed", "ignored"]:
+    keys = store.keys.webhook(name)
+    result = store.run(
+        "webhook_record",
+        [store.keys.webhook_endpoints(), *keys.all()],
+        [
+            name,
+            delivery_id,
+            attempt,
+            _flag(ok),
+            "" if status is None else str(status),
+            error,
+            retry_after_ms,
+            ",".join(str(s) for s in schedule),
+            keep_ms,
+        ],
+    )
+    outcome = status_of(result)
+    if outcome not in ("delivered", "retry", "failed", "ignored"):
+        raise StoreUnavailable(f"unexpected webhook_record status {outcome!r}")
+    return outcome  # type: ignore[return-value]
+
+
+def webhook_retry(store: Store, *, name: str, delivery_id: str) -> str:
+    """The delivery's record, queued again (JSON); the contract's 404s and 409 raise."""
+    keys = store.keys.webhook(name)
+    result = store.run(
+        "webhook_retry",
+        [store.keys.webhook_endpoints(), store.keys.webhook_doorbell(), *keys.all()],
+        [name, delivery_id],
+    )
+    return str(expect_ok(result)[0])
+
+
+@dataclass(frozen=True)
+class WebhookRead:
+    record: str  # the endpoint's record, JSON
+    oldest_pending_event_ms: int | None
+    next_due_ms: int | None
+    now_ms: int  # the store's clock as it read
+
+
+def webhook_read(store: Store, *, name: str) -> WebhookRead:
+    """A read; ``webhook_not_found`` raises."""
+    keys = store.keys.webhook(name)
+    record, oldest, due, now_ms = expect_ok(
+        store.read("webhook_read", [store.keys.webhook_endpoints(), keys.lag, keys.due], [name])
+    )
+    return WebhookRead(record, int(oldest) if oldest else None, int(due) if due else None, int(now_ms))
+
+
+def webhook_deliveries(store: Store, *, name: str, state: str | None, limit: int) -> list[str]:
+    """A read: the newest ``limit`` delivery records (JSON), of one state or all."""
+    keys = store.keys.webhook(name)
+    result = store.read(
+        "webhook_deliveries",
+        [store.keys.webhook_endpoints(), keys.records, keys.pending, keys.delivered, keys.failed],
+        [name, state or "", limit],
+    )
+    return [str(record) for record in expect_ok(result)]

@@ -109,6 +109,9 @@ class Settings:
     step_up_amount: int = 0
     step_up_methods: tuple[str, ...] = ()
     dual_factor_amount: int = 0
+    # Webhooks to the bank (authgw.outbound).
+    webhook_allow_http: bool = False
+    webhook_retry_schedule: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
 
 
 def _defaults() -> dict[str, Any]:
@@ -351,6 +354,7 @@ def _validate(raw: dict[str, Any]) -> Settings:
         ),
         **_console_settings(raw),
         **_limit_settings(raw),
+        **_webhook_settings(raw),
     )
     clients = {key.client for key in settings.api_keys}
     for name in settings.operators:
@@ -447,6 +451,21 @@ def _limit_settings(raw: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError("AUTHGW_TIMEZONE", f"{name!r} is not an IANA time zone") from None
     out["timezone"] = name
     return out
+
+
+def _webhook_settings(raw: dict[str, Any]) -> dict[str, Any]:
+    """The settings of webhooks to the bank (API.md Additions, "Webhooks to the bank")."""
+    name = "AUTHGW_WEBHOOK_RETRY_SCHEDULE"
+    parts = [p.strip() for p in str(raw["webhook_retry_schedule"]).split(",")]
+    if not parts or not all(p.isascii() and p.isdigit() for p in parts):
+        raise ConfigError(name, "must be whole seconds, comma-separated (e.g. 5,300,1800)")
+    if len(parts) > 50:
+        raise ConfigError(name, "may list at most 50 waits")
+    schedule = tuple(_as_int(name, p, 1, 7 * 86400) for p in parts)
+    return {
+        "webhook_allow_http": _as_bool("AUTHGW_WEBHOOK_ALLOW_HTTP", raw["webhook_allow_http"]),
+        "webhook_retry_schedule": schedule,
+    }
 
 
 def setting_names() -> list[str]:

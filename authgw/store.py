@@ -379,6 +379,10 @@ class Store:
         with self.boundary():
             self.client.xadd(self.keys.call_events(), fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
 
+    def webhook_endpoints(self) -> dict[str, str]:
+        """Every webhook endpoint's record (JSON) by name: a hint the webhook scripts re-check."""
+        return dict(self.read_command("hgetall", self.keys.webhook_endpoints()))
+
     def run_and_read(
         self, name: str, keys: Sequence[str], args: Sequence[Any], command: str, *command_args: Any
     ) -> tuple[Any, Any]:

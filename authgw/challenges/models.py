@@ -249,9 +249,10 @@ def field_errors(exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> li
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse(model: type[M], data: Any) -> M:
+def parse(model: type[M], data: Any, context: dict[str, Any] | None = None) -> M:
+    """``data`` as ``model``; ``context`` goes to the model's validators."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise ValidationFailed(field_errors(exc)) from None
 

@@ -584,3 +584,92 @@ local function limits_answer(cust_key, usage_key, open_key, defaults, day, now_m
   end
   return out
 end
+
+-- Outbound webhooks (authgw.outbound): the delivery rules, here and nowhere else.
+--
+-- Every webhook key is in the `{wh}` slot. The endpoints hash maps a name to its record,
+-- JSON: url, events (patterns), enabled, created_ms, created_at, incarnation, secret and
+-- previous (sealed), previous_until_ms. Each endpoint has the nine keys of
+-- authgw.keys.EndpointKeys, in that order (wh_keys). A delivery record is JSON: id, event_id,
+-- type, state (pending | delivered | failed), attempts (tries claimed so far), base (attempts
+-- when this round of the schedule began: 0, or the count at a manual retry), open (a claim
+-- is out and has not been recorded), last_status, last_error, next_ms, created_ms, event_ms,
+-- seq (creation order). Times in records are strings of ms, never floats.
+
+-- The nine keys of one endpoint, from KEYS[first] on.
+local function wh_keys(first)
+  return {records = KEYS[first], bodies = KEYS[first + 1], seen = KEYS[first + 2],
+          due = KEYS[first + 3], lag = KEYS[first + 4], pending = KEYS[first + 5],
+          delivered = KEYS[first + 6], failed = KEYS[first + 7], done = KEYS[first + 8]}
+end
+local WH_KEYS_PER_ENDPOINT = 9
+
+local function wh_ms(value)
+  return string.format('%d', value)
+end
+
+-- Whether the patterns (a list: '*', 'prefix.*' or an exact type) take `etype`.
+local function wh_matches(patterns, etype)
+  for _, pattern in ipairs(patterns) do
+    if pattern == '*' or pattern == etype then return true end
+    if string.sub(pattern, -2) == '.*' then
+      local prefix = string.sub(pattern, 1, -2)
+      if string.sub(etype, 1, #prefix) == prefix then return true end
+    end
+  end
+  return false
+end
+
+-- Whether an endpoint gets an event: enabled, its patterns match, and it existed when the
+-- event happened (an endpoint made later is not sent the past).
+local function wh_wants(endpoint, etype, event_ms)
+  return endpoint.enabled and tonumber(endpoint.created_ms) <= event_ms
+    and wh_matches(endpoint.events, etype)
+end
+
+local function wh_save(k, rec)
+  redis.call('HSET', k.records, rec.id, cjson.encode(rec))
+end
+
+-- A new pending delivery, due now; its record, JSON.
+local function wh_create(k, id, event_id, etype, event_ms, body, now_ms)
+  local seq = redis.call('HINCRBY', k.records, '#seq', 1)
+  local rec = {id = id, event_id = event_id, type = etype, state = 'pending', attempts = 0,
+               base = 0, open = false, last_status = '', last_error = '', next_ms = wh_ms(now_ms),
+               created_ms = wh_ms(now_ms), event_ms = wh_ms(event_ms), seq = wh_ms(seq)}
+  redis.call('HSET', k.bodies, id, body)
+  wh_save(k, rec)
+  redis.call('ZADD', k.due, now_ms, id)
+  redis.call('ZADD', k.lag, event_ms, id)
+  redis.call('ZADD', k.pending, seq, id)
+  return cjson.encode(rec)
+end
+
+-- A pending delivery becomes `state` (delivered | failed) at now_ms.
+local function wh_finish(k, rec, state, now_ms)
+  redis.call('ZREM', k.due, rec.id)
+  redis.call('ZREM', k.lag, rec.id)
+  redis.call('ZREM', k.pending, rec.id)
+  redis.call('ZADD', k[state], rec.seq, rec.id)
+  redis.call('ZADD', k.done, now_ms, rec.id)
+  rec.state, rec.next_ms, rec.open = state, '', false
+  wh_save(k, rec)
+end
+
+-- Drop up to `budget` deliveries that finished more than `keep_ms` ago (no sweeper: each
+-- script that finishes deliveries takes a few).
+local function wh_prune(k, now_ms, keep_ms, budget)
+  local old = redis.call('ZRANGEBYSCORE', k.done, '-inf', now_ms - keep_ms, 'LIMIT', 0, budget)
+  for _, id in ipairs(old) do
+    local raw = redis.call('HGET', k.records, id)
+    if raw then
+      local event_id = cjson.decode(raw).event_id
+      if redis.call('HGET', k.seen, event_id) == id then redis.call('HDEL', k.seen, event_id) end
+    end
+    redis.call('HDEL', k.records, id)
+    redis.call('HDEL', k.bodies, id)
+    redis.call('ZREM', k.delivered, id)
+    redis.call('ZREM', k.failed, id)
+    redis.call('ZREM', k.done, id)
+  end
+end
