@@ -15,7 +15,7 @@ when it is first called), so a bank's system can vendor this one file::
 
 One method per ``/v1`` call of the contract, named for what it does; objects come back as the
 JSON the gateway answered (dicts), lists unwrapped (``list_webhooks()`` is the ``webhooks``
-array), calls answered 204 or 202 return ``None``.
+array), calls answered 204 return ``None``.
 
 Exceptions::
 
@@ -298,9 +298,10 @@ class Client:
         carry signatures under the old and the new."""
         return self._call("POST", f"/v1/webhooks/{_seg(name)}/rotate-secret")
 
-    def test_webhook(self, name: str) -> None:
-        """``POST .../test``: a ``webhook.test`` event is queued for the endpoint (202)."""
-        self._call("POST", f"/v1/webhooks/{_seg(name)}/test")
+    def test_webhook(self, name: str) -> dict[str, Any]:
+        """``POST .../test`` (202): a ``webhook.test`` event is queued for the endpoint; the
+        answer is its delivery."""
+        return self._call("POST", f"/v1/webhooks/{_seg(name)}/test")
 
     def webhook_deliveries(
         self, name: str, *, state: str | None = None, limit: int | None = None
@@ -309,9 +310,10 @@ class Client:
         query = _query(state=state, limit=limit)
         return list(self._call("GET", f"/v1/webhooks/{_seg(name)}/deliveries{query}")["deliveries"])
 
-    def retry_delivery(self, name: str, delivery_id: str) -> None:
-        """``POST .../deliveries/{id}/retry``: a failed delivery is queued again (202)."""
-        self._call("POST", f"/v1/webhooks/{_seg(name)}/deliveries/{_seg(delivery_id)}/retry")
+    def retry_delivery(self, name: str, delivery_id: str) -> dict[str, Any]:
+        """``POST .../deliveries/{id}/retry`` (202): a failed delivery is queued again; the
+        answer is the delivery, ``pending``. One that is not failed is ``delivery_not_failed``."""
+        return self._call("POST", f"/v1/webhooks/{_seg(name)}/deliveries/{_seg(delivery_id)}/retry")
 
     # -- the wire -------------------------------------------------------------------------
 

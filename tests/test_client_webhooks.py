@@ -1,8 +1,9 @@
 """``authgw.client``'s webhook methods against a live gateway on loopback: every row of the
 contract's webhook table, by the client, with its refusals.
 
-NEEDS the webhooks endpoints API (``authgw.outbound.api``, branch ``webhooks-api``): until it is
-merged, every test here is skipped, saying so.
+Where a delivery must fail, the test plays the deliverer's part through the interface the
+deliverer calls (``Webhooks.claim_due`` and ``record``); the deliverer itself is tested with it.
+Skipped, saying so, where the webhooks API (``authgw.outbound.api``) is not in the tree.
 """
 
 from __future__ import annotations
@@ -14,27 +15,33 @@ from collections.abc import Iterator
 
 import fakeredis
 import pytest
+from flask import Flask
 from werkzeug.serving import make_server
 
 from authgw.app import create_app
 from authgw.client import Client, Problem
+from tests.helpers.polling import wait_until
 from tests.helpers.settings import API_KEY, OTHER_KEY, settings_for_tests
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("authgw.outbound") is None
     or importlib.util.find_spec("authgw.outbound.api") is None,
-    reason="needs the webhooks endpoints API (authgw.outbound.api, branch webhooks-api), not merged yet",
+    reason="needs the webhooks endpoints API (authgw.outbound.api)",
 )
 
 URL = "https://bank.example.jp/authgw/events"
 
 
 @pytest.fixture
-def gateway() -> Iterator[str]:
-    """Roles on: ``ops`` (OTHER_KEY) is the operator, API_KEY is corebank."""
-    app = create_app(
-        {**settings_for_tests(operators="ops"), "redis_client": fakeredis.FakeRedis(decode_responses=True)}
-    )
+def app() -> Flask:
+    """Roles on: ``ops`` (OTHER_KEY) is the operator, API_KEY is corebank. Two tries a delivery,
+    one second apart, so a delivery can be driven to ``failed`` at once."""
+    settings = settings_for_tests(operators="ops", webhook_retry_schedule="1")
+    return create_app({**settings, "redis_client": fakeredis.FakeRedis(decode_responses=True)})
+
+
+@pytest.fixture
+def gateway(app) -> Iterator[str]:
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -96,18 +103,52 @@ def test_a_bad_endpoint_is_refused(gateway, name, url, events):
     assert ops.list_webhooks() == []
 
 
-def test_rotate_test_deliveries_and_retry(gateway):
+def test_rotation_keeps_the_old_secret_signing_beside_the_new(gateway, app):
     ops = Client(gateway, OTHER_KEY)
     first = ops.put_webhook("archive", URL, ["challenge.*"])["secret"]
     rotated = ops.rotate_webhook_secret("archive")["secret"]
     assert is_secret(rotated) and rotated != first
-    assert ops.test_webhook("archive") is None
-    deliveries = ops.webhook_deliveries("archive")
-    assert all(d["state"] in ("pending", "delivered", "failed") for d in deliveries)
-    assert ops.webhook_deliveries("archive", state="failed", limit=5) == []
+    signing = [e.secrets for e in app.extensions["authgw.webhooks"].endpoints() if e.name == "archive"]
+    assert signing == [(rotated, first)]
+    assert "secret" not in ops.get_webhook("archive")
+    assert refused(ops.rotate_webhook_secret, "nobody") == (404, "webhook_not_found")
+
+
+def test_a_test_event_fails_is_listed_failed_and_is_retried(gateway, app):
+    ops = Client(gateway, OTHER_KEY)
+    ops.put_webhook("archive", URL, ["challenge.verified"])  # patterns do not stop webhook.test
+    queued = ops.test_webhook("archive")
+    assert (queued["type"], queued["state"], queued["event_id"][:8]) == (
+        "webhook.test",
+        "pending",
+        "ev_test_",
+    )
+    assert ops.webhook_deliveries("archive") == [queued]
+
+    # The deliverer's part: two tries (the schedule is one wait of 1 s), both answered 503.
+    webhooks = app.extensions["authgw.webhooks"]
+    for _ in range(2):
+        claimed: list = []
+        wait_until(
+            "the delivery due", lambda got=claimed: got.extend(webhooks.claim_due("archive", 10, 30)) or got
+        )
+        (claim,) = claimed
+        webhooks.record(
+            "archive", claim.delivery_id, claim.attempt, ok=False, status=503, error=None, retry_after=None
+        )
+
+    (failed,) = ops.webhook_deliveries("archive", state="failed", limit=5)
+    assert (failed["id"], failed["attempts"], failed["last_status"]) == (queued["id"], 2, 503)
+    assert ops.webhook_deliveries("archive", state="pending") == []
+    assert ops.get_webhook("archive")["lag_seconds"] == 0  # failed ones are not lag
+
+    again = ops.retry_delivery("archive", failed["id"])
+    assert (again["id"], again["state"]) == (failed["id"], "pending")
+    assert refused(ops.retry_delivery, "archive", failed["id"]) == (409, "delivery_not_failed")
     assert refused(ops.retry_delivery, "archive", "dl_nope") == (404, "delivery_not_found")
-    for call in (ops.rotate_webhook_secret, ops.test_webhook, ops.webhook_deliveries):
+    for call in (ops.test_webhook, ops.webhook_deliveries):
         assert refused(call, "nobody") == (404, "webhook_not_found")
+    assert refused(ops.webhook_deliveries, "archive", state="lost") == (422, "validation_error")
 
 
 def test_a_corebank_client_may_make_none_of_the_webhook_calls(gateway):
