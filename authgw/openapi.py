@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from authgw.challenges import models
 from authgw.identifiers import CUSTOMER_ID_PATTERN
+from authgw.outbound import models as webhook_models
 
 ERRORS = {
     "401": "Missing or wrong API key",
@@ -88,6 +89,12 @@ def openapi_document() -> dict[str, Any]:
         models.Challenge,
         models.Events,
         models.Problem,
+        webhook_models.WebhookPut,
+        webhook_models.Webhook,
+        webhook_models.Webhooks,
+        webhook_models.Secret,
+        webhook_models.Delivery,
+        webhook_models.Deliveries,
     ):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, sub in schema.pop("$defs", {}).items():
@@ -212,6 +219,7 @@ def openapi_document() -> dict[str, Any]:
             "post": _op("Cancel a pending challenge", "200", ch, None, ("404", "409"), chal),
         },
     }
+    paths.update(_webhook_paths())
     return {
         "openapi": "3.1.0",
         "info": {
@@ -223,5 +231,99 @@ def openapi_document() -> dict[str, Any]:
         "components": {
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _webhook_paths() -> dict[str, Any]:
+    """``/v1/webhooks``: every call is an operator's (403 for a corebank client)."""
+    wm = webhook_models
+    name = [_path_param("name", CUSTOMER_ID_PATTERN)]
+    delivery = [*name, _path_param("delivery_id", r"^dl_[a-z2-7]{26}$")]
+    deliveries = [
+        *name,
+        {
+            "name": "state",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "enum": ["pending", "delivered", "failed"]},
+        },
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+        },
+    ]
+    put = _op(
+        "Create (201, with its secret shown this once) or update (200) an endpoint (operators)",
+        "200",
+        wm.Webhook,
+        wm.WebhookPut,
+        ("403", "422"),
+        name,
+    )
+    put["responses"]["201"] = {
+        "description": "Created: the endpoint with its secret, shown this once",
+        "content": {"application/json": {"schema": _ref(wm.Webhook)}},
+        "headers": {"X-Request-Id": REQUEST_ID},
+    }
+    return {
+        "/v1/webhooks": {
+            "get": _op("The webhook endpoints (operators)", "200", wm.Webhooks, None, ("403",)),
+        },
+        "/v1/webhooks/{name}": {
+            "put": put,
+            "get": _op(
+                "Read an endpoint, with lag_seconds (operators)",
+                "200",
+                wm.Webhook,
+                None,
+                ("403", "404"),
+                name,
+            ),
+            "delete": _op(
+                "Delete an endpoint and its deliveries (operators)", "204", None, None, ("403", "404"), name
+            ),
+        },
+        "/v1/webhooks/{name}/rotate-secret": {
+            "post": _op(
+                "Rotate the secret: the old one signs too for 24 hours (operators)",
+                "200",
+                wm.Secret,
+                None,
+                ("403", "404", "422"),
+                name,
+            ),
+        },
+        "/v1/webhooks/{name}/test": {
+            "post": _op(
+                "Queue a webhook.test event for the endpoint (operators)",
+                "202",
+                wm.Delivery,
+                None,
+                ("403", "404", "422"),
+                name,
+            ),
+        },
+        "/v1/webhooks/{name}/deliveries": {
+            "get": _op(
+                "The endpoint's deliveries, newest first (operators)",
+                "200",
+                wm.Deliveries,
+                None,
+                ("403", "404", "422"),
+                deliveries,
+            ),
+        },
+        "/v1/webhooks/{name}/deliveries/{delivery_id}/retry": {
+            "post": _op(
+                "Queue a failed delivery again (operators)",
+                "202",
+                wm.Delivery,
+                None,
+                ("403", "404", "409", "422"),
+                delivery,
+            ),
         },
     }

@@ -21,6 +21,8 @@ bp.before_request(require_client)
 DELIVERIES_DEFAULT, DELIVERIES_MAX = 20, 100
 STATES = ("pending", "delivered", "failed")
 NAME_RULE = "must be 1-64 of A-Z a-z 0-9 . _ -"
+# An answer holding a secret is kept by no cache between the gateway and the operator.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 def webhooks() -> Webhooks:
@@ -55,7 +57,7 @@ def put_webhook(name: str) -> Response:
     endpoint, secret = webhooks().put(name, body)
     if secret is None:
         return as_json(endpoint)
-    return as_json({**endpoint, "secret": secret}, 201)
+    return as_json({**endpoint, "secret": secret}, 201, NO_STORE)
 
 
 @bp.get("/<name>")
@@ -75,7 +77,7 @@ def delete_webhook(name: str) -> Response:
 @operator_only
 def rotate_secret(name: str) -> Response:
     _empty_body()
-    return as_json({"secret": webhooks().rotate(known(name))})
+    return as_json({"secret": webhooks().rotate(known(name))}, headers=NO_STORE)
 
 
 @bp.get("/<name>/deliveries")
