@@ -81,6 +81,7 @@ def _dev_defaults(host: str, port: int) -> list[str]:
         "AUTHGW_PUBLIC_URL": f"http://{shown_host}:{port}",
         "AUTHGW_CALLBACK_NUMBERS": DEV_CALLBACK_NUMBERS,
         "AUTHGW_OPERATORS": DEV_OPERATORS,
+        "AUTHGW_WEBHOOK_ALLOW_HTTP": "1",  # a webhook receiver on loopback (the README's)
         "AUTHGW_DEV": "1",  # the demo at /demo/
     }
     for name, value in defaults.items():
