@@ -48,7 +48,7 @@ def main() -> int:
             args.append("--dev")
         os.execv(args[0], args)  # noqa: S606 (the venv's own authgw)
     os.chdir(ROOT)
-    tree = ["authgw", "config", "tests", "bench", "dev.py"]
+    tree = ["authgw", "config", "tests", "bench", "docs/examples", "dev.py"]
     for check in (["check", *tree], ["format", "--check", *tree]):
         lint = subprocess.run([str(BIN / "ruff"), *check], check=False)
         if lint.returncode:

@@ -17,8 +17,10 @@ A refusal is a value at the domain level (``Outcome`` codes from the Lua scripts
 an ``ApiError`` at one place, ``authgw.challenges.outcomes``. The HTTP edge turns any
 ``AuthgwError`` into RFC 9457 problem+json; nothing else leaves the process.
 
-Outside the tree on purpose: ``authgw.client.Problem``, what the bank's side of the wire raises
-for a problem+json answer (the client imports nothing of the gateway, only the standard library).
+Outside the tree on purpose: ``authgw.client.Problem`` and ``authgw.client.InvalidWebhook``, what
+the bank's side of the wire raises for a problem+json answer and for a delivery whose signature
+does not hold (the client imports nothing of the gateway: the standard library, and
+``standardwebhooks`` only inside ``verify_webhook``).
 """
 
 from __future__ import annotations
