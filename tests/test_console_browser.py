@@ -258,14 +258,31 @@ def test_operator_retries_a_failed_webhook_delivery(
         # Core banking's endpoint is down (500); the archive's answers.
         got.answer = lambda r: (200 if r.path.endswith("/archive") else 500, {}, 0.0)
         endpoint(ops, "core-banking", got.url, ["customer.*", "challenge.verified"])
+        clock.advance(1)
         endpoint(ops, "archive", got.url + "/archive", ["*"])
+        wanted = 3  # phones_changed, locked, unlocked
+
+        def tried_once() -> bool:
+            # Every delivery to core banking tried once and its try recorded (not only claimed).
+            found = deliveries(ops, "core-banking")
+            tries = sum(d["attempts"] for d in found)
+            return (
+                len(found) == wanted
+                and all(d["attempts"] for d in found)
+                and attempts_made(deliverer, "core-banking") == tries
+            )
+
         with delivering(app, clock) as deliverer:
+            clock.advance(3600)
             register(Api(app.test_client()), "cust-0042", ("090-5555-0142",))
+            wait_until("fanned out", lambda: len(deliveries(ops, "core-banking")) == 1)
+            clock.advance(47)
             assert ops.post("/v1/customers/cust-0042/lock", {"note": "不審な振込"}).status_code == 200
+            wait_until("fanned out", lambda: len(deliveries(ops, "core-banking")) == 2)
+            clock.advance(312)
             assert ops.post("/v1/customers/cust-0042/unlock").status_code == 200
-            wanted = 3  # phones_changed, locked, unlocked
-            wait_until("the first tries", lambda: attempts_made(deliverer, "core-banking") == wanted)
-            clock.advance(6)  # past the schedule's one wait
+            wait_until("every first try", tried_once)
+            clock.advance(6)  # past the schedule's one wait: every second try is due
             wait_until(
                 "core banking's deliveries failed",
                 lambda: len(deliveries(ops, "core-banking", "failed")) == wanted,

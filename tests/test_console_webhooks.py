@@ -130,7 +130,7 @@ def test_operator_sees_every_endpoint_and_its_failed_deliveries_newest_first(
     for delivery_id in (first, second):
         row = failed.split(f'data-delivery="{delivery_id}"', 1)[1].split("</tr>", 1)[0]
         assert rows[delivery_id]["event_id"] in row and "webhook.test" in row
-        assert '<td data-label="試行回数">2</td>' in row and "HTTP 500" in row
+        assert '<td data-label="試行回数"><div class="v">2</div></td>' in row and "HTTP 500" in row
         assert confirm_path("core", delivery_id) in row
     assert "配信失敗はありません" in archive
 
