@@ -147,6 +147,11 @@ def test_no_endpoints_says_so(signed_in: Any) -> None:
     assert 'id="no-webhooks"' in page
 
 
+def test_the_notice_echoes_only_a_delivery_id(signed_in: Any) -> None:
+    page = signed_in.get("/console/webhooks?retried=Call+0120-000-000+now").get_data(as_text=True)
+    assert 'id="done"' not in page  # (the path is in the language form's next, escaped)
+
+
 # -- retry ---------------------------------------------------------------------------------
 
 

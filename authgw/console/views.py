@@ -32,6 +32,7 @@ from authgw.auth import OPERATOR, authenticate, roles_of
 from authgw.challenges.phones import display, to_e164
 from authgw.errors import ApiError, PhoneError
 from authgw.identifiers import CUSTOMER_ID_RE, is_customer_id, trail_id_of
+from authgw.outbound.deliveries import DELIVERY_ID
 from authgw.settings import Settings
 
 if TYPE_CHECKING:
@@ -388,7 +389,9 @@ def webhooks_page() -> str:
                 continue  # deleted in between
             raise
         shown.append({**endpoint, "failed": failed, "latest": latest})
-    retried = request.args.get("retried")
+    retried = request.args.get("retried", "")
+    if not DELIVERY_ID.fullmatch(retried):
+        retried = ""  # only a delivery id is echoed in the notice
     return render_template("webhooks.html", endpoints=shown, retried=retried)
 
 
