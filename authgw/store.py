@@ -383,6 +383,12 @@ class Store:
         """Every webhook endpoint's record (JSON) by name: a hint the webhook scripts re-check."""
         return dict(self.read_command("hgetall", self.keys.webhook_endpoints()))
 
+    def webhook_delivery(self, name: str, delivery_id: str) -> str | None:
+        """One delivery record (JSON) of endpoint ``name``, or None (a read for the console's
+        confirmation page; the retry script re-checks the state)."""
+        raw = self.read_command("hget", self.keys.webhook(name).records, delivery_id)
+        return None if raw is None else str(raw)
+
     def run_and_read(
         self, name: str, keys: Sequence[str], args: Sequence[Any], command: str, *command_args: Any
     ) -> tuple[Any, Any]:

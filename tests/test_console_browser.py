@@ -13,20 +13,41 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from authgw.app import create_app
 from authgw.cli import DEV_API_KEYS
+from tests.helpers.api import Api, register
+from tests.helpers.delivering import attempts_made, deliveries, delivering, endpoint
+from tests.helpers.polling import wait_until
+from tests.helpers.ports import free_ports
+from tests.helpers.receiver import receiver
 from tests.helpers.serving import http, serving
+from tests.helpers.settings import OTHER_KEY, settings_for_tests
 
 pytestmark = pytest.mark.real_redis
 
 DEV_KEYS = dict(pair.split("=", 1) for pair in DEV_API_KEYS.split(","))
 REQUIRED = os.environ.get("CI") == "true" or os.environ.get("AUTHGW_REQUIRE_REAL_REDIS") == "1"
 TIMEOUT_MS = 15_000
+# Screenshots for docs/console.md: written into docs/screenshots/ (to be committed) when
+# AUTHGW_UPDATE_SCREENSHOTS=1, else into the test's temporary folder.
+DOCS_SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+LAPTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+def shot_path(tmp_path: Path, name: str) -> Path:
+    if os.environ.get("AUTHGW_UPDATE_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOTS.mkdir(exist_ok=True)
+        return DOCS_SCREENSHOTS / name
+    return tmp_path / name
 
 
 def chromium_path() -> str:
@@ -202,3 +223,110 @@ def test_demo_in_confirm_mode_pressing_9_denies_and_locks(page: Any, confirming_
     page.wait_for_selector("#transfer-status[data-state=denied]")
     status, customer = http("GET", f"{confirming_gateway}/v1/customers/demo-customer", key=DEV_KEYS["ops"])
     assert status == 200 and customer["lock"]["reason"] == "fraud_report"
+
+
+@contextmanager
+def served_in_process(app: Any, port: int) -> Iterator[str]:
+    """``app`` served over real HTTP on loopback by a threaded WSGI server: for a test that
+    moves the app's clock by hand (``authgw serve`` runs on the host's)."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="test-http", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=30)
+
+
+def test_operator_retries_a_failed_webhook_delivery(
+    page: Any, real_store: Any, clock: Any, tmp_path: Path
+) -> None:
+    port = free_ports(1)[0]
+    settings = settings_for_tests(
+        operators="ops",
+        dev=True,
+        public_url=f"http://127.0.0.1:{port}",
+        webhook_allow_http="1",
+        webhook_retry_schedule="5",  # two tries, then failed
+    )
+    app = create_app({**settings, "redis_client": real_store, "clock": clock})
+    ops = Api(app.test_client(), OTHER_KEY)
+    with receiver() as got, served_in_process(app, port) as base:
+        # Core banking's endpoint is down (500); the archive's answers.
+        got.answer = lambda r: (200 if r.path.endswith("/archive") else 500, {}, 0.0)
+        endpoint(ops, "core-banking", got.url, ["customer.*", "challenge.verified"])
+        clock.advance(1)
+        endpoint(ops, "archive", got.url + "/archive", ["*"])
+        wanted = 3  # phones_changed, locked, unlocked
+
+        def tried_once() -> bool:
+            # Every delivery to core banking tried once and its try recorded (not only claimed).
+            found = deliveries(ops, "core-banking")
+            tries = sum(d["attempts"] for d in found)
+            return (
+                len(found) == wanted
+                and all(d["attempts"] for d in found)
+                and attempts_made(deliverer, "core-banking") == tries
+            )
+
+        with delivering(app, clock) as deliverer:
+            clock.advance(3600)
+            register(Api(app.test_client()), "cust-0042", ("090-5555-0142",))
+            wait_until("fanned out", lambda: len(deliveries(ops, "core-banking")) == 1)
+            clock.advance(47)
+            assert ops.post("/v1/customers/cust-0042/lock", {"note": "不審な振込"}).status_code == 200
+            wait_until("fanned out", lambda: len(deliveries(ops, "core-banking")) == 2)
+            clock.advance(312)
+            assert ops.post("/v1/customers/cust-0042/unlock").status_code == 200
+            wait_until("every first try", tried_once)
+            clock.advance(6)  # past the schedule's one wait: every second try is due
+            wait_until(
+                "core banking's deliveries failed",
+                lambda: len(deliveries(ops, "core-banking", "failed")) == wanted,
+            )
+            wait_until(
+                "the archive's delivered", lambda: len(deliveries(ops, "archive", "delivered")) == wanted
+            )
+        # The deliverer is stopped: a retried delivery stays pending for the page to show.
+        newest = deliveries(ops, "core-banking", "failed")[0]
+        assert newest["type"] == "customer.unlocked" and newest["attempts"] == 2
+
+        page.goto(f"{base}/console/")
+        page.fill("#api_key", OTHER_KEY)
+        page.click("#sign-in")
+        page.wait_for_url(f"{base}/console/")
+        assert page.text_content("#webhook-lag tr[data-webhook='core-banking'] .lag") == "0 秒"
+        page.click("#nav-webhooks")
+        page.wait_for_url(f"{base}/console/webhooks")
+        row = f"#webhook-core-banking table.failed tr[data-delivery='{newest['id']}']"
+        assert newest["event_id"] in page.text_content(row)
+        assert "HTTP 500" in page.text_content(row)
+        assert page.locator("#webhook-core-banking table.failed tbody tr").count() == wanted
+        assert page.locator("#webhook-archive table.failed").count() == 0  # none failed there
+        screenshot(page, shot_path(tmp_path, "console-webhooks-ja.png"))
+        page.set_viewport_size(PHONE)
+        screenshot(page, shot_path(tmp_path, "console-webhooks-phone-ja.png"))
+        page.set_viewport_size(LAPTOP)
+
+        page.click(f"{row} button.retry")
+        page.wait_for_selector("#question")
+        assert newest["id"] in page.text_content("#question")
+        assert deliveries(ops, "core-banking", "failed")[0]["id"] == newest["id"]  # asking changed nothing
+        page.click("#confirm")
+        page.wait_for_selector("#done")
+        assert (
+            page.get_attribute(
+                f"#webhook-core-banking table.latest tr[data-delivery='{newest['id']}']", "data-state"
+            )
+            == "pending"
+        )
+        assert page.locator(row).count() == 0  # no longer among the failed
+        assert (
+            next(d for d in deliveries(ops, "core-banking") if d["id"] == newest["id"])["state"] == "pending"
+        )
+        # Pending again, it counts in the endpoint's lag on the overview.
+        page.goto(f"{base}/console/")
+        assert page.text_content("#webhook-lag tr[data-webhook='core-banking'] .lag") != "0 秒"

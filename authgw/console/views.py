@@ -1,8 +1,10 @@
-"""The console's pages: sign-in, find a customer, the customer page and its actions."""
+"""The console's pages: sign-in, find a customer, the customer page and its actions, the
+webhook endpoints with their failed deliveries and the retry of one."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import unicodedata
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -29,8 +31,12 @@ from authgw import scripts
 from authgw.auth import OPERATOR, authenticate, roles_of
 from authgw.challenges.phones import display, to_e164
 from authgw.errors import ApiError, PhoneError
-from authgw.identifiers import CUSTOMER_ID_RE, trail_id_of
+from authgw.identifiers import CUSTOMER_ID_RE, is_customer_id, trail_id_of
+from authgw.outbound.deliveries import DELIVERY_ID
 from authgw.settings import Settings
+
+if TYPE_CHECKING:
+    from authgw.outbound.deliveries import Webhooks
 
 if TYPE_CHECKING:
     from authgw.app import Gateway
@@ -44,11 +50,23 @@ PAGE = 20  # events per page of the trail
 OPEN_SHOWN = 20  # open challenges shown at most
 ACTIONS = ("lock", "unlock", "remove_totp")
 NOTE_MAX = 500
+FAILED_SHOWN = 50  # failed deliveries shown per endpoint at most
+LATEST_SHOWN = 10  # latest deliveries (any state) shown per endpoint
+LAG_WARNING_SECONDS = 60
 PUBLIC_ENDPOINTS = ("console.sign_in", "console.sign_in_post", "console.language", "console.static")
+
+
+# Every console action that leaves no event on a customer's trail (a webhook retry) writes
+# one line here, with the operator's client name in ``by``.
+audit = logging.getLogger("authgw.audit")
 
 
 def gateway() -> Gateway:
     return current_app.extensions["authgw"]  # type: ignore[no-any-return]
+
+
+def webhooks() -> Webhooks:
+    return current_app.extensions["authgw.webhooks"]  # type: ignore[no-any-return]
 
 
 def fingerprint(key_digest: bytes) -> str:
@@ -71,6 +89,9 @@ def template_globals() -> dict[str, Any]:
         "operator": g.get("operator"),
         "reason_label": reason_label,
         "totp_label": totp_label,
+        "state_label": state_label,
+        "duration": duration,
+        "lag_warning": LAG_WARNING_SECONDS,
     }
 
 
@@ -87,6 +108,21 @@ def reason_label(reason: str) -> str:
 def totp_label(state: str) -> str:
     labels = {"active": _("Enrolled"), "pending": _("Enrolment started"), "none": _("Not enrolled")}
     return str(labels.get(state, state))
+
+
+def state_label(state: str) -> str:
+    labels = {"pending": _("Pending"), "delivered": _("Delivered"), "failed": _("Failed")}
+    return str(labels.get(state, state))
+
+
+def duration(seconds: float) -> str:
+    """A lag as a person reads it: ``12 s``, ``3 min 4 s``, ``2 h 5 min``."""
+    whole = int(seconds)
+    if whole < 60:
+        return str(_("%(s)s s", s=whole))
+    if whole < 3600:
+        return str(_("%(m)s min %(s)s s", m=whole // 60, s=whole % 60))
+    return str(_("%(h)s h %(m)s min", h=whole // 3600, m=whole % 3600 // 60))
 
 
 @bp.before_request
@@ -190,7 +226,8 @@ def home() -> Response | str:
     gw = gateway()
     if not query:
         counts = current_app.extensions["authgw_console_stats"].overview()
-        return render_template("home.html", query="", matches=None, counts=counts)
+        hooks = webhooks().listed_with_lag()
+        return render_template("home.html", query="", matches=None, counts=counts, hooks=hooks)
     matches: list[str] = []
     e164 = phone_of(query, gw.settings.default_region)
     if e164:
@@ -319,6 +356,86 @@ def act(customer_id: str, action: str) -> Response:
     }
     done[action]()
     return redirect(url_for("console.customer", customer_id=customer_id, done=action))
+
+
+# -- webhooks -----------------------------------------------------------------------------
+
+
+def refusal(message: str, status: int) -> tuple[str, int]:
+    back = (url_for("console.webhooks_page"), _("Back to webhooks"))
+    return render_template("error.html", message=message, back=back), status
+
+
+def not_failed(delivery: dict[str, Any]) -> tuple[str, int]:
+    message = _(
+        "Delivery %(id)s is not failed (it is %(state)s): only a failed delivery can be retried.",
+        id=delivery["id"],
+        state=state_label(delivery["state"]),
+    )
+    return refusal(str(message), 409)
+
+
+@bp.get("/webhooks")
+def webhooks_page() -> str:
+    """Every endpoint with its lag, its failed deliveries and its latest ones, newest first."""
+    wh = webhooks()
+    shown = []
+    for endpoint in wh.listed_with_lag():
+        try:
+            failed = wh.deliveries(endpoint["name"], "failed", FAILED_SHOWN)
+            latest = wh.deliveries(endpoint["name"], None, LATEST_SHOWN)
+        except ApiError as exc:
+            if exc.code == "webhook_not_found":
+                continue  # deleted in between
+            raise
+        shown.append({**endpoint, "failed": failed, "latest": latest})
+    retried = request.args.get("retried", "")
+    if not DELIVERY_ID.fullmatch(retried):
+        retried = ""  # only a delivery id is echoed in the notice
+    return render_template("webhooks.html", endpoints=shown, retried=retried)
+
+
+def delivery_of(name: str, delivery_id: str) -> dict[str, Any]:
+    delivery = webhooks().delivery(name, delivery_id) if is_customer_id(name) else None
+    if delivery is None:
+        abort(404)
+    return delivery
+
+
+@bp.get("/webhooks/<name>/deliveries/<delivery_id>/confirm-retry")
+def confirm_retry(name: str, delivery_id: str) -> str | tuple[str, int]:
+    delivery = delivery_of(name, delivery_id)
+    if delivery["state"] != "failed":
+        return not_failed(delivery)
+    return render_template("confirm_retry.html", name=name, delivery=delivery)
+
+
+@bp.post("/webhooks/<name>/deliveries/<delivery_id>/retry")
+def retry_delivery(name: str, delivery_id: str) -> Response | tuple[str, int]:
+    delivery = delivery_of(name, delivery_id)
+    try:
+        queued = webhooks().retry(name, delivery_id)
+    except ApiError as exc:
+        if exc.code == "delivery_not_failed":
+            return not_failed(webhooks().delivery(name, delivery_id) or delivery)
+        if exc.code in ("delivery_not_found", "webhook_not_found"):
+            abort(404)
+        raise
+    audit.info(
+        "webhook delivery %s of %s queued again by %s",
+        delivery_id,
+        name,
+        g.operator,
+        extra={
+            "action": "webhook.delivery_retried",
+            "by": g.operator,
+            "webhook": name,
+            "delivery_id": delivery_id,
+            "event_id": queued["event_id"],
+            "event_type": queued["type"],
+        },
+    )
+    return redirect(url_for("console.webhooks_page", retried=delivery_id, _anchor=f"webhook-{name}"))
 
 
 @bp.errorhandler(400)

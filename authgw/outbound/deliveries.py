@@ -366,3 +366,24 @@ class Webhooks:
         )
         (out,) = scripts.webhook_fan_out_many(self.store, [call])
         return render_delivery(out.record)
+
+    # -- the console's --------------------------------------------------------------------
+
+    def listed_with_lag(self) -> list[dict[str, Any]]:
+        """Every endpoint (in ``listed`` order) with its ``lag_seconds``, all read from the store
+        (the same on every gateway host); one deleted in between is left out."""
+        found = []
+        for endpoint in self.listed():
+            try:
+                found.append(self.get(endpoint["name"]))
+            except ApiError as exc:
+                if exc.code != "webhook_not_found":
+                    raise
+        return found
+
+    def delivery(self, name: str, delivery_id: str) -> dict[str, Any] | None:
+        """One delivery object of endpoint ``name``, or None when there is no such delivery."""
+        if not DELIVERY_ID.fullmatch(delivery_id):
+            return None
+        raw = self.store.webhook_delivery(name, delivery_id)
+        return None if raw is None else render_delivery(raw)

@@ -63,3 +63,27 @@ def attempts_made(deliverer: Deliverer, name: str) -> int:
         int(registry.get_sample_value("authgw_webhook_attempts_total", {"endpoint": name, "outcome": o}) or 0)
         for o in ("delivered", "failed_attempt")
     )
+
+
+def fail_due(app: Any, clock: Any, name: str) -> list[str]:
+    """Try every due delivery of endpoint ``name`` and record each try refused (HTTP 500), as a
+    deliverer whose receiver is down would, moving ``clock`` past each wait of the schedule
+    until none is left: the ids of the deliveries that ended ``failed``, in the order they
+    did. No HTTP: the deliverer's own calls of ``Webhooks``."""
+    webhooks = app.extensions["authgw.webhooks"]
+    failed = []
+    for _ in range(len(webhooks.schedule) + 1):
+        for claim in webhooks.claim_due(name, 100, 15):
+            outcome = webhooks.record(
+                name,
+                claim.delivery_id,
+                claim.attempt,
+                ok=False,
+                status=500,
+                error="HTTP 500",
+                retry_after=None,
+            )
+            if outcome == "failed":
+                failed.append(claim.delivery_id)
+        clock.advance(max(webhooks.schedule) + 1)
+    return failed

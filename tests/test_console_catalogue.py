@@ -1,0 +1,30 @@
+"""Every message the console's templates and views mark for translation has its Japanese in the
+catalogue (English is the message id itself), so no page shows English to a Japanese operator."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
+
+TEMPLATES = "**/templates/**.html"
+
+
+def test_every_marked_message_has_its_japanese() -> None:
+    root = resources.files("authgw.console")
+    with root.joinpath("translations", "ja", "LC_MESSAGES", "messages.po").open("rb") as fh:
+        catalogue = read_po(fh, locale="ja")
+    methods = [(TEMPLATES, "jinja2"), ("**.py", "python")]
+    options = {TEMPLATES: {"extensions": "jinja2.ext.i18n"}}
+    missing, marked = [], 0
+    for filename, lineno, message, _comments, _context in extract_from_dir(str(root), methods, options):
+        for msgid in message if isinstance(message, tuple) else (message,):
+            if not msgid:
+                continue
+            marked += 1
+            entry = catalogue.get(msgid)
+            if entry is None or not entry.string:
+                missing.append(f"{filename}:{lineno}: {msgid!r}")
+    assert marked > 100  # the extraction found the console's messages
+    assert not missing, missing
