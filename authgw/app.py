@@ -86,13 +86,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     domain = Domain.build(settings, store, host_clock, sleep)
     customers = Customers(domain)
-    app.extensions["authgw"] = Gateway(settings, store, domain, customers, Challenges(domain, customers))
+    challenges = Challenges(domain, customers)
+    app.extensions["authgw"] = Gateway(settings, store, domain, customers, challenges)
 
     app.register_blueprint(v1)
     ratelimit.install(app, store, settings)
     app.register_blueprint(ops)
     app.register_blueprint(webhooks)
-    install_metrics(app, store, domain.store_clock)
+    install_metrics(app, store, domain.store_clock, challenges.waiting)
     # A test that moves time by hand gets no background thread (the overview sends the counts).
     console.install(app, settings, background=clock is None)
     logs.install(app)

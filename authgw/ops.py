@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from authgw.auth import authenticate
+from authgw.challenges.waiting import Waiting
 from authgw.errors import ApiError, StoreUnavailable, problem
 from authgw.http import PROBLEM_TYPE, as_json
 from authgw.openapi import openapi_document
@@ -127,6 +128,24 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemostrecent",
         )
+        self.long_polls = Gauge(
+            "authgw_long_poll_waiting",
+            "Requests waiting for a pending challenge to change (GET /v1/challenges/{id}?wait=N)",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.long_polls_woken = Counter(
+            "authgw_long_poll_woken_total",
+            "Waiting requests woken by their challenge's doorbell (the rest by the re-read)",
+            registry=self.registry,
+        )
+
+    def observe_waiting(self, what: str, n: int) -> None:
+        """Follow the long-polls (``authgw.challenges.waiting.Waiting.observers``)."""
+        if what == "waiting":
+            self.long_polls.inc(n)
+        elif what == "woken":
+            self.long_polls_woken.inc(n)
 
     def observe_script(self, name: str, result: Any) -> None:
         """Count one script answer; its first item is its status (``ok`` or a code)."""
@@ -138,9 +157,13 @@ class Metrics:
             self.lockouts.inc()
 
 
-def install_metrics(app: Flask, store: Store | None = None, clock: StoreClock | None = None) -> None:
+def install_metrics(
+    app: Flask, store: Store | None = None, clock: StoreClock | None = None, waiting: Waiting | None = None
+) -> None:
     m = Metrics()
     app.extensions["authgw.metrics"] = m
+    if waiting is not None:
+        waiting.observers.append(m.observe_waiting)
     if store is not None:
         store.observers.append(m.observe_script)
     if clock is not None:

@@ -110,6 +110,9 @@ class Waiting:
         # What the listener has done, for tests and metrics.
         self.heard = 0  # rings received
         self.woken = 0  # bells rung
+        # Called with ("waiting", +1 or -1) as a request starts or stops waiting after a read
+        # found its challenge pending, and ("woken", n) as the listener rings n bells.
+        self.observers: list[Callable[[str, int], None]] = []
 
     # -- the long-poll ----------------------------------------------------------------------
 
@@ -123,24 +126,39 @@ class Waiting:
         deadline = self.clock() + seconds
         with self.watch(channel, challenge_id, seconds) as bell:
             challenge = read()
+            if challenge["status"] != "pending" or self.clock() >= deadline:
+                return challenge
+            self._tell("waiting", 1)
+            try:
+                return self._until_settled(bell, challenge, deadline, read)
+            finally:
+                self._tell("waiting", -1)
+
+    def _until_settled(
+        self, bell: Bell, challenge: dict[str, Any], deadline: float, read: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        last = self.clock()
+        expiry = self._expiry(challenge)
+        after_ring = False
+        while challenge["status"] == "pending":
+            now = self.clock()
+            if now >= deadline:
+                break
+            due = last + INTERVAL_SECONDS
+            if expiry is not None and expiry > last:
+                due = min(due, expiry)
+            rung = bell.wait(min(due, deadline) - now)
+            if rung and after_ring:
+                # Rings that keep finding it pending: read no more often than the gap.
+                bell.wait(min(last + RING_GAP_SECONDS, deadline) - self.clock())
+            challenge = read()
             last = self.clock()
-            expiry = self._expiry(challenge)
-            after_ring = False
-            while challenge["status"] == "pending":
-                now = self.clock()
-                if now >= deadline:
-                    break
-                due = last + INTERVAL_SECONDS
-                if expiry is not None and expiry > last:
-                    due = min(due, expiry)
-                rung = bell.wait(min(due, deadline) - now)
-                if rung and after_ring:
-                    # Rings that keep finding it pending: read no more often than the gap.
-                    bell.wait(min(last + RING_GAP_SECONDS, deadline) - self.clock())
-                challenge = read()
-                last = self.clock()
-                after_ring = rung
+            after_ring = rung
         return challenge
+
+    def _tell(self, what: str, n: int) -> None:
+        for observe in self.observers:
+            observe(what, n)
 
     def _expiry(self, challenge: dict[str, Any]) -> float | None:
         """When, on the host's clock, the challenge's expiry is settled by a read."""
@@ -274,7 +292,11 @@ class Waiting:
                 else:
                     ready.clear()
             self.heard += len(rings)
+            woken = 0
             for _channel, challenge_id in rings:
                 for bell in self._bells.get(challenge_id, ()):
                     bell.ring()
-                    self.woken += 1
+                    woken += 1
+            self.woken += woken
+        if woken:
+            self._tell("woken", woken)
