@@ -143,7 +143,7 @@ class Metrics:
     def observe_waiting(self, what: str, n: int) -> None:
         """Follow the long-polls (``authgw.challenges.waiting.Waiting.observers``)."""
         if what == "waiting":
-            self.long_polls.inc(n)
+            self.long_polls.set(n)
         elif what == "woken":
             self.long_polls_woken.inc(n)
 

@@ -110,9 +110,11 @@ class Waiting:
         # What the listener has done, for tests and metrics.
         self.heard = 0  # rings received
         self.woken = 0  # bells rung
-        # Called with ("waiting", +1 or -1) as a request starts or stops waiting after a read
-        # found its challenge pending, and ("woken", n) as the listener rings n bells.
+        # Called by the listener only (one greenlet or thread, never each request): with
+        # ("waiting", n), the requests waiting after a read found their challenge pending, at
+        # each of its ticks, and ("woken", n) as it rings n bells.
         self.observers: list[Callable[[str, int], None]] = []
+        self._waiting = 0  # requests past their first read, waiting
 
     # -- the long-poll ----------------------------------------------------------------------
 
@@ -128,11 +130,11 @@ class Waiting:
             challenge = read()
             if challenge["status"] != "pending" or self.clock() >= deadline:
                 return challenge
-            self._tell("waiting", 1)
+            self._count_waiting(1)
             try:
                 return self._until_settled(bell, challenge, deadline, read)
             finally:
-                self._tell("waiting", -1)
+                self._count_waiting(-1)
 
     def _until_settled(
         self, bell: Bell, challenge: dict[str, Any], deadline: float, read: Callable[[], dict[str, Any]]
@@ -155,6 +157,10 @@ class Waiting:
             last = self.clock()
             after_ring = rung
         return challenge
+
+    def _count_waiting(self, n: int) -> None:
+        with self._lock:
+            self._waiting += n
 
     def _tell(self, what: str, n: int) -> None:
         for observe in self.observers:
@@ -246,6 +252,7 @@ class Waiting:
         subscription = self.store.subscribe([])
         try:
             while self._apply(subscription, stop):
+                self._tell("waiting", self._waiting)
                 rings = subscription.wait(LISTEN_TICK_SECONDS)
                 self._deliver(subscription, rings, stop)
                 if not subscription.open:
@@ -256,6 +263,7 @@ class Waiting:
                 if not stop.is_set():
                     self._listener = None
         finally:
+            self._tell("waiting", self._waiting)
             subscription.close()
 
     def _apply(self, subscription: Subscription, stop: threading.Event) -> bool:
