@@ -87,7 +87,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     )
     domain = Domain.build(settings, store, host_clock, sleep)
     customers = Customers(domain)
-    app.extensions["authgw"] = Gateway(settings, store, domain, customers, Challenges(domain, customers))
+    challenges = Challenges(domain, customers)
+    app.extensions["authgw"] = Gateway(settings, store, domain, customers, challenges)
 
     app.extensions["authgw.webhooks"] = Webhooks(domain)
 

@@ -54,6 +54,24 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemostrecent",
         )
+        self.long_polls = Gauge(
+            "authgw_long_poll_waiting",
+            "Requests waiting for a pending challenge to change (GET /v1/challenges/{id}?wait=N)",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.long_polls_woken = Counter(
+            "authgw_long_poll_woken_total",
+            "Waiting requests woken by their challenge's doorbell (the rest by the re-read)",
+            registry=self.registry,
+        )
+
+    def observe_waiting(self, what: str, n: int) -> None:
+        """Follow the long-polls (``authgw.challenges.waiting.Waiting.observers``)."""
+        if what == "waiting":
+            self.long_polls.set(n)
+        elif what == "woken":
+            self.long_polls_woken.inc(n)
 
     def observe_script(self, name: str, result: Any) -> None:
         """Count one script answer; its first item is its status (``ok`` or a code)."""
@@ -71,6 +89,7 @@ def init_app(app: Flask) -> Metrics:
     m = Metrics()
     app.extensions["authgw.metrics"] = m
     gateway.store.observers.append(m.observe_script)
+    gateway.challenges.waiting.observers.append(m.observe_waiting)
     clock = gateway.domain.store_clock
     clock.observers.append(m.clock_offset.set)
     if clock.offset is not None:

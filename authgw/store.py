@@ -684,15 +684,76 @@ class Subscription:
         self.store = store
         self.channels = channels
         self._pubsub: Any = None
+        # Channels whose subscription the server has confirmed, and the SSUBSCRIBE and
+        # SUNSUBSCRIBE commands of each channel still to be confirmed: a channel counts as
+        # subscribed only once every command sent for it is answered and the last was a
+        # subscription (``confirmed``).
+        self._confirmed: set[str] = set()
+        self._unanswered: dict[str, int] = {}
+
+    @property
+    def open(self) -> bool:
+        """Whether the connection is up (False before the first ``wait`` and after an error)."""
+        return self._pubsub is not None
+
+    @property
+    def confirmed(self) -> frozenset[str]:
+        """The channels the server has confirmed as subscribed on the open connection: a ring
+        published after that confirmation is delivered. Confirmations arrive through ``wait``."""
+        return frozenset(self._confirmed)
 
     def _open(self) -> Any:
         with self.store.boundary():
             pubsub = self.store.client.pubsub()
-            # In batches: one command per batch on a single server; a Cluster's client routes
-            # each channel to the node that owns its slot.
-            for first in range(0, len(self.channels), 256):
-                pubsub.ssubscribe(*self.channels[first : first + 256])
+            self._send(pubsub, "ssubscribe", self.channels)
         return pubsub
+
+    def _send(self, pubsub: Any, command: str, channels: Sequence[str]) -> None:
+        # In batches: one command per batch on a single server; a Cluster's client routes
+        # each channel to the node that owns its slot.
+        for first in range(0, len(channels), 256):
+            batch = channels[first : first + 256]
+            for channel in batch:
+                self._unanswered[channel] = self._unanswered.get(channel, 0) + 1
+            getattr(pubsub, command)(*batch)
+
+    def add(self, channels: Sequence[str]) -> None:
+        """Subscribe to more channels: now when the connection is up, else when it opens."""
+        self._change("ssubscribe", [c for c in dict.fromkeys(channels) if c not in self.channels])
+
+    def remove(self, channels: Sequence[str]) -> None:
+        """Stop listening on these channels."""
+        self._change("sunsubscribe", [c for c in dict.fromkeys(channels) if c in self.channels])
+
+    def _change(self, command: str, channels: list[str]) -> None:
+        if not channels:
+            return
+        if command == "ssubscribe":
+            self.channels.extend(channels)
+        else:
+            gone = set(channels)
+            self.channels = [c for c in self.channels if c not in gone]
+            self._confirmed -= gone
+        if self._pubsub is None:
+            return
+        try:
+            with self.store.boundary():
+                self._send(self._pubsub, command, channels)
+        except StoreUnavailable:
+            self.close()  # the next wait opens it again, with every channel
+
+    def _answered(self, message: dict[str, Any]) -> None:
+        """Note a server's confirmation of an SSUBSCRIBE or SUNSUBSCRIBE of one channel."""
+        channel = _text(message["channel"])
+        left = self._unanswered.get(channel, 0) - 1
+        if left > 0:
+            self._unanswered[channel] = left
+            return
+        self._unanswered.pop(channel, None)
+        if message["type"] == "ssubscribe" and channel in self.channels:
+            self._confirmed.add(channel)
+        else:
+            self._confirmed.discard(channel)
 
     def wait(self, timeout: float) -> list[tuple[str, str]]:
         """The rings (channel, message) that arrive within ``timeout`` seconds: returns at the
@@ -703,8 +764,11 @@ class Subscription:
             rings: list[tuple[str, str]] = []
             message = self._next(timeout)
             while message is not None:
-                if message.get("type") == "smessage":
+                kind = _text(message.get("type", ""))
+                if kind == "smessage":
                     rings.append((_text(message["channel"]), _text(message["data"])))
+                elif kind in ("ssubscribe", "sunsubscribe"):
+                    self._answered(message)
                 message = self._next(0.0)
             return rings
         except (
@@ -724,6 +788,8 @@ class Subscription:
 
     def close(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
+        self._confirmed.clear()
+        self._unanswered.clear()
         if pubsub is not None:
             with suppress(Exception):
                 pubsub.close()

@@ -26,10 +26,11 @@ from authgw.auth import sees_every_client
 from authgw.challenges import limits, models
 from authgw.challenges.codes import Codes
 from authgw.challenges.customers import Customers
-from authgw.challenges.domain import Domain, rfc3339
+from authgw.challenges.domain import Domain, pause, rfc3339
 from authgw.challenges.locks import policy_arg
 from authgw.challenges.outcomes import RETRIES
 from authgw.challenges.phones import display
+from authgw.challenges.waiting import Waiting
 from authgw.errors import ApiError, StoreUnavailable
 from authgw.identifiers import new_challenge_id, tag_of_challenge
 from authgw.keys import CustomerKeys
@@ -41,10 +42,6 @@ log = logging.getLogger(__name__)
 # worker) keeps the key from a corrected request; far longer than any request lives (each
 # store call gives up after redis_timeout, a worker is killed after 10 s without a beat).
 IDEMPOTENCY_LEASE_SECONDS = 60
-# A long-poll (``GET /v1/challenges/{id}?wait=N``) re-reads a pending challenge this often:
-# the contract allows a waiting request at most one store read per 5 seconds besides the
-# read that answers it.
-LONG_POLL_INTERVAL_SECONDS = 5.0
 
 
 @dataclass
@@ -134,6 +131,14 @@ class Challenges:
         self.d = domain
         self.customers = customers
         self.keys = domain.store.keys
+        # The long-polls of this process (one listener for all of them). A test's stand-in
+        # sleep, when there is one, is what a waiting request's waits are.
+        self.waiting = Waiting(
+            domain.store,
+            domain.clock,
+            lambda: domain.now().seconds - domain.clock(),
+            sleep=None if domain.sleep is pause else domain.sleep,
+        )
 
     # -- creation -------------------------------------------------------------------------
 
@@ -299,19 +304,18 @@ class Challenges:
     def get(self, client: str, challenge_id: str, wait: float = 0) -> dict[str, Any]:
         """The challenge, if the client created it, or reads every client's (an operator).
 
-        With ``wait`` (seconds), a pending challenge is read again every
-        ``LONG_POLL_INTERVAL_SECONDS`` until it is no longer pending or ``wait`` has passed;
-        the request sleeps in between (a greenlet's sleep under the gevent workers)."""
+        With ``wait`` (seconds), a pending challenge is answered as soon as a read finds it no
+        longer pending, or after ``wait`` with it still pending: read again when its bucket's
+        doorbell rings with its id, and every ``waiting.INTERVAL_SECONDS`` as the safety net
+        (``authgw.challenges.waiting``). The request waits on an event in between (a greenlet
+        under the gevent workers), holding no store connection."""
         any_client = sees_every_client(client, self.d.settings)
-        challenge = self._read(client, challenge_id, any_client=any_client)
-        deadline = self.d.clock() + wait
-        while challenge["status"] == "pending":
-            left = deadline - self.d.clock()
-            if left <= 0:
-                break
-            self.d.sleep(min(LONG_POLL_INTERVAL_SECONDS, left))
-            challenge = self._read(client, challenge_id, any_client=any_client)
-        return challenge
+        if not wait:
+            return self._read(client, challenge_id, any_client=any_client)
+        keys = self._challenge_keys(challenge_id)
+        return self.waiting.until_settled(
+            keys.outbox, challenge_id, wait, lambda: self._read(client, challenge_id, any_client=any_client)
+        )
 
     # -- transitions ----------------------------------------------------------------------
 
