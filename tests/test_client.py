@@ -12,11 +12,11 @@ from typing import Any
 import fakeredis
 import pyotp
 import pytest
-from werkzeug.serving import make_server
 
 from authgw.app import create_app
 from authgw.client import Client, Problem, transaction_digest
 from tests.helpers.api import transfer
+from tests.helpers.serving import in_process
 from tests.helpers.settings import API_KEY, OTHER_KEY, settings_for_tests
 
 
@@ -25,14 +25,8 @@ def served(**settings: Any) -> Iterator[str]:
     app = create_app(
         {**settings_for_tests(**settings), "redis_client": fakeredis.FakeRedis(decode_responses=True)}
     )
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
+    with in_process(app) as base:
+        yield base
 
 
 @pytest.fixture

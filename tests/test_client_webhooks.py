@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import base64
 import importlib.util
-import threading
 from collections.abc import Iterator
 
 import fakeredis
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from authgw.app import create_app
 from authgw.client import Client, Problem
 from tests.helpers.polling import wait_until
+from tests.helpers.serving import in_process
 from tests.helpers.settings import API_KEY, OTHER_KEY, settings_for_tests
 
 pytestmark = pytest.mark.skipif(
@@ -42,14 +41,8 @@ def app() -> Flask:
 
 @pytest.fixture
 def gateway(app) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
+    with in_process(app) as base:
+        yield base
 
 
 def refused(call, *args, **kwargs) -> tuple[int, str]:

@@ -85,3 +85,22 @@ def serving(argv: list[str], env: dict[str, str], cwd: Path | str | None = None)
                 process.kill()
                 process.wait(5)
         assert process.returncode == 0, f"authgw serve did not stop cleanly:\n{output()}"
+
+
+@contextmanager
+def in_process(app: Any, port: int = 0) -> Iterator[str]:
+    """``app`` served over real HTTP on loopback by a threaded WSGI server in this process
+    (``port`` 0: any free one): for a test that needs real HTTP but the app's own store or
+    clock (``authgw serve`` runs on the host's). Yields the base URL."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="test-http", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=30)
