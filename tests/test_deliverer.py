@@ -253,3 +253,45 @@ def test_an_event_left_unacknowledged_by_a_dead_deliverer_is_fanned_out_by_anoth
         with delivering(app, clock, claim_idle_seconds=0.2, sweep_seconds=0.5):
             wait_until("delivered by the other", lambda: len(got.got()) == 1)
         assert got.types() == ["customer.phones_changed"]
+
+
+@pytest.mark.parametrize("store", ["fake"], indirect=True)
+def test_a_2xx_that_takes_longer_than_10_seconds_in_all_is_not_a_delivery(app, api, ops, clock):
+    """httpx's time-out bounds each read; an answer that dribbles in, each byte within it, is
+    still judged by when it was whole (API.md: done when the endpoint answers 2xx within 10 s)."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def dribble() -> None:
+        while not stop.is_set():
+            listener.settimeout(0.5)
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n")
+                for byte in b"abc":
+                    if stop.wait(4):
+                        return
+                    conn.sendall(bytes([byte]))
+
+    server = threading.Thread(target=dribble, daemon=True)
+    server.start()
+    try:
+        endpoint(ops, "slow", f"http://127.0.0.1:{port}/hook", ["customer.*"])
+        with delivering(app, clock) as deliverer:
+            register(api)
+            wait_until("the try recorded", lambda: attempts_made(deliverer, "slow") == 1, 60)
+        tried = newest(ops, "slow")
+        assert tried["state"] == "pending" and tried["last_status"] == 200
+        assert "10 s" in tried["last_error"]
+    finally:
+        stop.set()
+        listener.close()

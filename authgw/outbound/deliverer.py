@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 GROUP = "deliverers"
 PER_ENDPOINT = 4  # requests in flight to one endpoint at most
 TIMEOUT_SECONDS = 10.0  # a delivery is done when the endpoint answers 2xx within this
+ANSWER_READ_MAX = 64 * 1024  # bytes of an endpoint's answer read at most
 LEASE_SECONDS = 15.0  # a claimed delivery comes back to the others after this (> the timeout)
 CLAIM_IDLE_SECONDS = 30.0  # an outbox entry read but not acknowledged this long is claimed
 SWEEP_SECONDS = 10.0  # every outbox is read (and stale entries claimed) at least this often
@@ -328,12 +329,21 @@ class Deliverer:
         wait: float | None = None
         started = time.monotonic()
         try:
-            response = http.post(endpoint.url, content=claimed.body.encode("utf-8"), headers=headers)
+            body = claimed.body.encode("utf-8")
+            with http.stream("POST", endpoint.url, content=body, headers=headers) as response:
+                # httpx's time-out bounds each step (connect, each read), not the whole: an
+                # answer that dribbles in is judged by when it was complete. The answer's body
+                # is read only this far (an endpoint's long page is of no use here).
+                for _chunk in response.iter_bytes():
+                    if response.num_bytes_downloaded > ANSWER_READ_MAX:
+                        break
             status = response.status_code
             ok = 200 <= status < 300
             if not ok:
                 error = "redirect not followed" if 300 <= status < 400 else f"HTTP {status}"
                 wait = retry_after(response, self.clock())
+            elif time.monotonic() - started > TIMEOUT_SECONDS:
+                ok, error = False, f"HTTP {status}, but after more than {TIMEOUT_SECONDS:g} s"
         except httpx.TimeoutException:
             ok, error = False, f"no answer within {TIMEOUT_SECONDS:g} s"
         except httpx.HTTPError as exc:
