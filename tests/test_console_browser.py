@@ -50,6 +50,16 @@ def shot_path(tmp_path: Path, name: str) -> Path:
     return tmp_path / name
 
 
+def shots(page: Any, tmp_path: Path, name: str) -> None:
+    """``name`` at laptop width and at phone width (``<name>.png``, ``<name>-phone.png`` before
+    the language suffix), then back to laptop width."""
+    stem, lang = name.rsplit("-", 1)
+    screenshot(page, shot_path(tmp_path, f"{stem}-{lang}.png"))
+    page.set_viewport_size(PHONE)
+    screenshot(page, shot_path(tmp_path, f"{stem}-phone-{lang}.png"))
+    page.set_viewport_size(LAPTOP)
+
+
 def chromium_path() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
@@ -110,7 +120,7 @@ def confirming_gateway(redis_server: Any) -> Iterator[str]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    context = browser.new_context(viewport=LAPTOP, locale="en-US")
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
@@ -130,9 +140,12 @@ def page(browser: Any) -> Iterator[Any]:
     assert not errors, errors
 
 
-def sign_in(page: Any, base: str) -> None:
+def sign_in(page: Any, base: str, tmp_path: Path | None = None) -> None:
+    """Sign in as the dev operator; with ``tmp_path``, screenshots of the empty sign-in page."""
     page.goto(f"{base}/console/")
     assert page.url.endswith("/console/sign-in")
+    if tmp_path is not None:
+        shots(page, tmp_path, "console-sign-in-ja")
     page.fill("#api_key", DEV_KEYS["ops"])
     page.click("#sign-in")
     page.wait_for_url(f"{base}/console/")
@@ -145,16 +158,17 @@ def test_operator_finds_by_full_width_phone_locks_with_a_note_and_unlocks(
         "PUT", f"{gateway}/v1/customers/cust-web", {"phones": ["090-5555-0101"]}, key=DEV_KEYS["corebank"]
     )
     assert status == 200
-    sign_in(page, gateway)
+    sign_in(page, gateway, tmp_path)
     page.fill("#q", "０９０－５５５５－０１０１")
     page.click("#find")
     page.wait_for_url(f"{gateway}/console/customers/cust-web")
     assert page.text_content("#phones") == "•••-••••-0101"
-    screenshot(page, tmp_path / "customer-ja.png")
+    shots(page, tmp_path, "console-customer-ja")
 
     page.fill("#note", "お客さまから不審な振込の連絡")
     page.click("#lock-button")
     assert "お客さまから不審な振込の連絡" in page.text_content("#confirm-note")
+    shots(page, tmp_path, "console-confirm-lock-ja")
     status, customer = http("GET", f"{gateway}/v1/customers/cust-web", key=DEV_KEYS["corebank"])
     assert customer["lock"] is None  # the confirmation page alone changes nothing
     page.click("#confirm")
@@ -163,9 +177,11 @@ def test_operator_finds_by_full_width_phone_locks_with_a_note_and_unlocks(
     assert page.text_content("#lock-by") == "ops"
     first_event = page.text_content("#events tbody tr")
     assert "customer.locked" in first_event and "お客さまから不審な振込の連絡" in first_event
-    screenshot(page, tmp_path / "locked-ja.png")
+    shots(page, tmp_path, "console-locked-ja")
 
     page.click("#unlock")
+    page.wait_for_selector("#question")
+    shots(page, tmp_path, "console-confirm-unlock-ja")
     page.click("#confirm")
     page.wait_for_selector("#lock-button")
     assert "customer.unlocked" in page.text_content("#events tbody tr")
@@ -176,8 +192,34 @@ def test_operator_finds_by_full_width_phone_locks_with_a_note_and_unlocks(
     page.wait_for_selector("text=Event trail (newest first)")
     page.reload()
     assert page.is_visible("text=Event trail (newest first)")  # remembered
+    shots(page, tmp_path, "console-customer-en")
     page.click("#switch-language")
     page.wait_for_selector("text=履歴（新しい順）")
+
+    # The overview counts the lock just made (this host's counts are sent when it is shown).
+    page.click("a.brand")
+    page.wait_for_url(f"{gateway}/console/")
+    assert int(page.text_content("#count-locks")) >= 1
+    shots(page, tmp_path, "console-overview-ja")
+
+
+def test_a_phone_shared_by_two_customers_lists_both(page: Any, gateway: str, tmp_path: Path) -> None:
+    for customer_id in ("cust-family-1", "cust-family-2"):
+        status, _ = http(
+            "PUT",
+            f"{gateway}/v1/customers/{customer_id}",
+            {"phones": ["03-5555-0199"]},
+            key=DEV_KEYS["corebank"],
+        )
+        assert status == 200
+    sign_in(page, gateway)
+    page.fill("#q", "０３－５５５５－０１９９")
+    page.click("#find")
+    page.wait_for_selector("ul.matches")
+    assert page.locator("ul.matches li").all_text_contents() == ["cust-family-1", "cust-family-2"]
+    shots(page, tmp_path, "console-find-ja")
+    page.click("text=cust-family-2")
+    page.wait_for_url(f"{gateway}/console/customers/cust-family-2")
 
 
 def test_a_corebank_key_cannot_sign_in(page: Any, gateway: str) -> None:
@@ -206,12 +248,12 @@ def test_demo_transfer_verified_by_a_call_from_the_browser_phone(
     page.select_option("#caller", "registered")
     page.click("#call")
     page.wait_for_selector("#transfer-status[data-state=verified]")
-    screenshot(page, tmp_path / "demo-ja.png")
-    page.set_viewport_size({"width": 390, "height": 844})
-    screenshot(page, tmp_path / "demo-phone-width-ja.png")
+    shots(page, tmp_path, "demo-verified-ja")
 
 
-def test_demo_in_confirm_mode_pressing_9_denies_and_locks(page: Any, confirming_gateway: str) -> None:
+def test_demo_in_confirm_mode_pressing_9_denies_and_locks(
+    page: Any, confirming_gateway: str, tmp_path: Path
+) -> None:
     page.goto(f"{confirming_gateway}/demo/")
     page.click("#send-transfer")
     page.wait_for_selector("#callback-number:not(:empty)")
@@ -219,6 +261,7 @@ def test_demo_in_confirm_mode_pressing_9_denies_and_locks(page: Any, confirming_
     page.wait_for_selector("#keys:not(.hidden)")
     heard = page.text_content("#screen")
     assert "円" in heard  # the amount, read to the caller in Japanese
+    shots(page, tmp_path, "demo-confirm-call-ja")
     page.click("#keys button[data-key='9']")
     page.wait_for_selector("#transfer-status[data-state=denied]")
     status, customer = http("GET", f"{confirming_gateway}/v1/customers/demo-customer", key=DEV_KEYS["ops"])
@@ -306,10 +349,7 @@ def test_operator_retries_a_failed_webhook_delivery(
         assert "HTTP 500" in page.text_content(row)
         assert page.locator("#webhook-core-banking table.failed tbody tr").count() == wanted
         assert page.locator("#webhook-archive table.failed").count() == 0  # none failed there
-        screenshot(page, shot_path(tmp_path, "console-webhooks-ja.png"))
-        page.set_viewport_size(PHONE)
-        screenshot(page, shot_path(tmp_path, "console-webhooks-phone-ja.png"))
-        page.set_viewport_size(LAPTOP)
+        shots(page, tmp_path, "console-webhooks-ja")
 
         page.click(f"{row} button.retry")
         page.wait_for_selector("#question")

@@ -105,14 +105,22 @@ def read_transfer(challenge_id: str) -> Response | tuple[Response, int]:
 
 def heard(twiml: str) -> dict[str, Any]:
     """What the caller hears (each ``<Say>``'s text) and where pressed keys go (the
-    ``<Gather>``'s action), from the TwiML the gateway answered."""
+    ``<Gather>``'s action), from the TwiML the gateway answered. A call that asks for keys is
+    heard up to its first ``<Gather>``: what follows it (the question once more, goodbye) is
+    only heard by a caller who presses nothing."""
     try:
         root = ET.fromstring(twiml)  # noqa: S314 (this gateway's own TwiML; expat refuses entity bombs)
     except ET.ParseError:
         return {"say": [], "gather": None, "ended": True}
     gather = root.find("Gather")
+    said: list[str] = []
+    for verb in root:
+        says = [verb] if verb.tag == "Say" else list(verb.iter("Say")) if verb is gather else []
+        said.extend(text for say in says if (text := (say.text or "").strip()))
+        if verb is gather:
+            break
     return {
-        "say": [(say.text or "").strip() for say in root.iter("Say") if (say.text or "").strip()],
+        "say": said,
         "gather": gather.get("action") if gather is not None else None,
         "ended": gather is None,
     }

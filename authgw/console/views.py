@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import unicodedata
+import zoneinfo
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import phonenumbers
@@ -91,6 +93,8 @@ def template_globals() -> dict[str, Any]:
         "totp_label": totp_label,
         "state_label": state_label,
         "duration": duration,
+        "local_time": local_time,
+        "timezone": gateway().settings.timezone,
         "lag_warning": LAG_WARNING_SECONDS,
     }
 
@@ -113,6 +117,22 @@ def totp_label(state: str) -> str:
 def state_label(state: str) -> str:
     labels = {"pending": _("Pending"), "delivered": _("Delivered"), "failed": _("Failed")}
     return str(labels.get(state, state))
+
+
+def local_time(iso: str | None) -> str:
+    """A stored UTC time (``2026-12-02T04:34:54.387Z``) as the bank's staff read it, in the
+    gateway's time zone (``AUTHGW_TIMEZONE``): ``2026-12-02 13:34:54 JST``. The exact time
+    stays in the page, in ``<time datetime>``."""
+    if not iso:
+        return ""
+    try:
+        at = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return iso
+    if at.tzinfo is None:
+        return iso
+    local = at.astimezone(zoneinfo.ZoneInfo(gateway().settings.timezone))
+    return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname() or ''}".rstrip()
 
 
 def duration(seconds: float) -> str:

@@ -56,7 +56,8 @@
         show(code, code.dataset.label.replace("{code}", challenge.callback.code));
       }
     }
-    $("expires").textContent = $("expires").dataset.label.replace("{at}", challenge.expires_at);
+    const expires = $("expires");
+    expires.textContent = expires.dataset.label.replace("{at}", localTime(challenge.expires_at, expires.dataset.zone));
     showStatus("pending");
     poll(challenge.id);
   });
@@ -95,6 +96,25 @@
       const answer = await send("POST", "/demo/calls", { ...call, digits: key.dataset.key });
       if (answer.status === 200) hear(answer.body);
     });
+  }
+
+  // 2026-12-02T04:43:23.233Z -> "2026-12-02 13:43:23 JST" in the gateway's time zone, as the
+  // console shows times.
+  function localTime(iso, zone) {
+    const at = new Date(iso);
+    if (Number.isNaN(at.getTime())) return iso;
+    try {
+      const parts = {};
+      const format = new Intl.DateTimeFormat("en-US", {
+        timeZone: zone, hourCycle: "h23", timeZoneName: "short",
+        year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
+      });
+      for (const part of format.formatToParts(at)) parts[part.type] = part.value;
+      const name = zone === "Asia/Tokyo" ? "JST" : parts.timeZoneName;
+      return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second} ${name}`;
+    } catch (error) {
+      return iso;
+    }
   }
 
   // 050-3000-0001 as a person types it -> +815030000001, as Twilio would post it.
