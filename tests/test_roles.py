@@ -216,6 +216,8 @@ def serve_env(monkeypatch: pytest.MonkeyPatch, redis_server: Any) -> Iterator[py
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "unused")
     monkeypatch.setenv("AUTHGW_REDIS_URL", redis_server.url)
     monkeypatch.setattr(cli, "run_gunicorn", lambda options, factory: None)
+    # Nor its deliverer: a real one would live on beside the rest of the suite, on its store.
+    monkeypatch.setattr(cli, "_start_deliverer", lambda: None)
     monkeypatch.setattr("authgw.logs.configure", lambda: None)
     yield monkeypatch
     for name in list(os.environ):  # what --dev filled in, straight into os.environ
