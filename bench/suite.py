@@ -263,6 +263,25 @@ def production_server(args: Any) -> dict[str, Any]:
     return out
 
 
+def drain_outboxes(admin: Any, loader: Loader, seconds: float = 600.0) -> float:
+    """Wait until the gateway's deliverer has fanned out the preload's events (every challenge
+    the loader made wrote one to its bucket's outbox), so a phase measures the paths, not a
+    backlog of the loader's; returns how long that took."""
+    import time
+
+    outboxes = loader.keys.outboxes()
+    started = time.monotonic()
+    while True:
+        pipe = admin.pipeline(transaction=False)
+        for outbox in outboxes:
+            pipe.xlen(outbox)
+        if sum(pipe.execute()) == 0:
+            return round(time.monotonic() - started, 1)
+        if time.monotonic() - started > seconds:
+            raise SystemExit("bench: the deliverer did not drain the preload's outboxes")
+        time.sleep(0.5)
+
+
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     if not wrk_available():
@@ -345,6 +364,7 @@ def main(argv: Sequence[str]) -> int:
                 )
                 if "memory" in load:
                     result["memory"] = load.pop("memory")
+                load["outbox_drained_seconds"] = drain_outboxes(admin, loader)
                 result.setdefault("preloads", []).append(load)
                 pending = target
             say(f"phase: {pending:,} pending")
