@@ -88,6 +88,7 @@ def measure(
     # Saturation.
     budget = ceiling_rps * 1.1 if ceiling_rps else 4000
     file, supplied = supply(plan.sat_seconds, budget)
+    drain_outboxes(admin, paths.loader)  # the supply's own events, fanned out before the run
     pids = [server.process.pid, *stack.worker_pids(server)]
     before, total_before = commandstats(admin), total_commands(admin)
     cpu_before = (process_cpu(pids), redis_cpu(admin), children_cpu())
@@ -129,6 +130,7 @@ def measure(
     half_rate = (sat["rps"] or 0) / 2
     if half_rate > 0:
         file, supplied = supply(plan.half_seconds, half_rate)
+        drain_outboxes(admin, paths.loader)
         half = run_wrk(
             server.port,
             file,
