@@ -4,7 +4,9 @@ outcome, or 503 when the store's pool runs out), none is left without an answer.
 The cause of the hang this guards against is gevent's ``Event.wait`` on an event that is
 already set while its wake-up is still queued: it parks the caller with no timer, and if the
 earlier waiters all leave before the wake-up runs, gevent cancels it and the caller waits for
-good (``authgw.challenges.waiting.wait_for``)."""
+good (``authgw.challenges.waiting.wait_for``). The first test shows it in a few lines, every
+run; the served one is the symptom (before the fix, about half its runs left 13-72 of the
+thousand unanswered; it cannot fail every run, the race depends on the timing)."""
 
 from __future__ import annotations
 
