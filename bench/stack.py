@@ -139,6 +139,7 @@ class Stack:
     stop_redis: Callable[[], None] | None = None
     gateway: Server | None = None
     ceiling: Server | None = None
+    deliver: bool = True  # the gateway's webhook deliverer beside its workers (serve's default)
 
     def server_args(self) -> list[str]:
         args = ["--workers", str(self.workers)]
@@ -174,6 +175,7 @@ class Stack:
                 "--port",
                 str(port),
                 *self.server_args(),
+                *([] if self.deliver else ["--no-deliver"]),
             ],
             env=self.gateway_env(port),
             stdout=log.open("wb"),

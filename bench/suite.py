@@ -88,7 +88,8 @@ def measure(
     # Saturation.
     budget = ceiling_rps * 1.1 if ceiling_rps else 4000
     file, supplied = supply(plan.sat_seconds, budget)
-    drain_outboxes(admin, paths.loader)  # the supply's own events, fanned out before the run
+    if stack.deliver:
+        drain_outboxes(admin, paths.loader)  # the supply's own events, fanned out before the run
     pids = [server.process.pid, *stack.worker_pids(server)]
     before, total_before = commandstats(admin), total_commands(admin)
     cpu_before = (process_cpu(pids), redis_cpu(admin), children_cpu())
@@ -130,7 +131,8 @@ def measure(
     half_rate = (sat["rps"] or 0) / 2
     if half_rate > 0:
         file, supplied = supply(plan.half_seconds, half_rate)
-        drain_outboxes(admin, paths.loader)
+        if stack.deliver:
+            drain_outboxes(admin, paths.loader)
         half = run_wrk(
             server.port,
             file,
@@ -166,6 +168,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--phases", default=None, help="pending challenges per phase, e.g. 0,100000,1000000")
     p.add_argument("--seconds", type=float, default=None, help="seconds per wrk run")
     p.add_argument("--profile", action="store_true", help="also profile the workers with py-spy")
+    p.add_argument(
+        "--no-deliver",
+        action="store_true",
+        help="serve the gateway without its webhook deliverer (what the outbox costs the scripts alone)",
+    )
     p.add_argument("--compare", action="store_true", help="also compare worker classes and counts")
     p.add_argument(
         "--gateway-env",
@@ -301,12 +308,13 @@ def main(argv: Sequence[str]) -> int:
     extra_env = dict(item.split("=", 1) for item in args.gateway_env)
     GATEWAY_ENV.update(extra_env)
     workdir = Path(tempfile.mkdtemp(prefix="authgw-bench-"))
-    stack = Stack(workdir, args.workers, args.worker_class, args.threads)
+    stack = Stack(workdir, args.workers, args.worker_class, args.threads, deliver=not args.no_deliver)
     started = datetime.now(UTC)
     result: dict[str, Any] = {
         "started_at": started.isoformat(timespec="seconds"),
         "commit": git_commit(),
         "mode": "quick" if args.quick else "full",
+        "deliverer": not args.no_deliver,
         "note": args.note,
         "machine": machine(),
         "gateway_env": {k: v for k, v in GATEWAY_ENV.items() if "KEY" not in k and "TOKEN" not in k},
@@ -366,7 +374,8 @@ def main(argv: Sequence[str]) -> int:
                 )
                 if "memory" in load:
                     result["memory"] = load.pop("memory")
-                load["outbox_drained_seconds"] = drain_outboxes(admin, loader)
+                if stack.deliver:
+                    load["outbox_drained_seconds"] = drain_outboxes(admin, loader)
                 result.setdefault("preloads", []).append(load)
                 pending = target
             say(f"phase: {pending:,} pending")
