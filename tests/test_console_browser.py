@@ -13,9 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ from tests.helpers.delivering import attempts_made, deliveries, delivering, endp
 from tests.helpers.polling import wait_until
 from tests.helpers.ports import free_ports
 from tests.helpers.receiver import receiver
-from tests.helpers.serving import http, serving
+from tests.helpers.serving import http, in_process, serving
 from tests.helpers.settings import OTHER_KEY, settings_for_tests
 
 pytestmark = pytest.mark.real_redis
@@ -268,22 +266,6 @@ def test_demo_in_confirm_mode_pressing_9_denies_and_locks(
     assert status == 200 and customer["lock"]["reason"] == "fraud_report"
 
 
-@contextmanager
-def served_in_process(app: Any, port: int) -> Iterator[str]:
-    """``app`` served over real HTTP on loopback by a threaded WSGI server: for a test that
-    moves the app's clock by hand (``authgw serve`` runs on the host's)."""
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="test-http", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=30)
-
-
 def test_operator_retries_a_failed_webhook_delivery(
     page: Any, real_store: Any, clock: Any, tmp_path: Path
 ) -> None:
@@ -297,7 +279,7 @@ def test_operator_retries_a_failed_webhook_delivery(
     )
     app = create_app({**settings, "redis_client": real_store, "clock": clock})
     ops = Api(app.test_client(), OTHER_KEY)
-    with receiver() as got, served_in_process(app, port) as base:
+    with receiver() as got, in_process(app, port) as base:
         # Core banking's endpoint is down (500); the archive's answers.
         got.answer = lambda r: (200 if r.path.endswith("/archive") else 500, {}, 0.0)
         endpoint(ops, "core-banking", got.url, ["customer.*", "challenge.verified"])
