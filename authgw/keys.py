@@ -47,7 +47,16 @@ class CustomerKeys:
     # stream: the bucket's outbox, which every event also goes to, for the deliverers; its
     # name is also the doorbell's channel (SPUBLISH on the same slot)
     outbox: str
+    # zsets: the bucket's pending challenges by expiry, its locked customers by the lock's end
+    # (the console's counts of now; take_bucket in _lib.lua)
+    pending_index: str
+    locked_index: str
     prefix: str
+
+    @property
+    def bucket_keys(self) -> list[str]:
+        """The bucket's keys every events-writing script gets last, in ``take_bucket``'s order."""
+        return [self.pending_index, self.locked_index, self.outbox]
 
     def challenge(self, challenge_id: str) -> str:
         return f"{self.prefix}:ch:{challenge_id}"
@@ -82,6 +91,8 @@ class Keys:
             open=f"{base}:open",
             lines=f"{base}:lines",
             outbox=self.outbox(bucket),
+            pending_index=self.pending_index(bucket),
+            locked_index=self.locked_index(bucket),
             prefix=base,
         )
 
@@ -91,6 +102,14 @@ class Keys:
     def outbox(self, bucket: int) -> str:
         """Stream: the bucket's events on their way to the bank's endpoints (``authgw.outbound``)."""
         return f"{self.bucket_base(bucket)}:outbox"
+
+    def pending_index(self, bucket: int) -> str:
+        """Zset: the bucket's pending challenge ids, scored by expiry (ms)."""
+        return f"{self.bucket_base(bucket)}:pending"
+
+    def locked_index(self, bucket: int) -> str:
+        """Zset: the bucket's locked customer ids, scored by the lock's end (ms, or inf)."""
+        return f"{self.bucket_base(bucket)}:locked"
 
     def outboxes(self) -> list[str]:
         return [self.outbox(bucket) for bucket in range(BUCKETS)]

@@ -101,7 +101,7 @@ def put_customer_call(
     client: str,
 ) -> Call:
     """The KEYS and ARGV of ``put_customer.lua`` (the bench loaders pipeline them)."""
-    return [keys.customer, keys.events, keys.outbox], [
+    return [keys.customer, keys.events, *keys.bucket_keys], [
         customer_id,
         json.dumps(list(phones)),
         region,
@@ -157,7 +157,7 @@ def delete_customer(
             keys.events,
             keys.lines,
             *(keys.challenge(i) for i in open_ids),
-            keys.outbox,
+            *keys.bucket_keys,
         ],
         [now.ms, now.iso, events_ms, retention_ms, client, *open_ids],
     )
@@ -167,7 +167,7 @@ def delete_customer(
 
 
 def totp_enrol_call(keys: CustomerKeys, *, sealed: str, now: Now, events_ms: int, client: str) -> Call:
-    return [keys.customer, keys.events, keys.outbox], [sealed, now.iso, events_ms, client]
+    return [keys.customer, keys.events, *keys.bucket_keys], [sealed, now.iso, events_ms, client]
 
 
 totp_enrol = _runs("totp_enrol", totp_enrol_call, expect_ok)
@@ -175,7 +175,9 @@ totp_enrol = _runs("totp_enrol", totp_enrol_call, expect_ok)
 
 def totp_remove(store: Store, keys: CustomerKeys, *, now: Now, events_ms: int, client: str) -> None:
     expect_ok(
-        store.run("totp_remove", [keys.customer, keys.events, keys.outbox], [now.iso, events_ms, client])
+        store.run(
+            "totp_remove", [keys.customer, keys.events, *keys.bucket_keys], [now.iso, events_ms, client]
+        )
     )
 
 
@@ -203,7 +205,14 @@ class Judged:
 def totp_confirm_call(
     keys: CustomerKeys, *, now: Now, events_ms: int, policy: str, sealed: str, steps: str, client: str
 ) -> Call:
-    return [keys.customer, keys.events, keys.outbox], [now.iso, events_ms, policy, sealed, steps, client]
+    return [keys.customer, keys.events, *keys.bucket_keys], [
+        now.iso,
+        events_ms,
+        policy,
+        sealed,
+        steps,
+        client,
+    ]
 
 
 def judged_outcome(result: Any, *, counts_attempts: bool = False) -> Judged:
@@ -218,7 +227,7 @@ totp_confirm = _runs("totp_confirm", totp_confirm_call, judged_outcome)
 
 def unlock(store: Store, keys: CustomerKeys, *, now: Now, events_ms: int, client: str) -> Record:
     return _record(
-        store.run("unlock", [keys.customer, keys.events, keys.outbox], [now.iso, events_ms, client])
+        store.run("unlock", [keys.customer, keys.events, *keys.bucket_keys], [now.iso, events_ms, client])
     )
 
 
@@ -247,7 +256,7 @@ def lock_customer(
             keys.events,
             keys.lines,
             *(keys.challenge(i) for i in open_ids),
-            keys.outbox,
+            *keys.bucket_keys,
         ],
         [now.ms, events_ms, retention_ms, client, note, *open_ids],
     )
@@ -260,7 +269,7 @@ def expire_due(store: Store, keys: CustomerKeys, *, due_ids: Sequence[str], now:
     """Settle the challenges whose time is up; how many were."""
     result = store.run(
         "expire_due",
-        [keys.open, keys.events, keys.lines, *(keys.challenge(i) for i in due_ids), keys.outbox],
+        [keys.open, keys.events, keys.lines, *(keys.challenge(i) for i in due_ids), *keys.bucket_keys],
         [now.ms, events_ms, *due_ids],
     )
     return int(expect_ok(result)[0])
@@ -341,7 +350,7 @@ def create_challenge_call(
         if idempotency_key is None:
             raise TypeError("a request hash comes with its idempotency key")
         script_keys.append(idempotency_key)
-    script_keys.append(keys.outbox)
+    script_keys.extend(keys.bucket_keys)
     return script_keys, [
         now.ms,
         now.iso,
@@ -386,7 +395,7 @@ def read_challenge(
     """A read (it settles an expiry time already decided): with any held counters."""
     result = store.read(
         "read_challenge",
-        [keys.challenge(challenge_id), keys.open, keys.events, keys.lines, keys.outbox],
+        [keys.challenge(challenge_id), keys.open, keys.events, keys.lines, *keys.bucket_keys],
         [now.ms, events_ms, client, challenge_id, _flag(any_client)],
     )
     return _record(result)
@@ -406,7 +415,7 @@ def verify_totp_call(
 ) -> Call:
     """``now``: the store's time the codes were computed at (``totp_secret``)."""
     return (
-        [keys.challenge(challenge_id), keys.customer, keys.open, keys.events, keys.lines, keys.outbox],
+        [keys.challenge(challenge_id), keys.customer, keys.open, keys.events, keys.lines, *keys.bucket_keys],
         [now.ms, now.iso, events_ms, retention_ms, client, policy, sealed, steps, challenge_id],
     )
 
@@ -439,7 +448,7 @@ def consume(
             keys.customer,
             keys.usage(),
             keys.payees(),
-            keys.outbox,
+            *keys.bucket_keys,
         ],
         [now.ms, now.iso, events_ms, retention_ms, client, digest, challenge_id],
     )
@@ -458,7 +467,7 @@ def cancel(
 ) -> Record:
     result = store.run(
         "cancel",
-        [keys.challenge(challenge_id), keys.open, keys.events, keys.lines, keys.outbox],
+        [keys.challenge(challenge_id), keys.open, keys.events, keys.lines, *keys.bucket_keys],
         [now.ms, now.iso, events_ms, retention_ms, client, challenge_id],
     )
     return _record(result)
@@ -551,7 +560,7 @@ def answer_call(
     script_keys = [keys.customer, keys.open, keys.events, keys.lines, keys.call(sid)]
     if hint:
         script_keys.append(keys.challenge(hint))
-    script_keys.append(keys.outbox)
+    script_keys.extend(keys.bucket_keys)
     result = store.run(
         "answer_call",
         script_keys,
@@ -638,7 +647,7 @@ def confirm_call(
             keys.lines,
             keys.call(sid),
             *(keys.challenge(i) for i in open_ids),
-            keys.outbox,
+            *keys.bucket_keys,
         ],
         [
             now.ms,
@@ -691,7 +700,7 @@ def self_lock(
             keys.lines,
             keys.call(sid),
             *(keys.challenge(i) for i in open_ids),
-            keys.outbox,
+            *keys.bucket_keys,
         ],
         [now.ms, events_ms, retention_ms, marker_ttl_ms, sid, from_, to, *open_ids],
     )
@@ -706,7 +715,7 @@ def self_lock(
 
 def phones_viewed(store: Store, keys: CustomerKeys, *, events_ms: int, by: str) -> None:
     """``phones_viewed.lua``: the audit event of an operator seeing a customer's full numbers."""
-    expect_ok(store.run("phones_viewed", [keys.customer, keys.events, keys.outbox], [events_ms, by]))
+    expect_ok(store.run("phones_viewed", [keys.customer, keys.events, *keys.bucket_keys], [events_ms, by]))
 
 
 def console_count_many(store: Store, counts: Sequence[tuple[str, str, int, int]]) -> None:
@@ -991,7 +1000,7 @@ def put_limits(
     """``changes``: (kind, field, value digits or 'null' for the default), in order."""
     result = store.run(
         "put_limits",
-        [keys.customer, keys.events, keys.usage(), keys.open, keys.outbox],
+        [keys.customer, keys.events, keys.usage(), keys.open, *keys.bucket_keys],
         [
             now.ms,
             events_ms,

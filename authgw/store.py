@@ -352,6 +352,23 @@ class Store:
                 pipe.hmget(key, list(fields))
             return [list(answer) for answer in pipe.execute()]
 
+    def count_from(self, zsets: Sequence[str], low_ms: int) -> list[int]:
+        """``ZCOUNT <low_ms> +inf`` of each zset (the buckets' indexes), in one pipeline."""
+        with self.boundary():
+            pipe = self.client.pipeline(transaction=False)
+            for key in zsets:
+                pipe.zcount(key, low_ms, "+inf")
+            return [int(n) for n in pipe.execute()]
+
+    def members_from(self, zsets: Sequence[str], low_ms: int, limit: int) -> list[tuple[str, float]]:
+        """Up to ``limit`` members (with scores) of each zset scored ``low_ms`` or more, in one
+        pipeline; all of them together, in the zsets' order."""
+        with self.boundary():
+            pipe = self.client.pipeline(transaction=False)
+            for key in zsets:
+                pipe.zrangebyscore(key, low_ms, "+inf", start=0, num=limit, withscores=True)
+            return [(str(member), float(score)) for answer in pipe.execute() for member, score in answer]
+
     def trail_and_due(
         self, keys: CustomerKeys, now_ms: int, limit: int, before: str | None = None
     ) -> tuple[bool, list[str], list[tuple[str, dict[str, str]]]]:

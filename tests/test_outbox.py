@@ -146,9 +146,9 @@ def test_every_script_that_writes_an_event_takes_the_outbox_first(store):
         code = [line for line in source.splitlines() if line.strip() and not line.startswith("--")]
         if EVENT_WRITERS.search(source):
             writers.append(name)
-            assert code[0].startswith("take_outbox(KEYS)"), name
+            assert code[0].startswith("take_bucket(KEYS)"), name
         else:
-            assert "take_outbox" not in source, name
+            assert "take_bucket" not in source, name
     assert "create_challenge" in writers and "verify_totp" in writers
 
 

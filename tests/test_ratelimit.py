@@ -108,7 +108,7 @@ def test_held_counters_go_out_before_any_write_and_can_stop_it(store: Any) -> No
     s.add_script("rate_limit", ratelimit.SCRIPT)
     keys = Keys("rltest").for_customer("cust-x")
     target = keys.customer
-    enrol_keys = [keys.customer, keys.events, keys.outbox]  # totp_enrol.lua's KEYS
+    enrol_keys = [keys.customer, keys.events, *keys.bucket_keys]  # totp_enrol.lua's KEYS
     seen: list[Any] = []
 
     def refuse(answers: list[Any]) -> None:

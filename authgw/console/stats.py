@@ -9,6 +9,11 @@ reads 60 minute hashes and one day hash in one pipeline: bounded, whatever the t
 
 What this gives up: another host's counts show up to ``FLUSH_SECONDS`` late, and a process
 that dies loses the counts it had not sent (never a transition: they are counted after it).
+
+What is pending and locked *now* is not counted here but read from the buckets' indexes,
+which the transition scripts keep in the same step as the change (``take_bucket`` in
+``_lib.lua``): ``ZCOUNT now +inf`` of each bucket's pending and locked zsets, 2,048 counts in
+one pipeline, exact whatever host made the change and never late.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from authgw import scripts
+from authgw.identifiers import BUCKETS
 from authgw.store import Store
 
 log = logging.getLogger(__name__)
@@ -114,9 +120,16 @@ class Stats:
             raise
 
     def overview(self) -> dict[str, int]:
-        """The last hour's verifications and wrong codes, today's fraud reports and locks."""
+        """Challenges pending and customers locked now; the last hour's verifications and wrong
+        codes; today's fraud reports and locks."""
         self.flush()
         now = self.now_ms()
+        names = self.store.keys
+        indexes = [names.pending_index(b) for b in range(BUCKETS)] + [
+            names.locked_index(b) for b in range(BUCKETS)
+        ]
+        now_counts = self.store.count_from(indexes, now)
+        pending, locked = now_counts[:BUCKETS], now_counts[BUCKETS:]
         minute = now // MINUTE_MS
         keys = [self.store.keys.console_stats(f"m:{m}") for m in range(minute - 59, minute + 1)]
         day = self.store.keys.console_stats(f"d:{day_of(now)}")
@@ -127,8 +140,25 @@ class Stats:
         failed = sum(int(f or 0) for _, f in answers[:-1])
         fraud, fraud_locked, locks = (int(v or 0) for v in answers[-1])
         return {
+            "pending": sum(pending),
+            "locked": sum(locked),
             "verified": verified,
             "failed": failed,
             "fraud_reports": fraud + fraud_locked,
             "locks": locks + fraud_locked,
         }
+
+    def locked_customers(self, limit: int) -> list[dict[str, str]]:
+        """Up to ``limit`` customers locked now, newest lock first: id, reason, since, by, until."""
+        now = self.now_ms()
+        keys = self.store.keys
+        members = self.store.members_from([keys.locked_index(b) for b in range(BUCKETS)], now, limit)
+        fields = ("customer_id", "locked", "locked_at", "lock_reason", "lock_by", "lock_until")
+        records = self.store.fields_of_many([(keys.for_customer(c).customer, fields) for c, _ in members])
+        locks = [
+            {name: value or "" for name, value in zip(fields, record, strict=True)}
+            for record in records
+            if record[1] == "1"  # the index is a hint; the customer's record says
+        ]
+        locks.sort(key=lambda lock: lock["locked_at"], reverse=True)
+        return locks[:limit]

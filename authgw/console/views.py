@@ -240,14 +240,21 @@ def phone_of(text: str, region: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+LOCKS_LISTED = 20  # the overview lists the newest locks; the count covers every one
+
+
 @bp.get("/")
 def home() -> Response | str:
     query = unicodedata.normalize("NFKC", request.args.get("q", "")).strip()
     gw = gateway()
     if not query:
-        counts = current_app.extensions["authgw_console_stats"].overview()
+        stats = current_app.extensions["authgw_console_stats"]
+        counts = stats.overview()
+        locks = stats.locked_customers(LOCKS_LISTED) if counts["locked"] else []
         hooks = webhooks().listed_with_lag()
-        return render_template("home.html", query="", matches=None, counts=counts, hooks=hooks)
+        return render_template(
+            "home.html", query="", matches=None, counts=counts, locks=locks, listed=LOCKS_LISTED, hooks=hooks
+        )
     matches: list[str] = []
     e164 = phone_of(query, gw.settings.default_region)
     if e164:

@@ -1,12 +1,22 @@
 -- Shared prelude, placed in front of every script by authgw.store.load_scripts.
 -- Helpers only: no key names are built here; every key arrives in KEYS.
 
--- The bucket's outbox (a stream), which a script that writes events takes off the end of its
--- KEYS with take_outbox() as its first statement (so its own KEYS keep the positions its
--- header states). scripts.py appends it to the KEYS of every script that gets an events key.
-local OUTBOX = nil
-local function take_outbox(KEYS)
+-- The bucket's shared keys, which a script that writes events takes off the end of its KEYS
+-- with take_bucket() as its first statement (so its own KEYS keep the positions its header
+-- states). scripts.py appends them, in this order, to the KEYS of every script that gets an
+-- events key (CustomerKeys.bucket_keys):
+--   PENDING  zset: the bucket's pending challenges (ids), scored by expiry (ms)
+--   LOCKED   zset: the bucket's locked customers (ids), scored by the lock's end (ms; inf
+--            for a lock that waits for an operator)
+--   OUTBOX   stream: the bucket's events on their way to the bank's endpoints
+-- The two indexes let the console count what is pending and locked now across every host
+-- (ZCOUNT now +inf in each bucket): the customer's own hash and open set stay the truth, and
+-- an entry whose time has passed no longer counts, whether or not a script has settled it.
+local PENDING, LOCKED, OUTBOX = nil, nil, nil
+local function take_bucket(KEYS)
   OUTBOX = table.remove(KEYS)
+  LOCKED = table.remove(KEYS)
+  PENDING = table.remove(KEYS)
 end
 local rung = {}
 
@@ -108,6 +118,7 @@ end
 local function end_challenge(ch_key, open_key, lines_key, id, status, ended_at, keep_ms)
   redis.call('HSET', ch_key, 'status', status, 'ended_at', ended_at)
   redis.call('ZREM', open_key, id)
+  redis.call('ZREM', PENDING, id)
   redis.call('PEXPIRE', ch_key, keep_ms)
 end
 
@@ -157,6 +168,7 @@ local function settle(ch_key, open_key, events_key, lines_key, maxlen, now_ms, i
     local exp_at = redis.call('HGET', ch_key, 'exp_at')
     redis.call('HSET', ch_key, 'status', 'expired', 'ended_at', exp_at)
     redis.call('ZREM', open_key, id)
+    redis.call('ZREM', PENDING, id)
     add_event(events_key, maxlen, iso_from_ms(now_ms), 'challenge.expired',
               redis.call('HGET', ch_key, 'customer_id'), {'challenge_id', id, 'expires_at', exp_at})
     return 'expired'
@@ -188,6 +200,7 @@ local function lock_state(cust_key, events_key, maxlen, now_ms)
   if v[1] ~= '1' then return false end
   if not v[2] or now_ms < tonumber(v[2]) then return true end
   redis.call('HSET', cust_key, 'locked', 0, 'failed', 0)
+  redis.call('ZREM', LOCKED, v[4])
   redis.call('HDEL', cust_key, 'locked_at', 'lock_reason', 'lock_by', 'lock_note',
              'lock_until_ms', 'lock_until')
   add_event(events_key, maxlen, iso_from_ms(now_ms), 'customer.unlocked', v[4],
@@ -219,10 +232,12 @@ local function lock_customer(cust_key, events_key, maxlen, now_ms, reason, by, n
     until_iso = iso_from_ms(until_ms)
     redis.call('HSET', cust_key, 'lock_until_ms', until_ms, 'lock_until', until_iso)
   end
+  local customer_id = redis.call('HGET', cust_key, 'customer_id')
+  redis.call('ZREMRANGEBYSCORE', LOCKED, '-inf', '(' .. now_ms)  -- temporary locks run out
+  redis.call('ZADD', LOCKED, until_ms or 'inf', customer_id)
   local fields = {'reason', reason, 'until', until_iso, 'by', by, 'note', note}
   for _, value in ipairs(extra or {}) do fields[#fields + 1] = value end
-  add_event(events_key, maxlen, now_iso, 'customer.locked',
-            redis.call('HGET', cust_key, 'customer_id'), fields)
+  add_event(events_key, maxlen, now_iso, 'customer.locked', customer_id, fields)
 end
 
 -- One more consecutive failure of the customer, locking at the threshold as the policy says:
@@ -252,6 +267,7 @@ end
 -- Clear the lock and the failure count; `operator` also resets the count of temporary locks.
 local function clear_lock(cust_key, operator)
   redis.call('HSET', cust_key, 'locked', 0, 'failed', 0)
+  redis.call('ZREM', LOCKED, redis.call('HGET', cust_key, 'customer_id'))
   redis.call('HDEL', cust_key, 'locked_at', 'lock_reason', 'lock_by', 'lock_note',
              'lock_until_ms', 'lock_until')
   if operator then redis.call('HDEL', cust_key, 'temp_locks') end
@@ -539,6 +555,7 @@ local function verify_factor(ch_key, events_key, maxlen, now_iso, customer_id, i
   for _, value in ipairs(extra or {}) do fields[#fields + 1] = value end
   if not required then
     redis.call('HSET', ch_key, 'status', 'verified', 'verified_by', method, 'verified_at', now_iso)
+    redis.call('ZREM', PENDING, id)
     add_event(events_key, maxlen, now_iso, 'challenge.verified', customer_id, fields)
     return true
   end
@@ -553,6 +570,7 @@ local function verify_factor(ch_key, events_key, maxlen, now_iso, customer_id, i
   table.sort(names)
   local by = table.concat(names, '+')
   redis.call('HSET', ch_key, 'status', 'verified', 'verified_by', by, 'verified_at', now_iso)
+  redis.call('ZREM', PENDING, id)
   fields[4] = by
   add_event(events_key, maxlen, now_iso, 'challenge.verified', customer_id, fields)
   return true

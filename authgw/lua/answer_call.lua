@@ -6,7 +6,7 @@
 -- KEYS[1] customer hash   KEYS[2] open zset   KEYS[3] events stream   KEYS[4] lines hash
 -- KEYS[5] the call marker (hash: this CallSid as seen by this customer)
 -- KEYS[6] the challenge hash the lines hint named (only when ARGV[9] ~= '')
--- last KEY: the bucket's outbox stream (taken off KEYS first: take_outbox in _lib.lua)
+-- last 3 KEYS: the bucket's pending and locked indexes, then its outbox (take_bucket in _lib.lua)
 -- ARGV[1] now (ms)   ARGV[2] now (RFC 3339)   ARGV[3] events retention (ms)
 -- (ARGV[1] and ARGV[2] are the caller's estimate: the script replaces both with the store's TIME, clock_now)
 -- ARGV[4] retention (ms, unused: nothing ends here)   ARGV[5] call marker TTL (ms)   ARGV[6] CallSid
@@ -30,7 +30,7 @@
 --   {'gather', challenge id, mode, document JSON, keys to gather}   confirm or code mode: ask
 --                                  the caller (1 key in confirm mode, the code's length in code mode)
 --   {'replay', outcome, challenge id}   this CallSid was already judged for this customer
-take_outbox(KEYS)  -- the last KEY: the bucket's outbox (_lib.lua)
+take_bucket(KEYS)  -- the last 3 KEYS: the bucket's indexes and outbox (_lib.lua)
 ARGV[1], ARGV[2] = clock_now()  -- the store's now (TIME), not the caller's estimate
 local cust, open, events, lines, marker = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now_ms, now_iso, maxlen = tonumber(ARGV[1]), ARGV[2], ARGV[3]

@@ -12,7 +12,7 @@
 -- KEYS[1] challenge hash   KEYS[2] customer hash   KEYS[3] open zset   KEYS[4] events stream
 -- KEYS[5] lines hash       KEYS[6] the call marker (written by answer_call.lua)
 -- KEYS[7..] the customer's open challenges' hashes as the caller read them (only for a "9")
--- last KEY: the bucket's outbox stream (taken off KEYS first: take_outbox in _lib.lua)
+-- last 3 KEYS: the bucket's pending and locked indexes, then its outbox (take_bucket in _lib.lua)
 -- ARGV[1] now (ms)   ARGV[2] now (RFC 3339)   ARGV[3] events retention (ms)   ARGV[4] retention (ms)
 -- (ARGV[1] and ARGV[2] are the caller's estimate: the script replaces both with the store's TIME, clock_now)
 -- ARGV[5] lockout policy (see _lib.lua)   ARGV[6] CallSid   ARGV[7] challenge id   ARGV[8] digits
@@ -27,7 +27,7 @@
 -- 'challenge_not_pending', 'customer_locked'; {'unknown_call'} (this call opened no
 -- dialogue for this challenge), {'retry'} (a "9" whose open set changed since it was read:
 -- nothing written), {'replay', the first answer's status, attempts, locked, keys to gather}.
-take_outbox(KEYS)  -- the last KEY: the bucket's outbox (_lib.lua)
+take_bucket(KEYS)  -- the last 3 KEYS: the bucket's indexes and outbox (_lib.lua)
 ARGV[1], ARGV[2] = clock_now()  -- the store's now (TIME), not the caller's estimate
 local ch, cust, open, events, lines, marker = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local now_ms, now_iso, maxlen, keep_ms = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])

@@ -5,7 +5,7 @@
 -- KEYS[6] usage hash (the day's usage book, used_today in _lib.lua)
 -- KEYS[7] payees zset (the payee digests of consumed challenges, by when)
 -- KEYS[8] idempotency record (only when ARGV[13] ~= '')
--- last KEY: the bucket's outbox stream (taken off KEYS first: take_outbox in _lib.lua)
+-- last 3 KEYS: the bucket's pending and locked indexes, then its outbox (take_bucket in _lib.lua)
 -- ARGV[1] now (ms)           ARGV[2] now (RFC 3339)      ARGV[3] events retention (ms)
 -- ARGV[4] record TTL (ms: time to expiry + retention)
 -- ARGV[5] challenge id       ARGV[6] client              ARGV[7] customer id
@@ -30,7 +30,7 @@
 
 -- The store's now (TIME), not the caller's estimate; expiry the same distance from it; both
 -- written into the document (the caller's leaves them out).
-take_outbox(KEYS)  -- the last KEY: the bucket's outbox (_lib.lua)
+take_bucket(KEYS)  -- the last 3 KEYS: the bucket's indexes and outbox (_lib.lua)
 local ttl_ms = tonumber(ARGV[11]) - tonumber(ARGV[1])
 ARGV[1], ARGV[2] = clock_now()
 ARGV[11], ARGV[12] = ARGV[1] + ttl_ms, iso_from_ms(ARGV[1] + ttl_ms)
@@ -126,6 +126,8 @@ if line ~= '' then
 end
 redis.call('PEXPIRE', ch, record_ttl)
 redis.call('ZADD', open, ARGV[11], id)
+redis.call('ZREMRANGEBYSCORE', PENDING, '-inf', '(' .. now_ms)  -- the bucket's expired ones
+redis.call('ZADD', PENDING, ARGV[11], id)
 if idem then redis.call('SET', idem, request_hash .. '|' .. id, 'PX', record_ttl) end
 count_usage(KEYS[6], id, doc['kind'], day, doc['amount'], day_end, now_ms)
 add_event(events, maxlen, now_iso, 'challenge.created', customer_id,

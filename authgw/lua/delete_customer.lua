@@ -4,14 +4,14 @@
 --
 -- KEYS[1] customer hash   KEYS[2] open zset   KEYS[3] events stream   KEYS[4] lines hash
 -- KEYS[5..] the open challenges' hashes
--- last KEY: the bucket's outbox stream (taken off KEYS first: take_outbox in _lib.lua)
+-- last 3 KEYS: the bucket's pending and locked indexes, then its outbox (take_bucket in _lib.lua)
 -- ARGV[1] now (ms)   ARGV[2] now (RFC 3339)   ARGV[3] events retention (ms)   ARGV[4] retention (ms)
 -- (ARGV[1] and ARGV[2] are the caller's estimate: the script replaces both with the store's TIME, clock_now)
 -- ARGV[5] the client deleting   ARGV[6..] the open challenges' ids, in KEYS order
 --
 -- Returns {'ok', phones JSON}, {'customer_not_found'}, or {'retry'} when the open set is not
 -- what the caller read (a challenge was created meanwhile).
-take_outbox(KEYS)  -- the last KEY: the bucket's outbox (_lib.lua)
+take_bucket(KEYS)  -- the last 3 KEYS: the bucket's indexes and outbox (_lib.lua)
 ARGV[1], ARGV[2] = clock_now()  -- the store's now (TIME), not the caller's estimate
 local cust, open, events, lines = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if redis.call('EXISTS', cust) == 0 then return {'customer_not_found'} end
@@ -47,4 +47,5 @@ local phones = redis.call('HGET', cust, 'phones') or '[]'
 -- The lines stay: their bindings hold until each challenge's expires_at, and the hash expires
 -- with the last of them (bind_line).
 redis.call('DEL', cust, open)
+redis.call('ZREM', LOCKED, customer_id)
 return {'ok', phones}

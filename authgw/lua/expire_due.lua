@@ -2,11 +2,11 @@
 -- their `challenge.expired` events stand in the trail before it is read.
 --
 -- KEYS[1] open zset   KEYS[2] events stream   KEYS[3] lines hash   KEYS[4..] challenge hashes
--- last KEY: the bucket's outbox stream (taken off KEYS first: take_outbox in _lib.lua)
+-- last 3 KEYS: the bucket's pending and locked indexes, then its outbox (take_bucket in _lib.lua)
 -- ARGV[1] now (ms)    ARGV[2] events retention (ms)   ARGV[3..] the challenges' ids, in KEYS order
 --
 -- Returns {'ok', number settled}.
-take_outbox(KEYS)  -- the last KEY: the bucket's outbox (_lib.lua)
+take_bucket(KEYS)  -- the last 3 KEYS: the bucket's indexes and outbox (_lib.lua)
 ARGV[1] = clock_ms()  -- the store's now (TIME), not the caller's estimate
 local settled = 0
 for i = 4, #KEYS do
@@ -17,6 +17,7 @@ for i = 4, #KEYS do
     end
   else
     redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', PENDING, id)
   end
 end
 return {'ok', settled}

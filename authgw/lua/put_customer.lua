@@ -3,12 +3,12 @@
 -- `customer.phones_changed` naming its author, with the numbers added and removed (masked).
 --
 -- KEYS[1] customer hash   KEYS[2] events stream
--- last KEY: the bucket's outbox stream (taken off KEYS first: take_outbox in _lib.lua)
+-- last 3 KEYS: the bucket's pending and locked indexes, then its outbox (take_bucket in _lib.lua)
 -- ARGV[1] customer id   ARGV[2] phones (JSON array of E.164)   ARGV[3] region   ARGV[4] now
 -- ARGV[5] events retention (ms)   ARGV[6] the client making the change
 --
 -- Returns {'ok', created 0|1, the previous phones (JSON array), customer field, value, ...}.
-take_outbox(KEYS)  -- the last KEY: the bucket's outbox (_lib.lua)
+take_bucket(KEYS)  -- the last 3 KEYS: the bucket's indexes and outbox (_lib.lua)
 local now_ms = clock_ms()
 ARGV[4] = iso_from_ms(now_ms)  -- the store's now (TIME), not the caller's estimate
 local cust = KEYS[1]

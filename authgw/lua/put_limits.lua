@@ -3,7 +3,7 @@
 -- drops any raise of that limit still waiting. Each change writes `customer.limits_changed`.
 --
 -- KEYS[1] customer hash   KEYS[2] events stream   KEYS[3] usage hash   KEYS[4] open zset
--- last KEY: the bucket's outbox stream (taken off KEYS first: take_outbox in _lib.lua)
+-- last 3 KEYS: the bucket's pending and locked indexes, then its outbox (take_bucket in _lib.lua)
 -- ARGV[1] now (ms)   ARGV[2] events retention (ms)   ARGV[3] the client making the change
 -- ARGV[4] limit defaults (limit_defaults in _lib.lua)   ARGV[5] local days (day_of in _lib.lua)
 -- ARGV[6] raise delay (ms)
@@ -11,7 +11,7 @@
 -- value (digits, or 'null': the default)
 --
 -- Returns {'ok', limits as read_limits returns them}, {'customer_not_found'}, {'stale'}.
-take_outbox(KEYS)  -- the last KEY: the bucket's outbox (_lib.lua)
+take_bucket(KEYS)  -- the last 3 KEYS: the bucket's indexes and outbox (_lib.lua)
 ARGV[1] = clock_ms()  -- the store's now (TIME), not the caller's estimate
 local cust, events = KEYS[1], KEYS[2]
 local now_ms, maxlen, client = tonumber(ARGV[1]), ARGV[2], ARGV[3]

@@ -1,12 +1,12 @@
 -- read_challenge: a challenge as of now, turning it `expired` first if its time is up.
 --
 -- KEYS[1] challenge hash   KEYS[2] open zset   KEYS[3] events stream   KEYS[4] lines hash
--- last KEY: the bucket's outbox stream (taken off KEYS first: take_outbox in _lib.lua)
+-- last 3 KEYS: the bucket's pending and locked indexes, then its outbox (take_bucket in _lib.lua)
 -- ARGV[1] now (ms)         ARGV[2] events retention (ms)   ARGV[3] client   ARGV[4] challenge id
 -- ARGV[5] '1': the client reads every client's challenges (an operator, roles on)
 --
 -- Returns {'ok', field, value, ...} or {'challenge_not_found'}.
-take_outbox(KEYS)  -- the last KEY: the bucket's outbox (_lib.lua)
+take_bucket(KEYS)  -- the last 3 KEYS: the bucket's indexes and outbox (_lib.lua)
 ARGV[1] = clock_ms()  -- the store's now (TIME), not the caller's estimate
 local ch = KEYS[1]
 local owner = redis.call('HGET', ch, 'client')

@@ -7,7 +7,7 @@
 -- KEYS[1] customer hash   KEYS[2] open zset   KEYS[3] events stream   KEYS[4] lines hash
 -- KEYS[5] the call marker (this CallSid as seen by this customer)
 -- KEYS[6..] the open challenges' hashes as the caller read them
--- last KEY: the bucket's outbox stream (taken off KEYS first: take_outbox in _lib.lua)
+-- last 3 KEYS: the bucket's pending and locked indexes, then its outbox (take_bucket in _lib.lua)
 -- ARGV[1] now (ms)   ARGV[2] events retention (ms)   ARGV[3] retention (ms)   ARGV[4] marker TTL (ms)
 -- ARGV[5] CallSid    ARGV[6] From (E.164)   ARGV[7] To (E.164)
 -- ARGV[8..] the open challenges' ids, in KEYS order
@@ -15,7 +15,7 @@
 -- Returns {'locked'}, {'replay'} (this CallSid already locked this customer), {'stranger'}
 -- (the customer is gone or no longer has this phone: nothing written), {'retry'} (the open set
 -- is not what the caller read: nothing written).
-take_outbox(KEYS)  -- the last KEY: the bucket's outbox (_lib.lua)
+take_bucket(KEYS)  -- the last 3 KEYS: the bucket's indexes and outbox (_lib.lua)
 local cust, open, events, lines, marker = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 ARGV[1] = clock_ms()  -- the store's now (TIME), not the caller's estimate
 local now_ms, maxlen = tonumber(ARGV[1]), ARGV[2]

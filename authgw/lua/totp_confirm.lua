@@ -3,7 +3,7 @@
 -- not, NIST SP 800-63B-4), and its step is recorded so the code cannot be replayed.
 --
 -- KEYS[1] customer hash   KEYS[2] events stream
--- last KEY: the bucket's outbox stream (taken off KEYS first: take_outbox in _lib.lua)
+-- last 3 KEYS: the bucket's pending and locked indexes, then its outbox (take_bucket in _lib.lua)
 -- ARGV[1] now (RFC 3339)  ARGV[2] events retention (ms)   ARGV[3] lockout policy (see _lib.lua)
 -- ARGV[4] the pending ciphertext the caller computed codes with
 -- ARGV[5] comma-separated time steps whose code matched ('' for none)
@@ -11,7 +11,7 @@
 --
 -- Returns {'ok', customer field, value, ...}, {'invalid_code', failures, locked 0|1, failures before lock}, {'stale'}, {'customer_not_found'},
 -- {'customer_locked'}, {'no_pending_enrolment'}.
-take_outbox(KEYS)  -- the last KEY: the bucket's outbox (_lib.lua)
+take_bucket(KEYS)  -- the last 3 KEYS: the bucket's indexes and outbox (_lib.lua)
 local now_ms = clock_ms()  -- the store's now (TIME), not the caller's estimate
 ARGV[1] = iso_from_ms(now_ms)
 local cust, events = KEYS[1], KEYS[2]

@@ -2,11 +2,11 @@
 -- count of temporary locks (clear_lock in _lib.lua).
 --
 -- KEYS[1] customer hash   KEYS[2] events stream
--- last KEY: the bucket's outbox stream (taken off KEYS first: take_outbox in _lib.lua)
+-- last 3 KEYS: the bucket's pending and locked indexes, then its outbox (take_bucket in _lib.lua)
 -- ARGV[1] now (RFC 3339)  ARGV[2] events retention (ms)   ARGV[3] client that unlocked
 --
 -- Returns {'ok', customer field, value, ...} or {'customer_not_found'}.
-take_outbox(KEYS)  -- the last KEY: the bucket's outbox (_lib.lua)
+take_bucket(KEYS)  -- the last 3 KEYS: the bucket's indexes and outbox (_lib.lua)
 ARGV[1] = iso_from_ms(clock_ms())  -- the store's now (TIME), not the caller's estimate
 local cust = KEYS[1]
 if redis.call('EXISTS', cust) == 0 then return {'customer_not_found'} end

@@ -2,7 +2,7 @@
 --
 -- KEYS[1] challenge hash   KEYS[2] customer hash   KEYS[3] open zset
 -- KEYS[4] events stream    KEYS[5] lines hash
--- last KEY: the bucket's outbox stream (taken off KEYS first: take_outbox in _lib.lua)
+-- last 3 KEYS: the bucket's pending and locked indexes, then its outbox (take_bucket in _lib.lua)
 -- ARGV[1] now (ms): the store's time the codes were computed at   ARGV[2] now (RFC 3339)
 -- (ARGV[1] and ARGV[2] are the caller's estimate: the script replaces both with the store's TIME, clock_now)
 -- ARGV[3] events retention (ms)   ARGV[4] retention (ms)
@@ -16,7 +16,7 @@
 -- {'challenge_not_pending'}, {'customer_locked'}, {'method_unavailable'}.
 -- The codes were computed at ARGV[1], the store's time as the secret was read (totp_secret):
 -- they are judged only if that is this script's now too, give or take a round trip.
-take_outbox(KEYS)  -- the last KEY: the bucket's outbox (_lib.lua)
+take_bucket(KEYS)  -- the last 3 KEYS: the bucket's indexes and outbox (_lib.lua)
 if math.abs(clock_ms() - tonumber(ARGV[1])) > 2000 then return {'stale'} end
 ARGV[1], ARGV[2] = clock_now()  -- the store's now (TIME), not the caller's estimate
 local ch, cust, open, events, lines = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
