@@ -157,6 +157,10 @@ class Keys:
         """Sharded pub/sub channel: rung with endpoint names when something of theirs is due now."""
         return f"{self.prefix}:{{wh}}:doorbell"
 
+    def webhook_audit(self) -> str:
+        """Stream: what operators did to the endpoints (who, when, what), kept by age like events."""
+        return f"{self.prefix}:{{wh}}:audit"
+
     def webhook(self, name: str) -> EndpointKeys:
         """The keys of one endpoint's deliveries (a name is 1-64 of ``A-Z a-z 0-9 . _ -``)."""
         base = f"{self.prefix}:{{wh}}:ep:{name}"

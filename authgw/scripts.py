@@ -774,11 +774,24 @@ def webhook_put(
     sealed: str,
     incarnation: str,
     max_endpoints: int,
+    by: str,
+    audit_ms: int,
 ) -> WebhookPut:
+    """Create or update endpoint ``name``, audited under ``by`` (kept ``audit_ms``)."""
     result = store.run(
         "webhook_put",
-        [store.keys.webhook_endpoints()],
-        [name, url, json.dumps(list(events)), _flag(enabled), sealed, incarnation, max_endpoints],
+        [store.keys.webhook_endpoints(), store.keys.webhook_audit()],
+        [
+            name,
+            url,
+            json.dumps(list(events)),
+            _flag(enabled),
+            sealed,
+            incarnation,
+            max_endpoints,
+            by,
+            audit_ms,
+        ],
     )
     status = status_of(result)
     if status == "too_many_webhooks":
@@ -788,18 +801,21 @@ def webhook_put(
     return WebhookPut(status, result[1])  # type: ignore[arg-type]
 
 
-def webhook_delete(store: Store, *, name: str) -> None:
-    keys = store.keys.webhook(name)
-    expect_ok(store.run("webhook_delete", [store.keys.webhook_endpoints(), *keys.all()], [name]))
+def webhook_delete(store: Store, *, name: str, by: str, audit_ms: int) -> None:
+    """Delete endpoint ``name`` and its deliveries, audited under ``by``; 404 raises."""
+    keys = [store.keys.webhook_endpoints(), *store.keys.webhook(name).all(), store.keys.webhook_audit()]
+    expect_ok(store.run("webhook_delete", keys, [name, by, audit_ms]))
 
 
 def webhook_rotate(
-    store: Store, *, name: str, incarnation: str, sealed: str, grace_ms: int
+    store: Store, *, name: str, incarnation: str, sealed: str, grace_ms: int, by: str, audit_ms: int
 ) -> Literal["stale"] | str:
-    """The endpoint's record after the rotation (JSON), or ``stale``: it was made again since
-    the caller read its incarnation."""
+    """The endpoint's record after the rotation (JSON), audited under ``by``; or ``stale``: it
+    was made again since the caller read its incarnation."""
     result = store.run(
-        "webhook_rotate", [store.keys.webhook_endpoints()], [name, incarnation, sealed, grace_ms]
+        "webhook_rotate",
+        [store.keys.webhook_endpoints(), store.keys.webhook_audit()],
+        [name, incarnation, sealed, grace_ms, by, audit_ms],
     )
     if _retrying(result, "stale"):
         return "stale"
@@ -810,7 +826,6 @@ def webhook_rotate(
 class FannedOut:
     status: Literal["ok", "retry"]  # retry: an endpoint that wants the event was not a candidate
     created: tuple[str, ...] = ()  # the endpoints that got a new delivery
-    record: str = ""  # the last new delivery's record, JSON (a test event's)
 
 
 def webhook_fan_out_call(
@@ -821,7 +836,6 @@ def webhook_fan_out_call(
     event_type: str,
     event_ms: int,
     body: str,
-    forced: bool = False,
 ) -> Call:
     """The KEYS and ARGV of ``webhook_fan_out.lua`` (the deliverer pipelines a batch of them)."""
     script_keys = [keys.webhook_endpoints(), keys.webhook_doorbell()]
@@ -832,7 +846,6 @@ def webhook_fan_out_call(
         event_type,
         event_ms,
         body,
-        _flag(forced),
         len(candidates),
         *(name for name, _ in candidates),
         *(delivery_id for _, delivery_id in candidates),
@@ -842,8 +855,8 @@ def webhook_fan_out_call(
 def fanned_out(result: Any) -> FannedOut:
     if _retrying(result, "retry"):
         return FannedOut("retry")
-    _count, names, record = expect_ok(result)
-    return FannedOut("ok", tuple(names.split(",")) if names else (), record)
+    _count, names = expect_ok(result)
+    return FannedOut("ok", tuple(names.split(",")) if names else ())
 
 
 def webhook_fan_out_many(store: Store, calls: Sequence[Call]) -> list[FannedOut]:
@@ -921,13 +934,47 @@ def webhook_record(
     return outcome  # type: ignore[return-value]
 
 
-def webhook_retry(store: Store, *, name: str, delivery_id: str) -> str:
-    """The delivery's record, queued again (JSON); the contract's 404s and 409 raise."""
+def webhook_retry(store: Store, *, name: str, delivery_id: str, by: str, audit_ms: int) -> str:
+    """The delivery's record, queued again (JSON), audited under ``by``; the contract's 404s
+    and 409 raise."""
     keys = store.keys.webhook(name)
     result = store.run(
         "webhook_retry",
-        [store.keys.webhook_endpoints(), store.keys.webhook_doorbell(), *keys.all()],
-        [name, delivery_id],
+        [
+            store.keys.webhook_endpoints(),
+            store.keys.webhook_doorbell(),
+            *keys.all(),
+            store.keys.webhook_audit(),
+        ],
+        [name, delivery_id, by, audit_ms],
+    )
+    return str(expect_ok(result)[0])
+
+
+def webhook_test(
+    store: Store,
+    *,
+    name: str,
+    event_id: str,
+    event_type: str,
+    event_ms: int,
+    body: str,
+    delivery_id: str,
+    by: str,
+    audit_ms: int,
+) -> str:
+    """A test event's delivery to endpoint ``name`` (its record, JSON), audited under ``by``;
+    ``webhook_not_found`` raises."""
+    keys = store.keys.webhook(name)
+    result = store.run(
+        "webhook_test",
+        [
+            store.keys.webhook_endpoints(),
+            store.keys.webhook_doorbell(),
+            *keys.all(),
+            store.keys.webhook_audit(),
+        ],
+        [name, event_id, event_type, event_ms, body, delivery_id, by, audit_ms],
     )
     return str(expect_ok(result)[0])
 

@@ -400,6 +400,11 @@ class Store:
         """Every webhook endpoint's record (JSON) by name: a hint the webhook scripts re-check."""
         return dict(self.read_command("hgetall", self.keys.webhook_endpoints()))
 
+    def webhook_audit(self, limit: int) -> list[tuple[str, dict[str, str]]]:
+        """The newest ``limit`` entries of the webhook audit stream, newest first."""
+        entries: Any = self.read_command("xrevrange", self.keys.webhook_audit(), "+", "-", limit)
+        return list(entries)
+
     def webhook_delivery(self, name: str, delivery_id: str) -> str | None:
         """One delivery record (JSON) of endpoint ``name``, or None (a read for the console's
         confirmation page; the retry script re-checks the state)."""

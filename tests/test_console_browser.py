@@ -346,6 +346,11 @@ def test_operator_retries_a_failed_webhook_delivery(
             == "pending"
         )
         assert page.locator(row).count() == 0  # no longer among the failed
+        # The retry is audited in the store: the page's operator actions show it first.
+        audited = page.locator("#webhook-audit tbody tr").first
+        assert audited.get_attribute("data-action") == "webhook.delivery_retried"
+        assert audited.get_attribute("data-delivery") == newest["id"]
+        assert "配信を再送" in audited.text_content() and "ops" in audited.text_content()
         assert (
             next(d for d in deliveries(ops, "core-banking") if d["id"] == newest["id"])["state"] == "pending"
         )

@@ -1,14 +1,12 @@
 """The console's webhooks page and the overview's endpoints with their lag, through Flask's test
 client on every store: roles, CSRF, the retry of a failed delivery behind its confirmation and
-its audit line, the refusal of a retry of one that is not failed. Deliveries are queued as
-test events and failed by the deliverer's own calls on the test's clock (no HTTP here; the
-browser test delivers for real)."""
+its audit in the store (shown on the page), the refusal of a retry of one that is not failed.
+Deliveries are queued as test events and failed by the deliverer's own calls on the test's
+clock (no HTTP here; the browser test delivers for real)."""
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +15,7 @@ from authgw.app import create_app
 from tests.helpers.api import Api
 from tests.helpers.console import csrf_of, post_form, sign_in
 from tests.helpers.delivering import deliveries, endpoint, fail_due
+from tests.helpers.outbound import audit_trail
 from tests.helpers.settings import API_KEY, OTHER_KEY, settings_for_tests
 
 OPERATOR_KEY = OTHER_KEY  # the client named ops
@@ -40,22 +39,9 @@ def signed_in(app: Any) -> Any:
     return web
 
 
-@pytest.fixture
-def audited() -> Iterator[list[logging.LogRecord]]:
-    """The lines written to the console's audit log while the test runs."""
-    lines: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(record)
-
-    logger = logging.getLogger("authgw.audit")
-    handler, level = Keep(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield lines
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+def retries_audited(app: Any, store: Any) -> list[dict[str, str]]:
+    """The store's audit entries of retried deliveries, newest first."""
+    return [a for a in audit_trail(app, store) if a["action"] == "webhook.delivery_retried"]
 
 
 def queue_test_event(ops: Api, name: str) -> str:
@@ -156,40 +142,58 @@ def test_the_notice_echoes_only_a_delivery_id(signed_in: Any) -> None:
 
 
 def test_a_retry_needs_the_confirmation_then_queues_it_and_is_audited(
-    signed_in: Any, app: Any, ops: Api, clock: Any, audited: list[logging.LogRecord]
+    signed_in: Any, app: Any, ops: Api, store: Any, clock: Any
 ) -> None:
     delivery_id = failed_delivery(app, ops, clock)
     confirm = signed_in.get(confirm_path("core", delivery_id))
     assert confirm.status_code == 200 and delivery_id in confirm.get_data(as_text=True)
     assert state_of(ops, "core", delivery_id) == "failed"  # the question alone changes nothing
-    assert not audited
+    assert not retries_audited(app, store)
+    clock.advance(7)
     rv = signed_in.post(retry_path("core", delivery_id), data={"csrf_token": csrf_of(confirm)})
     assert rv.status_code == 302
     assert rv.headers["Location"].endswith(f"/console/webhooks?retried={delivery_id}#webhook-core")
     assert state_of(ops, "core", delivery_id) == "pending"
-    [line] = audited
+    # The audit is in the store, written by the retry's own script: who, when, what.
+    [audited] = retries_audited(app, store)
     event_id = deliveries(ops, "core")[0]["event_id"]
-    assert line.action == "webhook.delivery_retried" and line.by == "ops"  # type: ignore[attr-defined]
-    assert (line.webhook, line.delivery_id, line.event_id) == ("core", delivery_id, event_id)  # type: ignore[attr-defined]
+    assert audited == {
+        "at": app.extensions["authgw"].domain.now().iso,
+        "by": "ops",
+        "action": "webhook.delivery_retried",
+        "webhook": "core",
+        "delivery_id": delivery_id,
+        "event_id": event_id,
+        "event_type": "webhook.test",
+    }
     page = signed_in.get(rv.headers["Location"]).get_data(as_text=True)
     assert 'id="done"' in page
     assert f'data-delivery="{delivery_id}" data-state="pending"' in page
     assert confirm_path("core", delivery_id) not in page  # no longer failed: no retry offered
+    # The page's recent operator actions, newest first: the retry, then the test event and the
+    # endpoint's creation (by the same operator, through the API).
+    actions = page.split('id="webhook-audit"', 1)[1].split("</section>", 1)[0]
+    assert "オペレーターの最近の操作（新しい順）" in actions
+    rows = re.findall(r'<tr data-action="([^"]+)" data-webhook="core"', actions)
+    assert rows == ["webhook.delivery_retried", "webhook.test_sent", "webhook.created"]
+    retried = actions.split('data-action="webhook.delivery_retried"', 1)[1].split("</tr>", 1)[0]
+    assert "配信を再送" in retried and delivery_id in retried and ">ops<" in retried
+    assert f'datetime="{audited["at"]}"' in retried
 
 
 def test_a_forged_retry_without_csrf_is_refused_and_retries_nothing(
-    signed_in: Any, app: Any, ops: Api, clock: Any, audited: list[logging.LogRecord]
+    signed_in: Any, app: Any, ops: Api, store: Any, clock: Any
 ) -> None:
     delivery_id = failed_delivery(app, ops, clock)
     for data in ({}, {"csrf_token": "forged"}):
         rv = signed_in.post(retry_path("core", delivery_id), data=data)
         assert rv.status_code == 400 and 'id="refused"' in rv.get_data(as_text=True)
     assert state_of(ops, "core", delivery_id) == "failed"
-    assert not audited
+    assert not retries_audited(app, store)
 
 
 def test_a_delivery_not_failed_offers_no_retry_and_a_forged_one_is_refused_clearly(
-    signed_in: Any, app: Any, ops: Api, audited: list[logging.LogRecord]
+    signed_in: Any, app: Any, ops: Api, store: Any
 ) -> None:
     endpoint(ops, "core", "https://bank.example.jp/core", ["customer.*"])
     pending = queue_test_event(ops, "core")
@@ -209,7 +213,7 @@ def test_a_delivery_not_failed_offers_no_retry_and_a_forged_one_is_refused_clear
             == f"配信 {pending} は失敗していません（状態：配信待ち）。再送できるのは配信失敗のものだけです。"
         )
     assert state_of(ops, "core", pending) == "pending"
-    assert not audited
+    assert not retries_audited(app, store)
 
 
 def test_an_unknown_delivery_or_endpoint_is_404(signed_in: Any, app: Any, ops: Api, clock: Any) -> None:

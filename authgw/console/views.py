@@ -4,7 +4,6 @@ webhook endpoints with their failed deliveries and the retry of one."""
 from __future__ import annotations
 
 import hashlib
-import logging
 import unicodedata
 import zoneinfo
 from collections.abc import Callable
@@ -55,12 +54,8 @@ NOTE_MAX = 500
 FAILED_SHOWN = 50  # failed deliveries shown per endpoint at most
 LATEST_SHOWN = 10  # latest deliveries (any state) shown per endpoint
 LAG_WARNING_SECONDS = 60
+AUDIT_SHOWN = 20  # operators' recent actions on the webhooks shown
 PUBLIC_ENDPOINTS = ("console.sign_in", "console.sign_in_post", "console.language", "console.static")
-
-
-# Every console action that leaves no event on a customer's trail (a webhook retry) writes
-# one line here, with the operator's client name in ``by``.
-audit = logging.getLogger("authgw.audit")
 
 
 def gateway() -> Gateway:
@@ -92,6 +87,7 @@ def template_globals() -> dict[str, Any]:
         "reason_label": reason_label,
         "totp_label": totp_label,
         "state_label": state_label,
+        "action_label": action_label,
         "duration": duration,
         "local_time": local_time,
         "timezone": gateway().settings.timezone,
@@ -117,6 +113,19 @@ def totp_label(state: str) -> str:
 def state_label(state: str) -> str:
     labels = {"pending": _("Pending"), "delivered": _("Delivered"), "failed": _("Failed")}
     return str(labels.get(state, state))
+
+
+def action_label(action: str) -> str:
+    """An operator's action on the webhooks (the audit stream's ``action``) as staff read it."""
+    labels = {
+        "webhook.created": _("Endpoint created"),
+        "webhook.updated": _("Endpoint changed"),
+        "webhook.deleted": _("Endpoint deleted"),
+        "webhook.secret_rotated": _("Secret rotated"),
+        "webhook.delivery_retried": _("Delivery retried"),
+        "webhook.test_sent": _("Test event sent"),
+    }
+    return str(labels.get(action, action))
 
 
 def local_time(iso: str | None) -> str:
@@ -419,7 +428,8 @@ def webhooks_page() -> str:
     retried = request.args.get("retried", "")
     if not DELIVERY_ID.fullmatch(retried):
         retried = ""  # only a delivery id is echoed in the notice
-    return render_template("webhooks.html", endpoints=shown, retried=retried)
+    actions = wh.audit(AUDIT_SHOWN)
+    return render_template("webhooks.html", endpoints=shown, retried=retried, actions=actions)
 
 
 def delivery_of(name: str, delivery_id: str) -> dict[str, Any]:
@@ -441,27 +451,13 @@ def confirm_retry(name: str, delivery_id: str) -> str | tuple[str, int]:
 def retry_delivery(name: str, delivery_id: str) -> Response | tuple[str, int]:
     delivery = delivery_of(name, delivery_id)
     try:
-        queued = webhooks().retry(name, delivery_id)
+        webhooks().retry(name, delivery_id, g.operator)  # audited by the same script
     except ApiError as exc:
         if exc.code == "delivery_not_failed":
             return not_failed(webhooks().delivery(name, delivery_id) or delivery)
         if exc.code in ("delivery_not_found", "webhook_not_found"):
             abort(404)
         raise
-    audit.info(
-        "webhook delivery %s of %s queued again by %s",
-        delivery_id,
-        name,
-        g.operator,
-        extra={
-            "action": "webhook.delivery_retried",
-            "by": g.operator,
-            "webhook": name,
-            "delivery_id": delivery_id,
-            "event_id": queued["event_id"],
-            "event_type": queued["type"],
-        },
-    )
     return redirect(url_for("console.webhooks_page", retried=delivery_id, _anchor=f"webhook-{name}"))
 
 

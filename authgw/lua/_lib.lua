@@ -716,3 +716,25 @@ local function wh_prune(k, now_ms, keep_ms, budget)
     redis.call('ZREM', k.done, id)
   end
 end
+
+-- An operator's change to the webhooks (a PUT, a delete, a rotation, a retry, a test), on the
+-- {wh} slot's audit stream, written by the script that makes the change: who (`by`, the
+-- client name), when (`at`, RFC 3339), what (`action`, `webhook`, then `extra`: a flat list of
+-- name, value pairs; empty values are left out). Kept by age like the events (`retention_ms`,
+-- the events retention): stream ids are the store's clock, so the cut-off is taken from TIME,
+-- and the stream lives the retention past its newest entry.
+local function wh_audit(audit_key, retention_ms, at, by, action, name, extra)
+  local fields = {'at', at, 'by', by, 'action', action, 'webhook', name}
+  for i = 1, #(extra or {}), 2 do
+    local value = extra[i + 1]
+    if value ~= nil and value ~= false and value ~= '' then
+      fields[#fields + 1] = extra[i]
+      fields[#fields + 1] = tostring(value)
+    end
+  end
+  local keep = tonumber(retention_ms)
+  local time = redis.call('TIME')
+  local store_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  redis.call('XADD', audit_key, 'MINID', '~', store_ms - keep, '*', unpack(fields))
+  redis.call('PEXPIRE', audit_key, keep)
+end

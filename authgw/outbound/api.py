@@ -1,11 +1,13 @@
 """The ``/v1/webhooks`` blueprint: the bank's endpoints and their deliveries (API.md Additions,
 "Webhooks to the bank"). Every call is an operator's (``operator_only``): a corebank key gets
 403 before anything is looked up. A secret appears in two answers only: the 201 that created
-the endpoint and the 200 of a rotation."""
+the endpoint and the 200 of a rotation. Every change (a PUT, a delete, a rotation, a retry, a
+test) is audited on the store's webhook audit stream with the operator's client name, by the
+script that makes it (``Webhooks.audit``; the console's webhooks page shows it)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 
 from authgw.auth import operator_only
 from authgw.challenges.api import require_client
@@ -54,7 +56,7 @@ def put_webhook(name: str) -> Response:
         errors.extend(exc.errors)
     if errors or body is None:
         raise ValidationFailed(errors)
-    endpoint, secret = webhooks().put(name, body)
+    endpoint, secret = webhooks().put(name, body, g.client)
     if secret is None:
         return as_json(endpoint)
     return as_json({**endpoint, "secret": secret}, 201, NO_STORE)
@@ -69,7 +71,7 @@ def get_webhook(name: str) -> Response:
 @bp.delete("/<name>")
 @operator_only
 def delete_webhook(name: str) -> Response:
-    webhooks().delete(known(name))
+    webhooks().delete(known(name), g.client)
     return Response(status=204)
 
 
@@ -77,7 +79,7 @@ def delete_webhook(name: str) -> Response:
 @operator_only
 def rotate_secret(name: str) -> Response:
     _empty_body()
-    return as_json({"secret": webhooks().rotate(known(name))}, headers=NO_STORE)
+    return as_json({"secret": webhooks().rotate(known(name), g.client)}, headers=NO_STORE)
 
 
 @bp.get("/<name>/deliveries")
@@ -102,7 +104,7 @@ def deliveries(name: str) -> Response:
 def retry_delivery(name: str, delivery_id: str) -> Response:
     name = known(name)
     _empty_body()
-    return as_json(webhooks().retry(name, delivery_id), 202)
+    return as_json(webhooks().retry(name, delivery_id, g.client), 202)
 
 
 @bp.post("/<name>/test")
@@ -110,7 +112,7 @@ def retry_delivery(name: str, delivery_id: str) -> Response:
 def send_test(name: str) -> Response:
     name = known(name)
     _empty_body()
-    return as_json(webhooks().test(name), 202)
+    return as_json(webhooks().test(name, g.client), 202)
 
 
 def _empty_body() -> None:

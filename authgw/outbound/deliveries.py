@@ -286,8 +286,14 @@ class Webhooks:
 
     # -- the API's ------------------------------------------------------------------------
 
-    def put(self, name: str, body: WebhookPut) -> tuple[dict[str, Any], str | None]:
-        """Create (with a new secret, returned this once) or update an endpoint."""
+    @property
+    def audit_ms(self) -> int:
+        """How long an operator's action stays on the audit stream: the events retention."""
+        return self.d.maxlen
+
+    def put(self, name: str, body: WebhookPut, by: str) -> tuple[dict[str, Any], str | None]:
+        """Create (with a new secret, returned this once) or update an endpoint, audited
+        under ``by`` (an operator's client name), like every change below."""
         secret, incarnation = rules.new_secret(), rules.new_incarnation()
         out = scripts.webhook_put(
             self.store,
@@ -298,6 +304,8 @@ class Webhooks:
             sealed=self.d.box.seal(secret, rules.secret_context(name, incarnation)),
             incarnation=incarnation,
             max_endpoints=MAX_ENDPOINTS,
+            by=by,
+            audit_ms=self.audit_ms,
         )
         if out.status == "too_many":
             raise ValidationFailed(
@@ -319,10 +327,10 @@ class Webhooks:
         endpoint["lag_seconds"] = 0.0 if oldest is None else max(0, read.now_ms - oldest) / 1000
         return endpoint
 
-    def delete(self, name: str) -> None:
-        scripts.webhook_delete(self.store, name=name)
+    def delete(self, name: str, by: str) -> None:
+        scripts.webhook_delete(self.store, name=name, by=by, audit_ms=self.audit_ms)
 
-    def rotate(self, name: str) -> str:
+    def rotate(self, name: str, by: str) -> str:
         """A new secret (returned this once); the old one signs on for 24 hours."""
         for _ in range(RETRIES):
             incarnation = json.loads(scripts.webhook_read(self.store, name=name).record)["incarnation"]
@@ -333,6 +341,8 @@ class Webhooks:
                 incarnation=incarnation,
                 sealed=self.d.box.seal(secret, rules.secret_context(name, incarnation)),
                 grace_ms=rules.ROTATION_GRACE_SECONDS * 1000,
+                by=by,
+                audit_ms=self.audit_ms,
             )
             if out != "stale":
                 return secret
@@ -344,28 +354,32 @@ class Webhooks:
             for raw in scripts.webhook_deliveries(self.store, name=name, state=state, limit=limit)
         ]
 
-    def retry(self, name: str, delivery_id: str) -> dict[str, Any]:
+    def retry(self, name: str, delivery_id: str, by: str) -> dict[str, Any]:
         if not DELIVERY_ID.fullmatch(delivery_id):
             # The endpoint's 404 first, as for a well-formed id.
             scripts.webhook_read(self.store, name=name)
             raise ApiError("delivery_not_found")
-        return render_delivery(scripts.webhook_retry(self.store, name=name, delivery_id=delivery_id))
+        record = scripts.webhook_retry(
+            self.store, name=name, delivery_id=delivery_id, by=by, audit_ms=self.audit_ms
+        )
+        return render_delivery(record)
 
-    def test(self, name: str) -> dict[str, Any]:
+    def test(self, name: str, by: str) -> dict[str, Any]:
         """Queue a ``webhook.test`` event for the endpoint, whatever its patterns."""
         now = self.d.now()
         event = {"id": _random_id("ev_test_"), "at": now.iso, "type": TEST_EVENT, "webhook": name}
-        call = scripts.webhook_fan_out_call(
-            self.store.keys,
-            candidates=[(name, new_delivery_id())],
+        record = scripts.webhook_test(
+            self.store,
+            name=name,
             event_id=event["id"],
             event_type=TEST_EVENT,
             event_ms=now.ms,
             body=body_of(event),
-            forced=True,
+            delivery_id=new_delivery_id(),
+            by=by,
+            audit_ms=self.audit_ms,
         )
-        (out,) = scripts.webhook_fan_out_many(self.store, [call])
-        return render_delivery(out.record)
+        return render_delivery(record)
 
     # -- the console's --------------------------------------------------------------------
 
@@ -380,6 +394,12 @@ class Webhooks:
                 if exc.code != "webhook_not_found":
                     raise
         return found
+
+    def audit(self, limit: int) -> list[dict[str, str]]:
+        """The newest ``limit`` operator actions on the endpoints, newest first: each with
+        ``at``, ``by``, ``action``, ``webhook`` and what the action names (``delivery_id``,
+        ``event_id``, ``event_type``, ``url``, ``events``, ``enabled``) where it has them."""
+        return [dict(fields) for _id, fields in self.store.webhook_audit(limit)]
 
     def delivery(self, name: str, delivery_id: str) -> dict[str, Any] | None:
         """One delivery object of endpoint ``name``, or None when there is no such delivery."""

@@ -75,3 +75,13 @@ def answer(
     return wh.record(
         name, claimed.delivery_id, claimed.attempt, ok=ok, status=status, error=error, retry_after=retry_after
     )
+
+
+def audit_key(app: Any) -> str:
+    """The ``{wh}`` slot's audit stream of operators' actions on the webhooks."""
+    return str(app.extensions["authgw"].store.keys.webhook_audit())
+
+
+def audit_trail(app: Any, client: Any) -> list[dict[str, str]]:
+    """The webhook audit stream as the store holds it, newest first (read with ``client``)."""
+    return [dict(fields) for _id, fields in client.xrevrange(audit_key(app))]
