@@ -6,6 +6,7 @@ and an entry whose time has passed stops counting even when no script has settle
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -182,7 +183,7 @@ def test_racing_creations_and_cancellations_leave_the_count_exact(app: Any, api:
     def cancel_one(challenge_id: str) -> int:
         return int(Api(app.test_client(), api.key).post(f"/v1/challenges/{challenge_id}/cancel").status_code)
 
-    cancel = [functools.partial(cancel_one, i) for i in made]
+    cancel: list[Callable[[], Any]] = [functools.partial(cancel_one, i) for i in made]
     assert race(cancel[::3] + cancel[::3]).count(200) >= 4  # each cancelled twice at once
     pending = sum(1 for i in made if api.get(f"/v1/challenges/{i}").get_json()["status"] == "pending")
     assert pending == 8
