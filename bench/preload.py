@@ -349,14 +349,14 @@ for i = 17, #ARGV, 6 do
   local customer_id, tag, id, digest, phone = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local bucket = prefix .. ':{b:' .. ARGV[i + 5] .. '}'
   local base = bucket .. ':c:' .. tag
-  local outbox = bucket .. ':outbox'
+  local tail = {bucket .. ':pending', bucket .. ':locked', bucket .. ':outbox'}  -- take_bucket
   redis.call('SADD', prefix .. ':{p:' .. phone .. '}:customers', customer_id)
-  local put = put_customer({base .. ':customer', base .. ':events', outbox},
+  local put = put_customer({base .. ':customer', base .. ':events', unpack(tail)},
                            {customer_id, '["' .. phone .. '"]', 'JP', now_iso, maxlen, client})
   if put[1] ~= 'ok' then return {'put_customer', customer_id, put[1]} end
   local created = create_challenge(
     {base .. ':customer', base .. ':open', base .. ':events', base .. ':lines', base .. ':ch:' .. id,
-     base .. ':usage', base .. ':payees', outbox},
+     base .. ':usage', base .. ':payees', unpack(tail)},
     {now_ms, now_iso, maxlen, record_ttl, id, client, customer_id, doc_head .. digest .. doc_tail, '',
      attempts, expires_ms, expires_iso, '', pool, '', limit_defaults, day_windows, step_up})
   if created[1] ~= 'ok' then return {'create_challenge', customer_id, created[1]} end
@@ -432,7 +432,8 @@ def _background_part(job: tuple[str, Settings, str, int, int, int]) -> int:
                 raise RuntimeError(f"bulk load: {result!r}")
             # The loop built its key names itself: check one against authgw.keys.
             customer_id, cid = ids[-1]
-            if not client.exists(loader.keys.for_customer(customer_id).challenge(cid)):
+            keys = loader.keys.for_customer(customer_id)
+            if not client.exists(keys.challenge(cid)) or client.zscore(keys.pending_index, cid) is None:
                 raise RuntimeError("bulk load: the loop's key names differ from authgw.keys")
     finally:
         client.close()
