@@ -20,6 +20,26 @@ local function take_bucket(KEYS)
 end
 local rung = {}
 
+-- Append `extra`, a flat list of name, value pairs, to `fields`, leaving out empty values
+-- (nil, false, ''): the fields of an event (add_event) and of an audit entry (wh_audit).
+local function add_pairs(fields, extra)
+  for i = 1, #(extra or {}), 2 do
+    local value = extra[i + 1]
+    if value ~= nil and value ~= false and value ~= '' then
+      fields[#fields + 1] = extra[i]
+      fields[#fields + 1] = tostring(value)
+    end
+  end
+  return fields
+end
+
+-- The store's own clock for a stream's cut-off by age: stream ids are TIME's, so this is read
+-- from TIME always (even in tests that stand their clock in for clock_ms's).
+local function stream_clock_ms()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+
 -- Append one event to a customer's stream, and the same event to the bucket's outbox in the
 -- same step: a transition that happened is on its way to the bank's endpoints even if every
 -- gateway process dies as the script returns (the outbox shares the customer's slot). The
@@ -27,29 +47,21 @@ local rung = {}
 -- (authgw.identifiers.event_id). Then the doorbell: SPUBLISH on a channel named after the
 -- outbox (the same slot), with the event's challenge id ('' for none), once per challenge per
 -- script run; deliverers and long-polling requests listen there.
--- `extra` is a flat list of name, value pairs; empty values are left out. Both streams are
--- trimmed by age, never by count: every event is kept at least the retention, whatever traffic
--- follows it (stream ids are the store's clock, so the cut-off is taken from TIME). The trail
+-- `extra` is a flat list of name, value pairs; empty values are left out (add_pairs). Both
+-- streams are trimmed by age, never by count: every event is kept at least the retention,
+-- whatever traffic follows it (stream ids are the store's clock: stream_clock_ms). The trail
 -- lives the retention past its newest event, so a quiet customer's trail goes once all of it
 -- is older than that; the outbox has no expiry (its consumer group lives on it).
 -- `maxlen` is the events retention in ms (the argument kept its old name at every call
 -- site; scripts' headers may still call it "events retention (ms)").
 local function add_event(events_key, maxlen, at, etype, customer_id, extra)
   local retention_ms = tonumber(maxlen)
-  local fields = {'at', at, 'type', etype, 'customer_id', customer_id}
+  local fields = add_pairs({'at', at, 'type', etype, 'customer_id', customer_id}, extra)
   local challenge_id = ''
-  if extra then
-    for i = 1, #extra, 2 do
-      local value = extra[i + 1]
-      if value ~= nil and value ~= false and value ~= '' then
-        fields[#fields + 1] = extra[i]
-        fields[#fields + 1] = tostring(value)
-        if extra[i] == 'challenge_id' then challenge_id = tostring(value) end
-      end
-    end
+  for i = 7, #fields, 2 do
+    if fields[i] == 'challenge_id' then challenge_id = fields[i + 1] end
   end
-  local time = redis.call('TIME')
-  local store_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  local store_ms = stream_clock_ms()
   local trail_id = redis.call('XADD', events_key, 'MINID', '~', store_ms - retention_ms, '*',
                               unpack(fields))
   redis.call('PEXPIRE', events_key, retention_ms)
@@ -724,17 +736,8 @@ end
 -- the events retention): stream ids are the store's clock, so the cut-off is taken from TIME,
 -- and the stream lives the retention past its newest entry.
 local function wh_audit(audit_key, retention_ms, at, by, action, name, extra)
-  local fields = {'at', at, 'by', by, 'action', action, 'webhook', name}
-  for i = 1, #(extra or {}), 2 do
-    local value = extra[i + 1]
-    if value ~= nil and value ~= false and value ~= '' then
-      fields[#fields + 1] = extra[i]
-      fields[#fields + 1] = tostring(value)
-    end
-  end
+  local fields = add_pairs({'at', at, 'by', by, 'action', action, 'webhook', name}, extra)
   local keep = tonumber(retention_ms)
-  local time = redis.call('TIME')
-  local store_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-  redis.call('XADD', audit_key, 'MINID', '~', store_ms - keep, '*', unpack(fields))
+  redis.call('XADD', audit_key, 'MINID', '~', stream_clock_ms() - keep, '*', unpack(fields))
   redis.call('PEXPIRE', audit_key, keep)
 end
