@@ -261,9 +261,7 @@ def home() -> Response | str:
         counts = stats.overview()
         locks = stats.locked_customers(LOCKS_LISTED) if counts["locked"] else []
         hooks = webhooks().listed_with_lag()
-        return render_template(
-            "home.html", query="", matches=None, counts=counts, locks=locks, listed=LOCKS_LISTED, hooks=hooks
-        )
+        return render_template("home.html", query="", matches=None, counts=counts, locks=locks, hooks=hooks)
     matches: list[str] = []
     e164 = phone_of(query, gw.settings.default_region)
     if e164:
