@@ -246,6 +246,9 @@ def test_demo_transfer_verified_by_a_call_from_the_browser_phone(
     page.select_option("#caller", "registered")
     page.click("#call")
     page.wait_for_selector("#transfer-status[data-state=verified]")
+    # The state is told in the customer's language, not as the API's word.
+    assert page.text_content("#transfer-status").endswith("(承認済み)")
+    assert "verified" not in page.text_content("#transfer-status")
     shots(page, tmp_path, "demo-verified-ja")
 
 
@@ -262,6 +265,7 @@ def test_demo_in_confirm_mode_pressing_9_denies_and_locks(
     shots(page, tmp_path, "demo-confirm-call-ja")
     page.click("#keys button[data-key='9']")
     page.wait_for_selector("#transfer-status[data-state=denied]")
+    assert page.text_content("#transfer-status").endswith("(電話で拒否)")
     status, customer = http("GET", f"{confirming_gateway}/v1/customers/demo-customer", key=DEV_KEYS["ops"])
     assert status == 200 and customer["lock"]["reason"] == "fraud_report"
 

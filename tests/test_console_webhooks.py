@@ -231,6 +231,27 @@ def test_an_unknown_delivery_or_endpoint_is_404(signed_in: Any, app: Any, ops: A
     assert state_of(ops, "core", delivery_id) == "failed"
 
 
+def test_a_retry_of_a_deleted_endpoint_says_so_and_retries_nothing(
+    signed_in: Any, app: Any, ops: Api, store: Any, clock: Any
+) -> None:
+    """The operator opened the confirmation; someone deleted the endpoint before the click."""
+    delivery_id = failed_delivery(app, ops, clock)
+    confirm = signed_in.get(confirm_path("core", delivery_id))
+    assert confirm.status_code == 200
+    assert ops.delete("/v1/webhooks/core").status_code == 204
+    rv = signed_in.post(retry_path("core", delivery_id), data={"csrf_token": csrf_of(confirm)})
+    assert rv.status_code == 404
+    page = rv.get_data(as_text=True)
+    refused = page.split('id="refused">', 1)[1].split("<", 1)[0]
+    assert refused == (
+        "この配信はもうありません。画面を表示した後に、配信先または配信そのものが削除されました。"
+        "再送はしていません。"
+    )
+    assert 'id="back" href="/console/webhooks"' in page or 'href="/console/webhooks" id="back"' in page
+    assert not retries_audited(app, store)
+    assert ops.get("/v1/webhooks/core").status_code == 404  # and the retry recreated nothing
+
+
 # -- the overview --------------------------------------------------------------------------
 
 

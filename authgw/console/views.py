@@ -87,6 +87,8 @@ def template_globals() -> dict[str, Any]:
         "reason_label": reason_label,
         "totp_label": totp_label,
         "state_label": state_label,
+        "status_label": status_label,
+        "status_labels": {s: status_label(s) for s in CHALLENGE_STATUSES},
         "action_label": action_label,
         "duration": duration,
         "local_time": local_time,
@@ -113,6 +115,22 @@ def totp_label(state: str) -> str:
 def state_label(state: str) -> str:
     labels = {"pending": _("Pending"), "delivered": _("Delivered"), "failed": _("Failed")}
     return str(labels.get(state, state))
+
+
+CHALLENGE_STATUSES = ("pending", "verified", "consumed", "denied", "expired", "cancelled")
+
+
+def status_label(status: str) -> str:
+    """A challenge's ``status`` as staff and customers read it."""
+    labels = {
+        "pending": _("Waiting for approval"),
+        "verified": _("Approved"),
+        "consumed": _("Approved and carried out"),
+        "denied": _("Refused on the phone"),
+        "expired": _("Expired"),
+        "cancelled": _("Cancelled"),
+    }
+    return str(labels.get(status, status))
 
 
 def action_label(action: str) -> str:
@@ -430,11 +448,24 @@ def webhooks_page() -> str:
     return render_template("webhooks.html", endpoints=shown, retried=retried, actions=actions)
 
 
+class Gone(Exception):
+    """The endpoint or its delivery is not there (deleted since the page was drawn)."""
+
+
 def delivery_of(name: str, delivery_id: str) -> dict[str, Any]:
     delivery = webhooks().delivery(name, delivery_id) if is_customer_id(name) else None
     if delivery is None:
-        abort(404)
+        raise Gone
     return delivery
+
+
+@bp.errorhandler(Gone)
+def gone(_exc: Gone) -> tuple[str, int]:
+    message = _(
+        "This delivery is no longer there: its endpoint, or the delivery itself, was deleted "
+        "since the page was shown. Nothing was retried."
+    )
+    return refusal(str(message), 404)
 
 
 @bp.get("/webhooks/<name>/deliveries/<delivery_id>/confirm-retry")
@@ -454,7 +485,7 @@ def retry_delivery(name: str, delivery_id: str) -> Response | tuple[str, int]:
         if exc.code == "delivery_not_failed":
             return not_failed(webhooks().delivery(name, delivery_id) or delivery)
         if exc.code in ("delivery_not_found", "webhook_not_found"):
-            abort(404)
+            raise Gone from exc
         raise
     return redirect(url_for("console.webhooks_page", retried=delivery_id, _anchor=f"webhook-{name}"))
 

@@ -25,7 +25,8 @@
     el.dataset.state = status;
     const text = status === "pending" ? el.dataset.pending
       : status === "verified" || status === "consumed" ? el.dataset.verified : el.dataset.ended;
-    show(el, text + " (" + status + ")");
+    const labels = JSON.parse(el.dataset.labels);
+    show(el, text + " (" + (labels[status] || status) + ")");
   }
 
   async function poll(id) {
