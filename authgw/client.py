@@ -339,7 +339,8 @@ class Client:
             with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:  # noqa: S310
                 raw = response.read()
         except urllib.error.HTTPError as exc:
-            raw = exc.read()
+            with exc:  # its connection is closed even when reading the problem fails
+                raw = exc.read()
             try:
                 problem = json.loads(raw)
             except ValueError:

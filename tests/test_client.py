@@ -270,3 +270,46 @@ def test_wait_answers_when_the_challenge_is_verified_meanwhile(gateway):
     gw.verify_totp(challenge["id"], totp.at(time.time() + 30))
     waiter.join(40)
     assert [a["status"] for a in answered] == ["verified"]
+
+
+def attempt_keeping_the_error(client: Client) -> bool:
+    """Call and keep the error as a poller keeps its last one: the error's traceback holds this
+    frame, which holds the error, a cycle only the GC frees."""
+    errors: list[Exception] = []
+    try:
+        client.get_challenge("ch_x")
+    except TimeoutError as exc:
+        errors.append(exc)
+    return bool(errors)
+
+
+def test_an_error_answer_whose_body_stalls_leaves_no_connection_open():
+    """A 503 whose body never finishes: the client gives up at its timeout and closes the
+    connection itself (left to the GC, the socket's ResourceWarning fires wherever it runs)."""
+    import gc
+    import socket
+    import warnings
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    release = threading.Event()
+
+    def stall() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 40\r\n\r\n{")
+            release.wait(10)
+
+    server = threading.Thread(target=stall, daemon=True)
+    server.start()
+    try:
+        client = Client(f"http://127.0.0.1:{listener.getsockname()[1]}", API_KEY, timeout=0.5)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            assert attempt_keeping_the_error(client)
+            gc.collect()
+        assert [w for w in seen if issubclass(w.category, ResourceWarning)] == []
+    finally:
+        release.set()
+        server.join(10)
+        listener.close()

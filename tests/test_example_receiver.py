@@ -64,7 +64,8 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> int:
         with urllib.request.urlopen(request, timeout=10) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
-        return exc.code
+        with exc:
+            return exc.code
 
 
 def printed(process: subprocess.Popen[str]) -> tuple[list[dict], str]:

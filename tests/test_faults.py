@@ -147,7 +147,8 @@ def _call(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple
             text = rv.read()
             return rv.status, json.loads(text) if text else None
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+        with exc:  # closed even when its read fails (else its socket waits for the GC)
+            return exc.code, json.loads(exc.read() or b"null")
 
 
 def _serve_env(server: Topology, **extra: str) -> dict[str, str]:

@@ -145,7 +145,8 @@ def send(url: str, method: str, body: bytes | None, headers: dict[str, str]) -> 
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.headers.get("Content-Type", ""), response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers.get("Content-Type", ""), exc.read()
+        with exc:
+            return exc.code, exc.headers.get("Content-Type", ""), exc.read()
 
 
 def assert_sound(answer: tuple[int, str, bytes]) -> None:

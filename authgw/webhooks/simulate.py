@@ -116,7 +116,8 @@ def post(public_url: str, base_url: str, signed_url: str, params: dict[str, str]
         with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310 (the gateway given)
             return str(response.read().decode("utf-8"))
     except urllib.error.HTTPError as exc:
-        body = exc.read().decode("utf-8", "replace")
+        with exc:
+            body = exc.read().decode("utf-8", "replace")
         raise SimulationError(f"the gateway answered HTTP {exc.code}: {body}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)

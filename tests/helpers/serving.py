@@ -35,7 +35,8 @@ def http(method: str, url: str, body: Any = None, key: str | None = API_KEY) -> 
         with urllib.request.urlopen(request, timeout=10) as response:
             raw, status = response.read(), response.status
     except urllib.error.HTTPError as exc:
-        raw, status = exc.read(), exc.code
+        with exc:  # closed even when its read fails (else its socket waits for the GC)
+            raw, status = exc.read(), exc.code
     return status, (json.loads(raw) if raw else None)
 
 
