@@ -14,6 +14,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
+from babel.core import get_global
+from babel.numbers import get_territory_currencies
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from authgw.errors import ValidationFailed
@@ -23,6 +25,25 @@ from authgw.identifiers import (
 )
 
 PAYEE_MAX_BYTES = 2048
+
+
+def _currencies_in_use() -> frozenset[str]:
+    """ISO 4217 codes that are legal tender somewhere today, from CLDR through Babel (already
+    here for the console): ``JPY``, ``USD``, ``EUR``…; not ``ABC``, not a withdrawn ``DEM`` or
+    ``HRK``, not the test code ``XTS`` or a fund or metal code (``XAU``), none of which a fund
+    move is made in."""
+    territories = get_global("territory_currencies")
+    return frozenset(c for t in territories for c in get_territory_currencies(t, tender=True))
+
+
+CURRENCIES = _currencies_in_use()
+
+
+def _currency(code: str) -> str:
+    if code not in CURRENCIES:
+        raise ValueError(f"{code!r} is not an ISO 4217 currency in use")
+    return code
+
 
 CustomerId = Annotated[str, StringConstraints(pattern=CUSTOMER_ID_PATTERN)]
 Digits = Annotated[str, StringConstraints(pattern=r"^[0-9]+$")]
@@ -86,7 +107,7 @@ class ChallengeCreate(Strict):
     customer_id: CustomerId
     kind: Literal["transfer", "payeasy"]
     amount: int = Field(ge=1, le=99_999_999_999)
-    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "JPY"
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), AfterValidator(_currency)] = "JPY"
     payee: dict[str, Any] = Field(description="TransferPayee or PayeasyPayee, by kind; ≤ 2 KiB")
     methods: list[Method] | None = Field(default=None, min_length=1, max_length=2)
     ttl_seconds: int = Field(default=300, ge=60, le=900)
