@@ -67,6 +67,13 @@ def register(base: str, customer_id: str) -> None:
     assert status == 200, body
 
 
+def registered_or_unavailable(base: str, customer_id: str) -> bool:
+    """True once registered; False on 503 (nothing acknowledged); any other answer fails."""
+    status, body = call(base, "PUT", f"/v1/customers/{customer_id}", {"phones": ["090-1234-5678"]})
+    assert status in (200, 503), body
+    return status == 200
+
+
 def create(base: str, customer_id: str) -> str:
     status, body = call(
         base,
@@ -314,7 +321,13 @@ def test_a_sentinel_failover_loses_no_acknowledged_event() -> None:
             wait_until("the gateway writing again", lambda: call(gateway.url, "GET", "/readyz")[0] == 200, 90)
             after = [f"after-{n}" for n in range(5)]
             for customer_id in after:
-                register(gateway.url, customer_id)
+                # /readyz was one worker's answer; another may still be finding the new primary
+                # and answer 503, which acknowledges nothing: the client tries again.
+                wait_until(
+                    f"{customer_id} registered",
+                    lambda c=customer_id: registered_or_unavailable(gateway.url, c),
+                    60,
+                )
             wanted = event_ids(gateway.url, before + after)
             wait_until("every acknowledged event delivered", lambda: wanted <= set(got.ids()), 120)
     finally:
