@@ -7,6 +7,7 @@ deliver`` processes and a real HTTP receiver on loopback. Every loop is bounded.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -325,7 +326,7 @@ def test_a_sentinel_failover_loses_no_acknowledged_event() -> None:
                 # and answer 503, which acknowledges nothing: the client tries again.
                 wait_until(
                     f"{customer_id} registered",
-                    lambda c=customer_id: registered_or_unavailable(gateway.url, c),
+                    functools.partial(registered_or_unavailable, gateway.url, customer_id),
                     60,
                 )
             wanted = event_ids(gateway.url, before + after)
