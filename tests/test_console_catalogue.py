@@ -4,6 +4,7 @@ catalogue (English is the message id itself), so no page shows English to a Japa
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
@@ -28,3 +29,23 @@ def test_every_marked_message_has_its_japanese() -> None:
                 missing.append(f"{filename}:{lineno}: {msgid!r}")
     assert marked > 100  # the extraction found the console's messages
     assert not missing, missing
+
+
+def test_every_challenge_status_has_words_in_both_languages(app: Any) -> None:
+    """The console and the demo say a challenge's status in words, never the API's; the list
+    comes from the API's own model, so a status added there without words fails here."""
+    from typing import get_args
+
+    from flask_babel import force_locale
+
+    from authgw.challenges.models import Challenge
+    from authgw.console.views import CHALLENGE_STATUSES, status_label
+
+    statuses = get_args(Challenge.model_fields["status"].annotation)
+    assert set(CHALLENGE_STATUSES) == set(statuses) and "failed" in statuses
+    with app.test_request_context():
+        for lang in ("en", "ja"):
+            with force_locale(lang):
+                words = {s: status_label(s) for s in statuses}
+            assert all(words[s] != s for s in statuses), (lang, words)
+            assert len(set(words.values())) == len(statuses), (lang, words)  # each its own

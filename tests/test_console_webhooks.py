@@ -220,14 +220,18 @@ def test_an_unknown_delivery_or_endpoint_is_404(signed_in: Any, app: Any, ops: A
     delivery_id = failed_delivery(app, ops, clock)
     token = csrf_of(signed_in.get("/console/webhooks"))
     unknown = "dl_" + "a" * 26
-    for name, did in (
-        ("core", unknown),
-        ("core", "not-an-id"),
-        ("nobody", delivery_id),
-        ("bad%20name", delivery_id),
+    for name, did, maybe_deleted in (
+        ("core", unknown, True),
+        ("nobody", delivery_id, True),
+        ("core", "not-an-id", False),  # a mistyped address: a plain not found
+        ("bad%20name", delivery_id, False),
     ):
-        assert signed_in.get(confirm_path(name, did)).status_code == 404
-        assert signed_in.post(retry_path(name, did), data={"csrf_token": token}).status_code == 404
+        for rv in (
+            signed_in.get(confirm_path(name, did)),
+            signed_in.post(retry_path(name, did), data={"csrf_token": token}),
+        ):
+            assert rv.status_code == 404
+            assert ("削除された可能性" in rv.get_data(as_text=True)) is maybe_deleted, (name, did)
     assert state_of(ops, "core", delivery_id) == "failed"
 
 
@@ -244,12 +248,33 @@ def test_a_retry_of_a_deleted_endpoint_says_so_and_retries_nothing(
     page = rv.get_data(as_text=True)
     refused = page.split('id="refused">', 1)[1].split("<", 1)[0]
     assert refused == (
-        "この配信はもうありません。画面を表示した後に、配信先または配信そのものが削除されました。"
-        "再送はしていません。"
+        "この配信は見つかりません。画面を表示した後に、配信先または配信そのものが削除された可能性が"
+        "あります。再送はしていません。"
     )
     assert 'id="back" href="/console/webhooks"' in page or 'href="/console/webhooks" id="back"' in page
     assert not retries_audited(app, store)
     assert ops.get("/v1/webhooks/core").status_code == 404  # and the retry recreated nothing
+
+
+def test_an_endpoint_deleted_between_the_lookup_and_the_retry_is_said_so(
+    signed_in: Any, app: Any, ops: Api, store: Any, clock: Any, monkeypatch: Any
+) -> None:
+    """The race the retry script settles: the endpoint is deleted (for real, through the API)
+    after the console found the delivery and before its retry ran."""
+    delivery_id = failed_delivery(app, ops, clock)
+    webhooks = app.extensions["authgw.webhooks"]
+    real_retry = webhooks.retry
+
+    def deleted_first(name: str, did: str, by: str) -> Any:
+        assert ops.delete(f"/v1/webhooks/{name}").status_code == 204
+        return real_retry(name, did, by)
+
+    monkeypatch.setattr(webhooks, "retry", deleted_first)
+    token = csrf_of(signed_in.get("/console/webhooks"))
+    rv = signed_in.post(retry_path("core", delivery_id), data={"csrf_token": token})
+    assert rv.status_code == 404 and "削除された可能性" in rv.get_data(as_text=True)
+    assert not retries_audited(app, store)
+    assert ops.get("/v1/webhooks/core").status_code == 404
 
 
 # -- the overview --------------------------------------------------------------------------

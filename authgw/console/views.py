@@ -8,7 +8,7 @@ import unicodedata
 import zoneinfo
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import phonenumbers
 from flask import (
@@ -30,6 +30,7 @@ from wtforms.validators import ValidationError
 
 from authgw import scripts
 from authgw.auth import OPERATOR, authenticate, roles_of
+from authgw.challenges.models import Challenge
 from authgw.challenges.phones import display, to_e164
 from authgw.errors import ApiError, PhoneError
 from authgw.identifiers import CUSTOMER_ID_RE, is_customer_id, trail_id_of
@@ -117,7 +118,7 @@ def state_label(state: str) -> str:
     return str(labels.get(state, state))
 
 
-CHALLENGE_STATUSES = ("pending", "verified", "consumed", "denied", "expired", "cancelled")
+CHALLENGE_STATUSES: tuple[str, ...] = get_args(Challenge.model_fields["status"].annotation)
 
 
 def status_label(status: str) -> str:
@@ -126,6 +127,7 @@ def status_label(status: str) -> str:
         "pending": _("Waiting for approval"),
         "verified": _("Approved"),
         "consumed": _("Approved and carried out"),
+        "failed": _("Too many wrong codes"),
         "denied": _("Refused on the phone"),
         "expired": _("Expired"),
         "cancelled": _("Cancelled"),
@@ -448,22 +450,25 @@ def webhooks_page() -> str:
     return render_template("webhooks.html", endpoints=shown, retried=retried, actions=actions)
 
 
-class Gone(Exception):
-    """The endpoint or its delivery is not there (deleted since the page was drawn)."""
+class DeliveryGone(Exception):
+    """A well-formed endpoint and delivery that are not there: deleted since the page was drawn
+    (a mistyped address is a plain 404)."""
 
 
 def delivery_of(name: str, delivery_id: str) -> dict[str, Any]:
-    delivery = webhooks().delivery(name, delivery_id) if is_customer_id(name) else None
+    if not is_customer_id(name) or not DELIVERY_ID.fullmatch(delivery_id):
+        abort(404)
+    delivery = webhooks().delivery(name, delivery_id)
     if delivery is None:
-        raise Gone
+        raise DeliveryGone
     return delivery
 
 
-@bp.errorhandler(Gone)
-def gone(_exc: Gone) -> tuple[str, int]:
+@bp.errorhandler(DeliveryGone)
+def delivery_gone(_exc: DeliveryGone) -> tuple[str, int]:
     message = _(
-        "This delivery is no longer there: its endpoint, or the delivery itself, was deleted "
-        "since the page was shown. Nothing was retried."
+        "This delivery is not there: its endpoint, or the delivery itself, may have been "
+        "deleted since the page was shown. Nothing was retried."
     )
     return refusal(str(message), 404)
 
@@ -485,7 +490,7 @@ def retry_delivery(name: str, delivery_id: str) -> Response | tuple[str, int]:
         if exc.code == "delivery_not_failed":
             return not_failed(webhooks().delivery(name, delivery_id) or delivery)
         if exc.code in ("delivery_not_found", "webhook_not_found"):
-            raise Gone from exc
+            raise DeliveryGone from exc
         raise
     return redirect(url_for("console.webhooks_page", retried=delivery_id, _anchor=f"webhook-{name}"))
 
