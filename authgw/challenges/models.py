@@ -107,7 +107,12 @@ class ChallengeCreate(Strict):
     customer_id: CustomerId
     kind: Literal["transfer", "payeasy"]
     amount: int = Field(ge=1, le=99_999_999_999)
-    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), AfterValidator(_currency)] = "JPY"
+    currency: Annotated[
+        str,
+        StringConstraints(pattern=r"^[A-Z]{3}$"),
+        AfterValidator(_currency),
+        Field(description="ISO 4217, in use", json_schema_extra={"enum": sorted(CURRENCIES)}),
+    ] = "JPY"
     payee: dict[str, Any] = Field(description="TransferPayee or PayeasyPayee, by kind; ≤ 2 KiB")
     methods: list[Method] | None = Field(default=None, min_length=1, max_length=2)
     ttl_seconds: int = Field(default=300, ge=60, le=900)
