@@ -3,8 +3,10 @@ of the client, each against the call it names."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,6 +20,7 @@ from authgw.client import Client, Problem, transaction_digest
 from tests.helpers.api import transfer
 from tests.helpers.serving import in_process
 from tests.helpers.settings import API_KEY, OTHER_KEY, settings_for_tests
+from tests.helpers.stalling import stalled_error_answer
 
 
 @contextmanager
@@ -286,30 +289,11 @@ def attempt_keeping_the_error(client: Client) -> bool:
 def test_an_error_answer_whose_body_stalls_leaves_no_connection_open():
     """A 503 whose body never finishes: the client gives up at its timeout and closes the
     connection itself (left to the GC, the socket's ResourceWarning fires wherever it runs)."""
-    import gc
-    import socket
-    import warnings
-
-    listener = socket.create_server(("127.0.0.1", 0))
-    release = threading.Event()
-
-    def stall() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 40\r\n\r\n{")
-            release.wait(10)
-
-    server = threading.Thread(target=stall, daemon=True)
-    server.start()
-    try:
-        client = Client(f"http://127.0.0.1:{listener.getsockname()[1]}", API_KEY, timeout=0.5)
+    with stalled_error_answer() as url:
+        client = Client(url, API_KEY, timeout=0.5)
+        gc.collect()  # what earlier tests left is not this test's
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
             assert attempt_keeping_the_error(client)
             gc.collect()
-        assert [w for w in seen if issubclass(w.category, ResourceWarning)] == []
-    finally:
-        release.set()
-        server.join(10)
-        listener.close()
+    assert [w for w in seen if issubclass(w.category, ResourceWarning)] == []

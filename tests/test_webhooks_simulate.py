@@ -217,3 +217,17 @@ def test_unreachable_gateway_exits_non_zero(gateway):
 def test_bad_arguments_exit_2(gateway, args):
     done = gateway.simulate("--from", "090-1234-5678", "--to", "050-3000-0001", *args)
     assert done.returncode == 2
+
+
+def test_an_error_answer_whose_body_stalls_is_a_simulation_error(monkeypatch: Any) -> None:
+    """simulate-call (and the demo's phone) say the gateway's status even when its body never
+    comes, instead of a traceback (the demo would answer 500)."""
+    from authgw.errors import SimulationError
+    from authgw.webhooks import simulate
+    from tests.helpers.stalling import stalled_error_answer
+
+    monkeypatch.setattr(simulate, "TIMEOUT", 0.5)
+    params = {"CallSid": "CA" + "0" * 32}
+    with stalled_error_answer() as url, pytest.raises(SimulationError) as failed:
+        simulate.post(url, url, url + "/webhooks/twilio/voice", params, TWILIO_TOKEN)
+    assert str(failed.value) == "the gateway answered HTTP 503: (its body could not be read: TimeoutError)"

@@ -16,6 +16,7 @@ gateway (with the reason on stderr), 2 on a usage or configuration problem.
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import re
 import secrets
@@ -117,7 +118,10 @@ def post(public_url: str, base_url: str, signed_url: str, params: dict[str, str]
             return str(response.read().decode("utf-8"))
     except urllib.error.HTTPError as exc:
         with exc:
-            body = exc.read().decode("utf-8", "replace")
+            try:
+                body = exc.read().decode("utf-8", "replace")
+            except (OSError, http.client.HTTPException) as unread:  # a body cut off or stalled
+                body = f"(its body could not be read: {type(unread).__name__})"
         raise SimulationError(f"the gateway answered HTTP {exc.code}: {body}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
