@@ -87,6 +87,15 @@ def dialled(raw: str | None, region: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def rate_limit_identity(e164: str, stir: str) -> str:
+    """Who the per-caller rate limit counts a call against: the number, and whether its carrier
+    fully attested it (``TN-Validation-Passed-A``). Someone spoofing a customer's number cannot
+    get that attestation for it, so a flood of spoofed calls spends the number's unattested
+    counter and leaves the customer's own attested call its own. Where the customer's carrier
+    attests nothing, both share one counter, as before."""
+    return f"{e164} {'A' if stir == 'TN-Validation-Passed-A' else '-'}"
+
+
 def attestation_refusal(stir: str, minimum: str) -> str:
     """Why a call with this ``StirVerstat`` ('' absent) may not verify at this minimum level
     (``A``, ``B``, ``C`` or ``none``): ``attestation_failed``, ``attestation_insufficient``, or

@@ -48,7 +48,7 @@ from authgw.challenges.outcomes import RETRIES
 from authgw.errors import StoreUnavailable, ValidationFailed
 from authgw.http import whole_number
 from authgw.identifiers import customer_tag, tag_of_challenge
-from authgw.webhooks.callerid import CallerId, attestation_refusal, caller_id, dialled
+from authgw.webhooks.callerid import CallerId, attestation_refusal, caller_id, dialled, rate_limit_identity
 from authgw.webhooks.selflock import SelfLock
 from authgw.webhooks.speech import INVALID_INPUT, WRONG_CODE, Voice
 
@@ -200,7 +200,9 @@ class Calls:
         if self.limiter is not None:
             # The caller's counter and the phone index travel in one round trip.
             decision, members = self.limiter.check_and_read(
-                "caller", caller, lambda: self.store.customers_of_phone(caller)
+                "caller",
+                rate_limit_identity(caller, call.stir),
+                lambda: self.store.customers_of_phone(caller),
             )
             if not decision.allowed:
                 # A number calling in a loop: refused unanswered, nothing recorded or judged.

@@ -268,6 +268,25 @@ def test_a_number_calling_over_the_rate_limit_is_rejected_unjudged(store, clock,
     twiml(phone.call("+819087654321", LINE_1))
 
 
+def test_a_spoofed_flood_of_the_customers_number_does_not_silence_their_attested_call(store, clock, settings):
+    """Someone spoofing the customer's caller ID calls in a loop to use up the per-caller limit.
+    Their calls cannot carry the carrier's full attestation for that number, so they are
+    counted apart from the customer's own A-attested call, which still verifies. The limit
+    itself still holds for each class: attested calls in a loop are rejected too."""
+    app = create_app({**settings, "rate_limit_caller": 2, "redis_client": store, "clock": clock})
+    api, phone = Api(app.test_client()), Phone(app.test_client())
+    register(api)
+    for stir in ("", "No-TN-Validation", "TN-Validation-Passed-C", "TN-Validation-Failed-A"):
+        for line in (LINE_2, LINE_3):
+            phone.call(PHONE, line, **({"StirVerstat": stir} if stir else {}))
+    assert verbs(twiml(phone.call(PHONE, LINE_2))) == ["Reject"]  # the unattested class is spent
+    challenge = new_challenge(api)
+    twiml(phone.call(PHONE, LINE_1, StirVerstat="TN-Validation-Passed-A"))
+    assert status_of(api, challenge)["status"] == "verified"
+    twiml(phone.call(PHONE, LINE_2, StirVerstat="TN-Validation-Passed-A"))
+    assert verbs(twiml(phone.call(PHONE, LINE_3, StirVerstat="TN-Validation-Passed-A"))) == ["Reject"]
+
+
 # -- a call racing a TOTP verification (real threads, real redis-server) ------------------------
 
 
