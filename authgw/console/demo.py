@@ -23,6 +23,7 @@ from wtforms.validators import ValidationError
 
 from authgw.challenges import models
 from authgw.challenges.phones import display
+from authgw.console.views import CHALLENGE_STATUSES, status_label
 from authgw.errors import ApiError, SimulationError
 from authgw.webhooks.simulate import VOICE_PATH, as_twilio_sends, call_parameters, post
 
@@ -68,6 +69,7 @@ def page() -> str:
         registered=display(REGISTERED),
         stranger=display(STRANGER),
         payee=PAYEE,
+        status_labels={s: status_label(s) for s in CHALLENGE_STATUSES},
     )
 
 

@@ -89,7 +89,6 @@ def template_globals() -> dict[str, Any]:
         "totp_label": totp_label,
         "state_label": state_label,
         "status_label": status_label,
-        "status_labels": {s: status_label(s) for s in CHALLENGE_STATUSES},
         "action_label": action_label,
         "duration": duration,
         "local_time": local_time,

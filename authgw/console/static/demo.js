@@ -4,6 +4,7 @@
 (function () {
   const token = document.querySelector('meta[name="csrf-token"]').content;
   const $ = (id) => document.getElementById(id);
+  const statusWords = JSON.parse($("transfer-status").dataset.labels);
   let challenge = null;
   let call = null;
 
@@ -25,8 +26,7 @@
     el.dataset.state = status;
     const text = status === "pending" ? el.dataset.pending
       : status === "verified" || status === "consumed" ? el.dataset.verified : el.dataset.ended;
-    const labels = JSON.parse(el.dataset.labels);
-    show(el, text + " (" + (labels[status] || status) + ")");
+    show(el, text + " (" + (statusWords[status] || status) + ")");
   }
 
   async function poll(id) {
