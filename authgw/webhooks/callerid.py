@@ -93,7 +93,7 @@ def rate_limit_identity(e164: str, stir: str) -> str:
     get that attestation for it, so a flood of spoofed calls spends the number's unattested
     counter and leaves the customer's own attested call its own. Where the customer's carrier
     attests nothing, both share one counter, as before."""
-    return f"{e164} {'A' if stir == 'TN-Validation-Passed-A' else '-'}"
+    return f"{e164} {'A' if stir in PASSING_ATTESTATIONS['A'] else '-'}"
 
 
 def attestation_refusal(stir: str, minimum: str) -> str:
