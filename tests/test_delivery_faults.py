@@ -63,14 +63,18 @@ def call(base: str, method: str, path: str, body: Any = None) -> tuple[int, Any]
             return exc.code, json.loads(exc.read() or b"null")
 
 
+def put_customer(base: str, customer_id: str) -> tuple[int, Any]:
+    return call(base, "PUT", f"/v1/customers/{customer_id}", {"phones": ["090-1234-5678"]})
+
+
 def register(base: str, customer_id: str) -> None:
-    status, body = call(base, "PUT", f"/v1/customers/{customer_id}", {"phones": ["090-1234-5678"]})
+    status, body = put_customer(base, customer_id)
     assert status == 200, body
 
 
 def registered_or_unavailable(base: str, customer_id: str) -> bool:
     """True once registered; False on 503 (nothing acknowledged); any other answer fails."""
-    status, body = call(base, "PUT", f"/v1/customers/{customer_id}", {"phones": ["090-1234-5678"]})
+    status, body = put_customer(base, customer_id)
     assert status in (200, 503), body
     return status == 200
 
